@@ -1,0 +1,8 @@
+"""The CLIP engine app: model loading, embeddings and model versions."""
+from django.apps import AppConfig
+
+
+class ClipmatchConfig(AppConfig):
+    name = "clipmatch"
+    verbose_name = "CLIP models"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,132 @@
+"""Score a CSV of image-text pairs and, with labels, report how well they separate."""
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from clipmatch import conf
+from clipmatch.engine import ModelLoadError, get_engine
+from clipmatch.evaluation import binary_metrics
+from clipmatch.images import UnreadableImage, decode_image
+from clipmatch.scoring import best_chunk_similarity
+from clipmatch.services import thresholds_for
+
+REQUIRED = ("image_path", "text")
+
+
+def read_pairs(csv_path: Path) -> list[dict]:
+    """Rows of image_path,text[,label] with paths made absolute; errors name the row."""
+    if not csv_path.is_file():
+        raise CommandError(f"No CSV file at {csv_path}.")
+    with csv_path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        missing = [c for c in REQUIRED if c not in columns]
+        if missing:
+            raise CommandError(
+                f"{csv_path}: missing column(s) {', '.join(missing)}; "
+                "expected image_path,text[,label]."
+            )
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            label = (row.get("label") or "").strip()
+            if "label" in columns and label not in ("0", "1"):
+                raise CommandError(f"{csv_path} row {line}: label must be 0 or 1, not {label!r}.")
+            rows.append(
+                {
+                    "row": line,
+                    "image_path": row["image_path"],
+                    "path": (csv_path.parent / row["image_path"]).resolve(),
+                    "text": row["text"],
+                    "label": int(label) if label else None,
+                }
+            )
+    if not rows:
+        raise CommandError(f"{csv_path} has no rows.")
+    return rows
+
+
+class Command(BaseCommand):
+    help = (
+        "Score image_path,text[,label] pairs from a CSV (paths relative to the CSV); "
+        "with labels, report ROC-AUC, PR-AUC and accuracy/precision/recall/F1 of the "
+        "'match' class at the model's title pass threshold."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--csv", required=True, type=Path)
+        parser.add_argument("--model", help="A hub id or directory instead of the active one.")
+        parser.add_argument("--output", type=Path, help="Write the per-pair scores here.")
+        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+        parser.add_argument("--batch-size", type=int, default=None)
+
+    def handle(self, *args, **options):
+        rows = read_pairs(options["csv"])
+        try:
+            engine = get_engine(options["model"] or conf.get("MODEL"))
+            thresholds = thresholds_for(engine.source)
+        except (ModelLoadError, ImproperlyConfigured) as exc:
+            raise CommandError(str(exc)) from exc
+        batch = options["batch_size"] or conf.get("BATCH_SIZE")
+        bar = tqdm(total=len(rows), desc="pairs", unit="pair", file=sys.stderr,
+                   disable=options["verbosity"] == 0)
+        for start in range(0, len(rows), batch):
+            chunk = rows[start : start + batch]
+            readable = []
+            for row in chunk:
+                try:
+                    row["image"] = decode_image(row["path"].read_bytes()).image
+                    readable.append(row)
+                except (OSError, UnreadableImage) as exc:
+                    row["error"] = f"row {row['row']}: {exc}"
+            if readable:
+                images = engine.embed_images([r.pop("image") for r in readable])
+                texts = engine.embed_texts([r["text"] for r in readable])
+                for row, image, text in zip(readable, images, texts):
+                    row["similarity"] = best_chunk_similarity(image, text)
+            bar.update(len(chunk))
+        bar.close()
+        scored = [r for r in rows if "similarity" in r]
+        errors = [r["error"] for r in rows if "error" in r]
+        for message in errors:
+            self.stderr.write(message)
+        if options["output"]:
+            self._write(options["output"], rows, thresholds.title_pass)
+        labelled = [r for r in scored if r["label"] is not None]
+        report = {"n": len(scored), "model_version": engine.version, "unreadable": len(errors)}
+        if labelled:
+            report.update(
+                binary_metrics(
+                    [r["label"] for r in labelled],
+                    [r["similarity"] for r in labelled],
+                    thresholds.title_pass,
+                )
+            )
+        if options["json"]:
+            clean = {
+                k: None if isinstance(v, float) and math.isnan(v) else v
+                for k, v in report.items()
+            }
+            self.stdout.write(json.dumps(clean))
+            return
+        for key, value in report.items():
+            if isinstance(value, float) and not math.isnan(value):
+                value = f"{value:.4f}"
+            self.stdout.write(f"{key:>14}: {value}")
+
+    def _write(self, path: Path, rows: list[dict], threshold: float) -> None:
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["image_path", "text", "label", "similarity", "match", "error"])
+            for r in rows:
+                sim = r.get("similarity")
+                writer.writerow([
+                    r["image_path"], r["text"], "" if r["label"] is None else r["label"],
+                    "" if sim is None else f"{sim:.6f}",
+                    "" if sim is None else int(sim >= threshold), r.get("error", ""),
+                ])

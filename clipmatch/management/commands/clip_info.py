@@ -1,0 +1,48 @@
+"""Show the active CLIP model, its version, device and thresholds."""
+import json
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+
+from clipmatch import conf
+from clipmatch.engine import ModelLoadError, get_engine, resolve_model
+from clipmatch.services import thresholds_for
+
+
+class Command(BaseCommand):
+    help = "Show the active CLIP model, its version, device and thresholds."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--model", help="A hub id or directory instead of the active one.")
+        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+        parser.add_argument(
+            "--no-load", action="store_true", help="Do not load the model (no device check)."
+        )
+
+    def handle(self, *args, **options):
+        ref = options["model"] or conf.get("MODEL")
+        try:
+            source = resolve_model(ref)
+            thresholds = thresholds_for(source)
+            info = {
+                "model": ref,
+                "path": str(source.path),
+                "version": source.version,
+                "fingerprint": source.fingerprint,
+                "device_setting": conf.get("DEVICE"),
+                "thresholds": thresholds.as_dict(),
+                "metrics": source.meta.get("metrics", {}),
+            }
+            if not options["no_load"]:
+                engine = get_engine(ref)
+                info["device"] = engine.device
+                info["context_length"] = engine.context_length
+        except (ModelLoadError, ImproperlyConfigured) as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            self.stdout.write(json.dumps(info, indent=2))
+            return
+        for key, value in info.items():
+            if isinstance(value, dict):
+                value = json.dumps(value)
+            self.stdout.write(f"{key:>15}: {value}")

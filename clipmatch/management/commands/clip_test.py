@@ -1,0 +1,54 @@
+"""Score one image against one text with a CLIP model."""
+import json
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+
+from clipmatch import conf
+from clipmatch.engine import ModelLoadError, get_engine
+from clipmatch.images import UnreadableImage, decode_image
+from clipmatch.scoring import best_chunk_similarity
+from clipmatch.services import thresholds_for
+
+
+class Command(BaseCommand):
+    help = "Print the raw cosine similarity of an image and a text, and its band."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--image", required=True, type=Path)
+        parser.add_argument("--text", required=True)
+        parser.add_argument("--model", help="A hub id or directory instead of the active one.")
+        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+
+    def handle(self, *args, **options):
+        path: Path = options["image"]
+        if not path.is_file():
+            raise CommandError(f"No image file at {path}.")
+        try:
+            image = decode_image(path.read_bytes())
+        except UnreadableImage as exc:
+            raise CommandError(f"{path}: {exc}") from exc
+        try:
+            engine = get_engine(options["model"] or conf.get("MODEL"))
+            thresholds = thresholds_for(engine.source)
+        except (ModelLoadError, ImproperlyConfigured) as exc:
+            raise CommandError(str(exc)) from exc
+        image_vector = engine.embed_images([image.image])[0]
+        chunks = engine.embed_texts([options["text"]])[0]
+        similarity = best_chunk_similarity(image_vector, chunks)
+        result = {
+            "model_version": engine.version,
+            "similarity": round(similarity, 6),
+            "band": thresholds.band("title", similarity),
+            "text_windows": int(chunks.shape[0]),
+            "thresholds": thresholds.as_dict()["title"],
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(result))
+            return
+        self.stdout.write(
+            f"similarity {result['similarity']:.4f} -> {result['band']} "
+            f"(pass >= {thresholds.title_pass:.3f}, hold < {thresholds.title_hold:.3f}; "
+            f"{engine.version})"
+        )

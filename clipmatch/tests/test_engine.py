@@ -1,0 +1,108 @@
+"""The engine against real (tiny, random) CLIP checkpoints built by the tests."""
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import CLIPModel, CLIPProcessor
+
+from clipmatch.engine import ClipEngine, ModelLoadError, get_engine, resolve_model
+from clipmatch.scoring import best_chunk_similarity
+from conftest import png_bytes
+
+
+def test_resolve_model_fingerprints_a_local_directory_without_loading_it(tiny_clip_dir):
+    source = resolve_model(str(tiny_clip_dir))
+
+    assert source.path == tiny_clip_dir.resolve()
+    assert len(source.fingerprint) == 64
+    assert source.version == f"tiny-clip-0@{source.fingerprint[:12]}"
+    assert source.meta["thresholds"]["title"] == {"pass": 0.5, "hold": -0.5}
+
+
+def test_resolve_model_refuses_a_missing_directory(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        resolve_model(str(tmp_path / "nowhere"))
+
+
+def test_resolve_model_refuses_a_directory_that_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(ModelLoadError, match="has no config.json"):
+        resolve_model(str(tmp_path))
+
+
+def test_unknown_hub_id_fails_loudly_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="neither a local directory nor available"):
+        resolve_model("clipmatch-tests/no-such-model")
+
+
+def test_stored_similarity_equals_the_cosine_of_the_models_own_features(tiny_clip_dir):
+    engine = ClipEngine(resolve_model(str(tiny_clip_dir)))
+    image = Image.open(io.BytesIO(png_bytes(seed=3))).convert("RGB")
+    text = "a red striped sneaker"
+
+    ours = best_chunk_similarity(
+        engine.embed_images([image])[0], engine.embed_texts([text])[0]
+    )
+
+    model = CLIPModel.from_pretrained(tiny_clip_dir).eval()
+    processor = CLIPProcessor.from_pretrained(tiny_clip_dir)
+    inputs = processor(text=[text], images=[image], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        out = model(**inputs)
+    reference = torch.nn.functional.cosine_similarity(out.image_embeds, out.text_embeds)
+    assert ours == pytest.approx(float(reference[0]), abs=1e-5)
+
+
+def test_long_text_is_split_into_overlapping_windows_not_cut(tiny_clip_dir):
+    engine = ClipEngine(resolve_model(str(tiny_clip_dir)))
+    words = " ".join(f"word{n}" for n in range(60))
+
+    windows = engine.text_chunks(words)
+    vectors = engine.embed_texts([words, "short"])
+
+    flat = [token for window in windows for token in window]
+    all_ids = engine.tokenizer(words, add_special_tokens=False)["input_ids"]
+    assert len(windows) > 1
+    assert all(len(w) <= engine.context_length - 2 for w in windows)
+    assert set(flat) == set(all_ids)  # nothing dropped
+    assert windows[-1][-1] == all_ids[-1]
+    assert vectors[0].shape == (len(windows), 16)
+    assert vectors[1].shape == (1, 16)
+    np.testing.assert_allclose(np.linalg.norm(vectors[0], axis=1), 1.0, rtol=1e-5)
+
+
+def test_best_window_decides_a_long_texts_similarity(tiny_clip_dir):
+    engine = ClipEngine(resolve_model(str(tiny_clip_dir)))
+    image = engine.embed_images([Image.new("RGB", (40, 40), (10, 200, 10))])[0]
+    text = "green handbag " + "shipping worldwide returns accepted " * 10
+    chunks = engine.embed_texts([text])[0]
+
+    assert best_chunk_similarity(image, chunks) == pytest.approx(
+        float(np.max(chunks @ image))
+    )
+
+
+def test_cuda_requested_without_a_gpu_is_an_error_not_a_fallback(tiny_clip_dir):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ModelLoadError, match="no CUDA device"):
+        ClipEngine(resolve_model(str(tiny_clip_dir)), device="cuda")
+
+
+def test_a_corrupt_checkpoint_is_a_model_load_error(tmp_path, tiny_clip_dir):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((tiny_clip_dir / "config.json").read_text())
+    (broken / "model.safetensors").write_bytes(b"not weights")
+
+    with pytest.raises(ModelLoadError, match="Could not load model"):
+        ClipEngine(resolve_model(str(broken)))
+
+
+def test_get_engine_loads_once_per_process(tiny_clip_dir):
+    first = get_engine(str(tiny_clip_dir), "cpu")
+    second = get_engine(str(tiny_clip_dir), "cpu")
+
+    assert first is second

@@ -1,0 +1,151 @@
+"""Settings shared by every environment; values come from the environment."""
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+env_file = BASE_DIR / ".env"
+if env_file.exists():
+    env.read_env(str(env_file))
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "clipmatch",
+    "listings",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+VAR_DIR = Path(env("CLIPMATCH_VAR_DIR", default=str(BASE_DIR / "var")))
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Workers and the web process write concurrently: IMMEDIATE takes the write lock
+    # at BEGIN, so a transaction never fails halfway with "database is locked", and
+    # WAL lets readers go on while one process writes.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env("CLIPMATCH_MEDIA_ROOT", default=str(VAR_DIR / "media")))
+
+# Uploads above this are refused before the image is even opened.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+# --- Task queue -----------------------------------------------------------------
+# timeout < retry: a task still running when "retry" elapses would be handed to a
+# second worker. Attempts are finite. Workers hold a loaded model, so they are
+# recycled rarely (the default of 500 tasks would reload the model that often).
+REDIS_URL = env("REDIS_URL", default="")
+Q_CLUSTER = {
+    "name": env("Q_CLUSTER_NAME", default="clipmatch"),
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": env.int("Q_TIMEOUT", default=120),
+    "retry": env.int("Q_RETRY", default=300),
+    "max_attempts": 2,
+    "recycle": 20_000,
+    "save_limit": 1000,
+    "ack_failures": True,
+    "catch_up": False,
+    "poll": 0.5,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- CLIP scoring -----------------------------------------------------------------
+# Read lazily through clipmatch.conf; nothing here loads a model.
+CLIPMATCH = {
+    # A hub id ("openai/clip-vit-base-patch32") or a local save_pretrained folder.
+    "MODEL": env("CLIPMATCH_MODEL", default=str(BASE_DIR / "clipmatch/bundled/clipmatch-mini")),
+    "DEVICE": env("CLIPMATCH_DEVICE", default="auto"),
+    # JSON like {"title": {"pass": 0.26, "hold": 0.19}, "description": {...}}; when
+    # empty, the thresholds shipped in the model folder's clipmatch.json are used.
+    "THRESHOLDS": env.json("CLIPMATCH_THRESHOLDS", default={}),
+    "CATEGORY_TOP_K": env.int("CLIPMATCH_CATEGORY_TOP_K", default=0),
+    "PROMPT_TEMPLATES": [
+        "a photo of a {}.",
+        "a product photo of a {}.",
+        "a {} for sale.",
+        "a close-up photo of the {}.",
+    ],
+    "AUDIT_RATE": env.float("CLIPMATCH_AUDIT_RATE", default=0.02),
+    "BATCH_SIZE": env.int("CLIPMATCH_BATCH_SIZE", default=32),
+    "TORCH_THREADS": env.int("CLIPMATCH_TORCH_THREADS", default=1),
+    "MAX_IMAGE_PIXELS": env.int("CLIPMATCH_MAX_IMAGE_PIXELS", default=40_000_000),
+    "MAX_IMAGE_BYTES": env.int("CLIPMATCH_MAX_IMAGE_BYTES", default=15 * 1024 * 1024),
+    "IMAGE_FORMATS": ["JPEG", "MPO", "PNG", "WEBP", "GIF"],
+    "SCORING_MAX_ATTEMPTS": env.int("CLIPMATCH_SCORING_MAX_ATTEMPTS", default=3),
+    "SCORING_RETRY_BACKOFF": env.int("CLIPMATCH_SCORING_RETRY_BACKOFF", default=30),
+    "SCORING_STALE_AFTER": env.int("CLIPMATCH_SCORING_STALE_AFTER", default=300),
+    "RECONCILE_EVERY_MINUTES": env.int("CLIPMATCH_RECONCILE_EVERY_MINUTES", default=1),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

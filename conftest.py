@@ -1,0 +1,116 @@
+"""Fixtures shared by every app's tests: tiny real CLIP checkpoints and factories."""
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+BUNDLED_MODEL = Path(__file__).parent / "clipmatch" / "bundled" / "clipmatch-mini"
+TINY_THRESHOLDS = {
+    "title": {"pass": 0.5, "hold": -0.5},
+    "description": {"pass": 0.5, "hold": -0.5},
+    "category_top_k": 0,
+}
+TINY_TEXTS = [
+    "a red striped sneaker",
+    "blue dotted mug for coffee",
+    "green handbag with checked pattern, leather",
+    "a photo of a lamp",
+    "black watch, shipping worldwide, returns accepted within thirty days",
+]
+
+
+def build_tiny_clip(path: Path, *, seed: int = 0, context: int = 16) -> Path:
+    """Save a randomly initialised, really loadable CLIP checkpoint to `path`."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    from training.tokenizer import build_tokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(TINY_TEXTS * 4, vocab_size=600)
+    tokenizer.model_max_length = context
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": context,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={
+            "image_size": 32,
+            "patch_size": 8,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+        },
+        projection_dim=16,
+    )
+    model = CLIPModel(config)
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+        ),
+        tokenizer=tokenizer,
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    (path / "clipmatch.json").write_text(
+        json.dumps({"name": f"tiny-clip-{seed}", "thresholds": TINY_THRESHOLDS})
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> Path:
+    return build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def bundled_model_dir() -> Path:
+    if not (BUNDLED_MODEL / "config.json").exists():
+        pytest.fail(f"The bundled model is missing from {BUNDLED_MODEL}.")
+    return BUNDLED_MODEL
+
+
+@pytest.fixture
+def use_model(settings):
+    """Point CLIPMATCH at a model directory (and optional thresholds) for one test."""
+
+    def use(path: Path, thresholds: dict | None = None):
+        settings.CLIPMATCH = {
+            **settings.CLIPMATCH,
+            "MODEL": str(path),
+            "THRESHOLDS": thresholds or {},
+        }
+
+    return use
+
+
+def png_bytes(colour=(200, 30, 30), size=(48, 40), mode="RGB", seed=0) -> bytes:
+    """A small real PNG with a little noise so that every seed hashes differently."""
+    rng = random.Random(seed)
+    image = Image.new(mode, size, colour if mode == "RGB" else 128)
+    image.putpixel((rng.randrange(size[0]), rng.randrange(size[1])), colour)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def sync_queue(monkeypatch):
+    """Run async_task inline (django-q2 reads its settings once, at import)."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)

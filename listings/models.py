@@ -1,0 +1,211 @@
+"""Listings, images, scores, scoring attempts and the append-only decision log."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from clipmatch.images import read_bytes, sha256_hex
+from clipmatch.models import ModelVersion
+
+
+class Category(models.Model):
+    """A marketplace category; its name is also the zero-shot label CLIP is asked."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Listing(models.Model):
+    """A seller's product listing; its status changes only through services."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Awaiting check"
+        PASSED = "passed", "Passed"
+        REVIEW = "review", "Needs review"
+        HELD = "held", "Held"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    seller = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="listings"
+    )
+    title = models.CharField(max_length=200)
+    description = models.TextField(max_length=5000, blank=True)
+    category = models.ForeignKey(Category, on_delete=models.PROTECT)
+    price = models.DecimalField(
+        max_digits=10, decimal_places=2, validators=[MinValueValidator(0)]
+    )
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    # Hash of what was last sent for scoring: title, description, category, images.
+    content_hash = models.CharField(max_length=64, blank=True, editable=False)
+    scoring_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    scoring_error = models.TextField(blank=True, editable=False)
+    score = models.ForeignKey(
+        "ListingScore",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+        help_text="The score that routed the listing last.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "scoring_queued_at"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+def _image_path(instance: ListingImage, filename: str) -> str:
+    return f"listings/{instance.listing_id}/{filename}"
+
+
+class ListingImage(models.Model):
+    """One photo of a listing; its content hash keys the embedding cache."""
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="images")
+    image = models.ImageField(upload_to=_image_path)
+    content_hash = models.CharField(max_length=64, editable=False)
+    position = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return f"Image {self.position + 1} of {self.listing_id}"
+
+    def save(self, *args, **kwargs):
+        # The hash must always describe the stored bytes, however the row is saved.
+        if self.image:
+            self.content_hash = sha256_hex(read_bytes(self.image.file))
+        super().save(*args, **kwargs)
+
+
+class ListingScore(models.Model):
+    """What one model saw in one version of a listing's content, and the verdict."""
+
+    class Verdict(models.TextChoices):
+        PASS = "pass", "Pass"
+        REVIEW = "review", "Review"
+        HOLD = "hold", "Hold"
+        FAILED = "failed", "Scoring failed"
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="scores")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT)
+    content_hash = models.CharField(max_length=64)
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    similarity = models.FloatField(
+        null=True, help_text="Lowest raw cosine of an image with the title."
+    )
+    thresholds = models.JSONField(default=dict)
+    reasons = models.JSONField(default=list)
+    images = models.JSONField(default=list, help_text="Per-image evidence.")
+    audit_sample = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-computed_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["listing", "content_hash", "model_version"],
+                name="unique_score_per_content_and_model",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_verdict_display()} ({self.model_version})"
+
+
+class ScoringAttempt(models.Model):
+    """One run of the scoring task; the database, not the queue, tracks the work."""
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running", "Running"
+        SCORED = "scored", "Scored"
+        FAILED = "failed", "Failed"
+        ABANDONED = "abandoned", "Abandoned (worker died or timed out)"
+        SUPERSEDED = "superseded", "Superseded by newer content"
+
+    listing = models.ForeignKey(
+        Listing, on_delete=models.CASCADE, related_name="scoring_attempts"
+    )
+    content_hash = models.CharField(max_length=64)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(
+        max_length=10, choices=Outcome.choices, default=Outcome.RUNNING
+    )
+    error = models.TextField(blank=True)
+    retry_after = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["listing", "content_hash"])]
+
+
+class DecisionQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("Listing decisions are append-only.")
+
+    def delete(self):
+        raise TypeError("Listing decisions are append-only.")
+
+
+class ListingDecision(models.Model):
+    """An append-only record of one status change: who, from, to, why, on what score."""
+
+    listing = models.ForeignKey(
+        Listing, on_delete=models.PROTECT, related_name="decisions"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        help_text="Empty when the system decided.",
+    )
+    from_status = models.CharField(max_length=10, choices=Listing.Status.choices)
+    to_status = models.CharField(max_length=10, choices=Listing.Status.choices)
+    reason_code = models.CharField(max_length=40)
+    reason = models.TextField(blank=True)
+    model_version = models.CharField(max_length=300, blank=True)
+    score = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = DecisionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status} → {self.to_status} ({self.reason_code})"
+
+    @property
+    def actor_label(self) -> str:
+        return self.actor.get_username() if self.actor else "system"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise TypeError("Listing decisions are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("Listing decisions are append-only.")

@@ -1,0 +1,499 @@
+"""Writes for listings: the status machine, scoring requests, scoring and reconciling."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from functools import partial
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from clipmatch import conf
+from clipmatch.engine import ModelLoadError
+from clipmatch.images import UnreadableImage, decode_image
+from clipmatch.scoring import Assessment, assess, best_chunk_similarity, rank_categories
+from clipmatch.services import (
+    ActiveModel,
+    category_vectors,
+    embeddings_images,
+    embeddings_texts,
+    model_version_active,
+)
+from listings.models import (
+    Category,
+    Listing,
+    ListingDecision,
+    ListingImage,
+    ListingScore,
+    ScoringAttempt,
+)
+
+logger = logging.getLogger(__name__)
+Status = Listing.Status
+
+SYSTEM_STATES = {Status.PENDING, Status.PASSED, Status.REVIEW, Status.HELD}
+# from -> the states a change may lead to. Moderators' decisions come in a later
+# issue; the system routes, re-routes and sends changed content back to PENDING.
+TRANSITIONS: dict[str, set[str]] = {
+    Status.PENDING: {Status.PASSED, Status.REVIEW, Status.HELD},
+    Status.PASSED: {Status.PENDING, Status.REVIEW, Status.HELD},
+    Status.REVIEW: {Status.PENDING, Status.PASSED, Status.HELD, Status.APPROVED, Status.REJECTED},
+    Status.HELD: {Status.PENDING, Status.PASSED, Status.REVIEW, Status.APPROVED, Status.REJECTED},
+    Status.APPROVED: {Status.PENDING},
+    Status.REJECTED: {Status.PENDING},
+}
+VERDICT_STATUS = {
+    ListingScore.Verdict.PASS: Status.PASSED,
+    ListingScore.Verdict.REVIEW: Status.REVIEW,
+    ListingScore.Verdict.HOLD: Status.HELD,
+    ListingScore.Verdict.FAILED: Status.REVIEW,
+}
+SCORE_TASK = "listings.tasks.score_listing"
+
+
+class TransitionNotAllowed(Exception):
+    """A status change that the state machine forbids from the current state."""
+
+
+def listing_content_hash(*, listing: Listing) -> str:
+    """Hash of everything the model looks at; equal hashes need no new model work."""
+    digest = hashlib.sha256()
+    for part in (listing.title, listing.description, listing.category.name):
+        digest.update(part.encode("utf-8") + b"\x00")
+    for image_hash in listing.images.values_list("content_hash", flat=True):
+        digest.update(image_hash.encode("ascii") + b"\x00")
+    return digest.hexdigest()
+
+
+def listing_transition(
+    *,
+    listing: Listing,
+    to_status: str,
+    actor=None,
+    reason_code: str,
+    reason: str = "",
+    score: ListingScore | None = None,
+) -> ListingDecision:
+    """Move a listing to a new status and write its audit row, in one transaction."""
+    from_status = listing.status
+    if to_status not in TRANSITIONS.get(from_status, set()):
+        raise TransitionNotAllowed(
+            f"A listing cannot go from {from_status} to {to_status}."
+        )
+    with transaction.atomic():
+        listing.status = to_status
+        fields = ["status", "updated_at"]
+        if score is not None:
+            listing.score = score
+            fields.append("score")
+        listing.save(update_fields=fields)
+        return ListingDecision.objects.create(
+            listing=listing,
+            actor=actor,
+            from_status=from_status,
+            to_status=to_status,
+            reason_code=reason_code,
+            reason=reason,
+            model_version=str(score.model_version) if score else "",
+            score=score.similarity if score else None,
+        )
+
+
+def _locked(listing_id: int) -> Listing | None:
+    return (
+        Listing.objects.select_for_update()
+        .select_related("category")
+        .filter(pk=listing_id)
+        .first()
+    )
+
+
+def _queue(listing_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task(SCORE_TASK, listing_id, task_name=f"score-listing-{listing_id}")
+
+
+def listing_request_scoring(*, listing_id: int, force: bool = False) -> bool:
+    """Send a listing for scoring if its content changed; True when a task was queued.
+
+    Runs after the save that changed the content has committed. An unchanged save,
+    or one whose content is already queued, queues nothing.
+    """
+    with transaction.atomic():
+        listing = _locked(listing_id)
+        if listing is None:
+            return False
+        content_hash = listing_content_hash(listing=listing)
+        unchanged = content_hash == listing.content_hash
+        if unchanged and not force:
+            return False
+        listing.content_hash = content_hash
+        listing.scoring_queued_at = timezone.now()
+        listing.scoring_error = ""
+        listing.save(update_fields=["content_hash", "scoring_queued_at", "scoring_error"])
+        if listing.status != Status.PENDING:
+            listing_transition(
+                listing=listing,
+                to_status=Status.PENDING,
+                reason_code="content_changed" if not unchanged else "rescore",
+                reason="The title, description, category or images changed."
+                if not unchanged
+                else "Sent for scoring again.",
+            )
+        transaction.on_commit(partial(_queue, listing.pk))
+    return True
+
+
+@dataclass
+class ScoreOutcome:
+    """What one run of the scoring task did."""
+
+    listing_id: int
+    outcome: str
+    status: str | None = None
+    detail: str = ""
+
+
+def _worker_label() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def listing_score(*, listing_id: int) -> ScoreOutcome:
+    """Score a pending listing's current content once and route it; safe to repeat."""
+    with transaction.atomic():
+        listing = _locked(listing_id)
+        if listing is None:
+            return ScoreOutcome(listing_id, "missing")
+        if listing.status != Status.PENDING:
+            return ScoreOutcome(listing_id, "not_pending", listing.status)
+        content_hash = listing.content_hash or listing_content_hash(listing=listing)
+        attempt = ScoringAttempt.objects.create(
+            listing=listing,
+            content_hash=content_hash,
+            started_at=timezone.now(),
+            worker=_worker_label(),
+        )
+    # The attempt row is committed before any slow work: if this worker dies now,
+    # the reconciler sees a running attempt that never finished.
+    try:
+        active = model_version_active()
+        assessment = _assess(listing, active)
+    except UnreadableImage as exc:
+        return _finish_failed(attempt, str(exc), permanent=True)
+    except (ModelLoadError, ImproperlyConfigured) as exc:
+        logger.error("Scoring listing %s failed: %s", listing_id, exc)
+        return _finish_failed(attempt, f"{exc.__class__.__name__}: {exc}", permanent=False)
+    except Exception as exc:  # a model or database error: retried, never passed
+        logger.exception("Scoring listing %s failed", listing_id)
+        return _finish_failed(attempt, f"{exc.__class__.__name__}: {exc}", permanent=False)
+    return _finish_scored(attempt, active, assessment)
+
+
+def _assess(listing: Listing, active: ActiveModel) -> Assessment:
+    images = list(listing.images.all())
+    texts = [listing.title] + ([listing.description] if listing.description else [])
+
+    def decoder(number: int, image: ListingImage):
+        def decode():
+            try:
+                with image.image.open("rb") as fh:
+                    return decode_image(fh.read()).image
+            except UnreadableImage as exc:
+                raise UnreadableImage(f"Image {number}: {exc}") from exc
+            except OSError as exc:
+                raise UnreadableImage(
+                    f"Image {number}: the file cannot be opened ({exc})."
+                ) from exc
+
+        return decode
+
+    engine = active.engine
+    image_vectors = embeddings_images(
+        version=active.version,
+        images=[(img.content_hash, decoder(n, img)) for n, img in enumerate(images, 1)],
+        engine=engine,
+    )
+    text_vectors = embeddings_texts(version=active.version, texts=texts, engine=engine)
+    names = list(Category.objects.filter(active=True).values_list("name", flat=True))
+    if listing.category.name not in names:
+        names.append(listing.category.name)
+    classes = category_vectors(version=active.version, names=names, engine=engine)
+    title_sims, description_sims, rankings = [], [], []
+    for vector in image_vectors:
+        title_sims.append(best_chunk_similarity(vector, text_vectors[0]))
+        description_sims.append(
+            best_chunk_similarity(vector, text_vectors[1]) if len(texts) > 1 else None
+        )
+        rankings.append(rank_categories(vector, names, classes))
+    return assess(
+        title_sims=title_sims,
+        description_sims=description_sims,
+        category_rankings=rankings,
+        listed_category=listing.category.name,
+        thresholds=active.thresholds,
+    )
+
+
+def _finish_scored(
+    attempt: ScoringAttempt, active: ActiveModel, assessment: Assessment
+) -> ScoreOutcome:
+    now = timezone.now()
+    with transaction.atomic():
+        listing = _locked(attempt.listing_id)
+        if listing is None:
+            return ScoreOutcome(attempt.listing_id, "missing")
+        if listing.status != Status.PENDING or listing.content_hash != attempt.content_hash:
+            # Someone else finished first, or the content changed while we worked:
+            # the newer request has its own task.
+            _close(attempt, ScoringAttempt.Outcome.SUPERSEDED, now)
+            return ScoreOutcome(listing.pk, "superseded", listing.status)
+        audit = assessment.verdict == ListingScore.Verdict.PASS and (
+            random.random() < conf.get("AUDIT_RATE")
+        )
+        to_status = _route(listing, active, assessment, attempt.content_hash, audit, now)
+        _close(attempt, ScoringAttempt.Outcome.SCORED, now)
+    return ScoreOutcome(listing.pk, "scored", to_status)
+
+
+def _route(
+    listing: Listing,
+    active: ActiveModel,
+    assessment: Assessment,
+    content_hash: str,
+    audit: bool,
+    now: datetime,
+    reason_code: str = "",
+) -> str:
+    """Store the score for this content and model, and move the listing to its band.
+
+    A score for the same content and model is updated in place (a rescore after a
+    threshold change): the constraint keeps exactly one per content and model.
+    """
+    reasons = list(assessment.reasons)
+    if audit:
+        reasons.append("Picked at random for an audit of passed listings.")
+    score, _ = ListingScore.objects.update_or_create(
+        listing=listing,
+        content_hash=content_hash,
+        model_version=active.version,
+        defaults={
+            "verdict": assessment.verdict,
+            "similarity": assessment.similarity,
+            "thresholds": active.thresholds.as_dict(),
+            "reasons": reasons,
+            "images": assessment.images_as_dicts(),
+            "audit_sample": audit,
+            "error": "",
+            "computed_at": now,
+        },
+    )
+    to_status = Status.REVIEW if audit else VERDICT_STATUS[assessment.verdict]
+    if to_status == listing.status:
+        listing.score = score
+        listing.save(update_fields=["score", "updated_at"])
+        return to_status
+    listing_transition(
+        listing=listing,
+        to_status=to_status,
+        reason_code=reason_code
+        or ("audit_sample" if audit else f"scored_{assessment.verdict}"),
+        reason=" ".join(reasons),
+        score=score,
+    )
+    return to_status
+
+
+def listing_rescore(*, listing_id: int, active: ActiveModel | None = None) -> ScoreOutcome:
+    """Score a listing again with the active model and thresholds; re-route if needed.
+
+    Human decisions are never overridden: approved and rejected listings are left
+    alone. Cached embeddings make a threshold change cost no model run.
+    """
+    listing = Listing.objects.select_related("category").filter(pk=listing_id).first()
+    if listing is None:
+        return ScoreOutcome(listing_id, "missing")
+    if listing.status == Status.PENDING:
+        return listing_score(listing_id=listing_id)
+    if listing.status not in SYSTEM_STATES:
+        return ScoreOutcome(listing_id, "decided", listing.status)
+    status, content_hash = listing.status, listing.content_hash
+    active = active or model_version_active()
+    try:
+        assessment = _assess(listing, active)
+    except UnreadableImage as exc:
+        return ScoreOutcome(listing_id, "failed", listing.status, str(exc))
+    with transaction.atomic():
+        listing = _locked(listing_id)
+        if listing.status != status or listing.content_hash != content_hash:
+            return ScoreOutcome(listing_id, "superseded", listing.status)
+        previous = listing.score
+        audit = bool(
+            previous
+            and previous.audit_sample
+            and assessment.verdict == ListingScore.Verdict.PASS
+        )
+        to_status = _route(
+            listing, active, assessment, content_hash, audit, timezone.now(), "rescored"
+        )
+    return ScoreOutcome(listing_id, "rescored", to_status)
+
+
+def _close(attempt: ScoringAttempt, outcome: str, now: datetime, error: str = "") -> None:
+    attempt.outcome = outcome
+    attempt.finished_at = now
+    attempt.error = error
+    attempt.save(update_fields=["outcome", "finished_at", "error", "retry_after"])
+
+
+def _failures(listing: Listing, content_hash: str) -> int:
+    return ScoringAttempt.objects.filter(
+        listing=listing,
+        content_hash=content_hash,
+        outcome__in=[ScoringAttempt.Outcome.FAILED, ScoringAttempt.Outcome.ABANDONED],
+    ).count()
+
+
+def _finish_failed(attempt: ScoringAttempt, error: str, *, permanent: bool) -> ScoreOutcome:
+    now = timezone.now()
+    with transaction.atomic():
+        listing = _locked(attempt.listing_id)
+        if listing is None:
+            return ScoreOutcome(attempt.listing_id, "missing")
+        if listing.status != Status.PENDING or listing.content_hash != attempt.content_hash:
+            _close(attempt, ScoringAttempt.Outcome.SUPERSEDED, now, error)
+            return ScoreOutcome(listing.pk, "superseded", listing.status)
+        failures = _failures(listing, attempt.content_hash) + 1
+        if not permanent and failures < conf.get("SCORING_MAX_ATTEMPTS"):
+            backoff = conf.get("SCORING_RETRY_BACKOFF") * 2 ** (failures - 1)
+            attempt.retry_after = now + timedelta(seconds=backoff)
+            _close(attempt, ScoringAttempt.Outcome.FAILED, now, error)
+            listing.scoring_error = error
+            listing.save(update_fields=["scoring_error"])
+            return ScoreOutcome(listing.pk, "retry", listing.status, error)
+        _close(attempt, ScoringAttempt.Outcome.FAILED, now, error)
+        status = _quarantine(listing, error, failures=failures, permanent=permanent)
+    return ScoreOutcome(listing.pk, "failed", status, error)
+
+
+def _quarantine(listing: Listing, error: str, *, failures: int, permanent: bool) -> str:
+    """Send a listing that cannot be scored to a person, never to passed."""
+    if permanent:
+        reason = f"Scoring failed: {error}"
+    else:
+        reason = f"Scoring failed {failures} times; last error: {error}"
+    listing.scoring_error = reason
+    listing.save(update_fields=["scoring_error"])
+    listing_transition(
+        listing=listing,
+        to_status=Status.REVIEW,
+        reason_code="scoring_failed",
+        reason=reason,
+    )
+    return Status.REVIEW
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass of the reconciler found and did, by listing id."""
+
+    requeued: list[int] = field(default_factory=list)
+    abandoned: list[int] = field(default_factory=list)
+    quarantined: list[int] = field(default_factory=list)
+    waiting: list[int] = field(default_factory=list)
+
+
+def scoring_reconcile(*, now: datetime | None = None, limit: int = 500) -> ReconcileReport:
+    """Re-queue pending listings whose task was lost, died or is due for a retry.
+
+    The queue can lose a task (Redis) or re-run it forever (the ORM broker): the
+    database says what still needs scoring, and this pass acts on it.
+    """
+    now = now or timezone.now()
+    stale_after = timedelta(seconds=conf.get("SCORING_STALE_AFTER"))
+    max_attempts = conf.get("SCORING_MAX_ATTEMPTS")
+    report = ReconcileReport()
+    pending = Listing.objects.filter(status=Status.PENDING).order_by("scoring_queued_at")
+    for listing_id in pending.values_list("pk", flat=True)[:limit]:
+        with transaction.atomic():
+            listing = _locked(listing_id)
+            if listing is None or listing.status != Status.PENDING:
+                continue
+            attempts = ScoringAttempt.objects.filter(
+                listing=listing, content_hash=listing.content_hash
+            )
+            running = attempts.filter(outcome=ScoringAttempt.Outcome.RUNNING)
+            for attempt in running:
+                if attempt.started_at < now - stale_after:
+                    _close(
+                        attempt,
+                        ScoringAttempt.Outcome.ABANDONED,
+                        now,
+                        "The worker stopped before it finished (killed or timed out).",
+                    )
+                    report.abandoned.append(listing.pk)
+            if running.filter(started_at__gte=now - stale_after).exists():
+                report.waiting.append(listing.pk)
+                continue
+            failures = _failures(listing, listing.content_hash)
+            if failures >= max_attempts:
+                last = attempts.exclude(error="").first()
+                _quarantine(
+                    listing,
+                    last.error if last else "unknown error",
+                    failures=failures,
+                    permanent=False,
+                )
+                report.quarantined.append(listing.pk)
+                continue
+            last = attempts.first()
+            if last is not None and last.outcome == ScoringAttempt.Outcome.FAILED:
+                if last.retry_after and last.retry_after > now:
+                    report.waiting.append(listing.pk)
+                    continue
+            elif (
+                listing.scoring_queued_at
+                and listing.scoring_queued_at >= now - stale_after
+                and (last is None or last.started_at < listing.scoring_queued_at)
+            ):
+                # Queued and not picked up yet: give the queue its time.
+                report.waiting.append(listing.pk)
+                continue
+            listing.scoring_queued_at = now
+            listing.save(update_fields=["scoring_queued_at"])
+            transaction.on_commit(partial(_queue, listing.pk))
+            report.requeued.append(listing.pk)
+    return report
+
+
+def listing_create(
+    *,
+    seller,
+    title: str,
+    description: str,
+    category: Category,
+    price: Decimal,
+    images: list[tuple[str, bytes]],
+) -> Listing:
+    """Create a listing with its images in one transaction; scoring follows commit."""
+    with transaction.atomic():
+        listing = Listing.objects.create(
+            seller=seller,
+            title=title,
+            description=description,
+            category=category,
+            price=price,
+        )
+        for position, (name, data) in enumerate(images):
+            ListingImage.objects.create(
+                listing=listing, image=ContentFile(data, name=name), position=position
+            )
+    return listing

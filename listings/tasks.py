@@ -1,0 +1,18 @@
+"""django-q2 tasks: they take ids, call one service, and are safe to run twice."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+
+def score_listing(listing_id: int) -> dict:
+    """Score one listing's current content (queued on commit by its save)."""
+    from listings.services import listing_score
+
+    return asdict(listing_score(listing_id=listing_id))
+
+
+def reconcile_scoring() -> dict:
+    """Re-queue listings whose scoring was lost, died or is due for a retry."""
+    from listings.services import scoring_reconcile
+
+    return asdict(scoring_reconcile())
