@@ -1,0 +1,1 @@
+"""Synthetic catalog and the small CLIP model that clipmatch bundles."""

@@ -1,0 +1,463 @@
+"""Train clipmatch-mini, the small CLIP bundled with the app, on the synthetic catalog.
+
+    python -m training.train_mini --output clipmatch/bundled/clipmatch-mini
+
+Builds a ``transformers.CLIPModel`` from a small ``CLIPConfig``, trains it with CLIP's
+symmetric contrastive loss plus NegCLIP-style hard negatives (the caption with one
+attribute swapped as extra columns of the image-to-text softmax) and an auxiliary
+pairwise sigmoid loss that makes raw cosines comparable across images, then saves
+model, processor and ``clipmatch.json`` (thresholds and held-out metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import random
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from training import evaluate_mini
+from training.catalog import (
+    ATTRIBUTES,
+    CALIBRATION_SEED,
+    CATEGORIES,
+    HELDOUT_SEED,
+    TRAIN_SEED_LIMIT,
+    all_products,
+    generate_item,
+    product_description,
+    product_title,
+    random_product,
+    swap_attribute,
+)
+from training.tokenizer import BOS_ID, CONTEXT_LENGTH, EOS_ID, build_tokenizer
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+PRODUCTS = all_products()
+PRODUCT_ID = {p: i for i, p in enumerate(PRODUCTS)}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--output", required=True, help="directory to save the model to")
+    p.add_argument("--seed", type=int, default=0, help="training data/model seed")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--patch-size", type=int, default=8)
+    p.add_argument("--n-images", type=int, default=16000, help="pre-rendered photos")
+    p.add_argument("--vision-width", type=int, default=192)
+    p.add_argument("--vision-layers", type=int, default=4)
+    p.add_argument("--text-width", type=int, default=128)
+    p.add_argument("--text-layers", type=int, default=3)
+    p.add_argument("--projection-dim", type=int, default=128)
+    p.add_argument("--vocab-size", type=int, default=2048)
+    p.add_argument("--title-frac", type=float, default=0.6)
+    p.add_argument(
+        "--hard-negatives",
+        type=int,
+        default=3,
+        choices=range(4),
+        help="swapped-attribute captions per image (0 = plain CLIP loss)",
+    )
+    p.add_argument("--sigmoid-weight", type=float, default=1.0)
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    p.add_argument("--eval-n", type=int, default=2000)
+    p.add_argument("--monitor-every", type=int, default=250)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="rendering processes")
+    args = p.parse_args(argv)
+    if not 0 <= args.seed < TRAIN_SEED_LIMIT:
+        p.error(f"--seed must be in [0, {TRAIN_SEED_LIMIT}) to stay off held-out data")
+    return args
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _render(job: tuple[int, int, int]) -> tuple[bytes, int]:
+    index, seed, size = job
+    item = generate_item(index, seed=seed, size=size)
+    return item.image.tobytes(), PRODUCT_ID[item.product]
+
+
+def render_pool(n: int, seed: int, size: int, workers: int):
+    """``n`` training photos as a uint8 (n, 3, size, size) tensor plus product ids.
+
+    Cached under training/data/ (git-ignored) because rendering takes minutes.
+    """
+    cache = DATA_DIR / f"pool-seed{seed}-n{n}-s{size}.npz"
+    if cache.exists():
+        data = np.load(cache)
+        return torch.from_numpy(data["images"]), torch.from_numpy(data["products"])
+    jobs = [(i, seed, size) for i in range(n)]
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            rendered = pool.map(_render, jobs, chunksize=256)
+    else:
+        rendered = [_render(j) for j in jobs]
+    images = np.frombuffer(b"".join(r[0] for r in rendered), dtype=np.uint8)
+    images = images.reshape(n, size, size, 3).transpose(0, 3, 1, 2).copy()
+    products = np.array([r[1] for r in rendered], dtype=np.int64)
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, images=images, products=products)
+    return torch.from_numpy(images), torch.from_numpy(products)
+
+
+def tokenizer_corpus(n: int = 6000, seed: int = 0) -> list[str]:
+    """Catalog titles and descriptions to learn the BPE vocabulary from."""
+    rng = random.Random(f"clipmatch-tokenizer-{seed}")
+    texts = []
+    for _ in range(n):
+        product = random_product(rng)
+        texts.append(product_title(product, rng))
+        texts.append(product_description(product, rng))
+    return texts
+
+
+def caption(product, kind: str, text_seed: int) -> str:
+    """Title or description of ``product`` in the wording fixed by ``text_seed``."""
+    rng = random.Random(text_seed)
+    title = product_title(product, rng)
+    return title if kind == "title" else product_description(product, rng)
+
+
+def augment(images: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random horizontal flips and small shifts of a uint8 image batch."""
+    b, _, h, w = images.shape
+    flip = torch.rand(b, generator=gen) < 0.5
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="replicate")
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
+    return torch.stack(
+        [padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)]
+    )
+
+
+# -------------------------------------------------------------------------- model
+
+
+def build_model(args: argparse.Namespace, vocab_size: int):
+    """A freshly initialised small ``CLIPModel``."""
+    from transformers import CLIPConfig, CLIPModel
+
+    heads = lambda width: max(1, width // 32)  # noqa: E731 - 32-dim heads
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": vocab_size,
+            "hidden_size": args.text_width,
+            "intermediate_size": 4 * args.text_width,
+            "num_hidden_layers": args.text_layers,
+            "num_attention_heads": heads(args.text_width),
+            "max_position_embeddings": CONTEXT_LENGTH,
+            "bos_token_id": BOS_ID,
+            "eos_token_id": EOS_ID,
+            "pad_token_id": EOS_ID,
+        },
+        vision_config={
+            "hidden_size": args.vision_width,
+            "intermediate_size": 4 * args.vision_width,
+            "num_hidden_layers": args.vision_layers,
+            "num_attention_heads": heads(args.vision_width),
+            "image_size": args.image_size,
+            "patch_size": args.patch_size,
+        },
+        projection_dim=args.projection_dim,
+    )
+    return CLIPModel(config)
+
+
+def build_processor(tokenizer, image_size: int):
+    """A ``CLIPProcessor`` whose image processor outputs ``image_size`` pixels."""
+    from transformers import CLIPImageProcessorPil, CLIPProcessor
+
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+    )
+    return CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+class PairwiseHead(torch.nn.Module):
+    """Training-only scale and bias for the sigmoid loss (not saved)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(math.log(10.0)))
+        self.bias = torch.nn.Parameter(torch.tensor(-5.0))
+
+    def forward(self, cosines: torch.Tensor) -> torch.Tensor:
+        return cosines * self.scale.exp() + self.bias
+
+
+def clip_loss(
+    img: torch.Tensor,
+    txt: torch.Tensor,
+    img_pid: torch.Tensor,
+    txt_pid: torch.Tensor,
+    logit_scale: torch.Tensor,
+) -> torch.Tensor:
+    """Symmetric CLIP loss; texts after the first len(img) are extra hard negatives.
+
+    A column describing the same product as the row (a duplicate in the batch, or a
+    'swap' that happened to land on another item's product) is masked out rather
+    than treated as a negative.
+    """
+    b = img.shape[0]
+    target = torch.arange(b)
+    scale = logit_scale.exp().clamp(max=100)
+    logits = scale * img @ txt.T
+    same = img_pid[:, None] == txt_pid[None, :]
+    same[target, target] = False
+    i2t = F.cross_entropy(logits.masked_fill(same, float("-inf")), target)
+    t2i_logits = logits[:, :b].T.masked_fill(same[:, :b].T, float("-inf"))
+    t2i = F.cross_entropy(t2i_logits, target)
+    return (i2t + t2i) / 2
+
+
+def sigmoid_loss(
+    img: torch.Tensor,
+    txt: torch.Tensor,
+    img_pid: torch.Tensor,
+    txt_pid: torch.Tensor,
+    head: PairwiseHead,
+) -> torch.Tensor:
+    """Binary loss on every image/text pair of the batch, matched or not.
+
+    Unlike the softmax losses it pushes all true-pair cosines above all mismatched
+    ones globally, which is what fixed pass/hold thresholds rely on.
+    """
+    labels = img_pid[:, None] == txt_pid[None, :]
+    losses = F.binary_cross_entropy_with_logits(
+        head(img @ txt.T), labels.float(), reduction="none"
+    )
+    # Matches are rare (about one per row), so positives and negatives each get
+    # half of the loss.
+    return (losses[labels].mean() + losses[~labels].mean()) / 2
+
+
+def make_optimizer(params, lr: float, weight_decay: float):
+    """AdamW without weight decay on biases, norms and scalars."""
+    params = [p for p in params if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    rest = [p for p in params if p.ndim < 2]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": rest, "weight_decay": 0.0},
+        ],
+        lr=lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+
+
+def lr_at(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up then cosine decay to 2% of the peak."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
+
+
+# ---------------------------------------------------------------------- calibrate
+
+
+def calibrate(model, processor, n: int) -> dict:
+    """Pass/hold cosine thresholds from a calibration split disjoint from eval."""
+    scores, _, _ = evaluate_mini.score_split(model, processor, n, CALIBRATION_SEED)
+    out = {}
+    for kind, by_name in scores.items():
+        true = by_name["true"]
+        mismatched = np.concatenate([by_name[k] for k in evaluate_mini.NEGATIVES])
+        hold_q = float(np.quantile(true, 0.02))
+        pass_q = float(np.quantile(mismatched, 0.97))
+        # When the two quantiles cross (well separated scores) either order meets
+        # both targets; keep hold <= pass so the review band is well defined.
+        hold, pass_ = min(hold_q, pass_q), max(hold_q, pass_q)
+        out[kind] = {
+            "pass": round(pass_, 4),
+            "hold": round(hold, 4),
+            "true_held_rate": float((true < hold).mean()),
+            "true_review_rate": float(((true >= hold) & (true < pass_)).mean()),
+            "mismatch_pass_rate": float((mismatched >= pass_).mean()),
+            "mismatch_review_rate": float(
+                ((mismatched >= hold) & (mismatched < pass_)).mean()
+            ),
+        }
+    return out
+
+
+def monitor(model, processor, n: int = 300) -> str:
+    """Quick ROC-AUCs on a small slice of the calibration split, for the log."""
+    model.eval()
+    scores, _, _ = evaluate_mini.score_split(model, processor, n, CALIBRATION_SEED)
+    model.train()
+    table = evaluate_mini.auc_table(scores)
+    return " ".join(
+        f"{k[0]}:{a[:3]}={v:.3f}"
+        for k, row in table.items()
+        for a, v in row.items()
+        if a != "other"
+    )
+
+
+# -------------------------------------------------------------------------- train
+
+
+def train(args: argparse.Namespace, argv: Sequence[str]) -> dict:
+    """Train, evaluate, calibrate and save; returns the clipmatch.json content."""
+    torch.set_num_threads(max(1, min(args.threads, 2)))
+    torch.manual_seed(args.seed)
+    rng = random.Random(f"clipmatch-train-{args.seed}")
+    gen = torch.Generator().manual_seed(args.seed)
+    started = time.time()
+
+    tokenizer = build_tokenizer(tokenizer_corpus(), args.vocab_size)
+    processor = build_processor(tokenizer, args.image_size)
+    model = build_model(args, len(tokenizer))
+    head = PairwiseHead()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"vocab {len(tokenizer)}, model {n_params / 1e6:.2f}M parameters", flush=True)
+
+    images, pids = render_pool(args.n_images, args.seed, args.image_size, args.workers)
+    print(f"{len(images)} training photos ready after {time.time() - started:.0f}s")
+    mean = torch.tensor(processor.image_processor.image_mean).view(1, 3, 1, 1) * 255
+    std = torch.tensor(processor.image_processor.image_std).view(1, 3, 1, 1) * 255
+
+    params = list(model.parameters()) + list(head.parameters())
+    opt = make_optimizer(params, args.lr, args.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_at(s, args.steps, args.warmup)
+    )
+    model.train()
+    t0, running = time.time(), 0.0
+    for step in range(args.steps):
+        idx = torch.randint(0, len(images), (args.batch_size,), generator=gen)
+        pixels = (augment(images[idx], gen) - mean) / std
+        img_pid = pids[idx]
+        kind = "title" if rng.random() < args.title_frac else "description"
+        texts, txt_pid = [], list(img_pid.tolist())
+        negatives, neg_pid = [], []
+        for pid in img_pid.tolist():
+            product, text_seed = PRODUCTS[pid], rng.getrandbits(64)
+            texts.append(caption(product, kind, text_seed))
+            for attr in rng.sample(ATTRIBUTES, args.hard_negatives):
+                swapped = swap_attribute(product, attr, rng)
+                negatives.append(caption(swapped, kind, text_seed))
+                neg_pid.append(PRODUCT_ID[swapped])
+        tok = tokenizer(
+            texts + negatives, padding=True, truncation=True, return_tensors="pt"
+        )
+        img = F.normalize(
+            evaluate_mini.pooled(model.get_image_features(pixel_values=pixels)), dim=-1
+        )
+        txt = F.normalize(
+            evaluate_mini.pooled(
+                model.get_text_features(
+                    input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]
+                )
+            ),
+            dim=-1,
+        )
+        all_pid = torch.tensor(txt_pid + neg_pid)
+        loss = clip_loss(img, txt, img_pid, all_pid, model.logit_scale)
+        if args.sigmoid_weight:
+            loss = loss + args.sigmoid_weight * sigmoid_loss(
+                img, txt, img_pid, all_pid, head
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        running += loss.item()
+        if (step + 1) % 50 == 0:
+            rate = (step + 1) / (time.time() - t0)
+            eta = (args.steps - step - 1) / rate
+            print(
+                f"step {step + 1}/{args.steps} loss {running / 50:.3f} "
+                f"scale {model.logit_scale.exp().item():.1f} "
+                f"{rate:.2f} step/s eta {eta / 60:.1f} min",
+                flush=True,
+            )
+            running = 0.0
+        if args.monitor_every and (step + 1) % args.monitor_every == 0:
+            print(f"  monitor @{step + 1}: {monitor(model, processor)}", flush=True)
+    train_seconds = time.time() - started
+    print(f"trained in {train_seconds / 60:.1f} min", flush=True)
+
+    model.eval()
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.dtype == "float16":
+        model = model.half()
+    model.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+
+    # Evaluate what was saved (fp16 round trip included), the way the app loads it.
+    model, processor = evaluate_mini.load(str(out))
+    metrics = evaluate_mini.evaluate(model, processor, args.eval_n, HELDOUT_SEED)
+    thresholds = calibrate(model, processor, args.eval_n)
+    topk = metrics["category_topk_accuracy"]
+    top_k = next((k for k, acc in topk.items() if acc >= 0.98), max(topk))
+    manifest = {
+        "name": "clipmatch-mini",
+        "categories": list(CATEGORIES),
+        "thresholds": {
+            kind: {"pass": t["pass"], "hold": t["hold"]}
+            for kind, t in thresholds.items()
+        },
+        "category_top_k": top_k,
+        "category_prompt": "{category}",
+        "context_length": CONTEXT_LENGTH,
+        "image_size": args.image_size,
+        "metrics": metrics,
+        "calibration": {
+            "split": {"seed": CALIBRATION_SEED, "n": args.eval_n},
+            "method": (
+                "Raw image/text cosines on a held-out calibration split (seed "
+                f"{CALIBRATION_SEED}, disjoint from training and from the evaluation "
+                "split). hold = 2nd percentile of true-pair cosines (about 98% of "
+                "true pairs score above it); pass = 97th percentile of mismatched-"
+                "pair cosines (one attribute swapped, or another product's text), so "
+                "about 3% of mismatches reach it. If the two cross, the lower is "
+                "hold. Scores in [hold, pass) need review. category_top_k is the "
+                "smallest k whose zero-shot top-k accuracy (prompt = bare category "
+                "name) is at least 98% on the evaluation split."
+            ),
+            "rates": thresholds,
+        },
+        "train_seconds": round(train_seconds),
+        "train_command": "python -m training.train_mini " + shlex.join(argv),
+    }
+    (out / "clipmatch.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(evaluate_mini.format_table(metrics))
+    print(json.dumps(manifest["thresholds"]))
+    return manifest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    train(parse_args(argv), argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
