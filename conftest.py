@@ -114,3 +114,67 @@ def sync_queue(monkeypatch):
     from django_q.conf import Conf
 
     monkeypatch.setattr(Conf, "SYNC", True)
+
+
+def database_url(settings_dict: dict) -> str:
+    """A DATABASE_URL for the database the tests are using right now."""
+    engine = settings_dict["ENGINE"]
+    if engine.endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    if engine.endswith("postgresql"):
+        user = settings_dict.get("USER") or ""
+        password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+        auth = f"{user}{password}@" if user else ""
+        host = settings_dict.get("HOST") or "localhost"
+        port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+        return f"postgres://{auth}{host}{port}/{settings_dict['NAME']}"
+    raise NotImplementedError(engine)
+
+
+@pytest.fixture
+def worker_env(settings, transactional_db):
+    """Environment for a child process that must share this test's database."""
+    import os
+
+    from django.db import connection
+
+    env = os.environ.copy()
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": database_url(connection.settings_dict),
+            "Q_CLUSTER_NAME": settings.Q_CLUSTER["name"],
+            "CLIPMATCH_MODEL": settings.CLIPMATCH["MODEL"],
+            "CLIPMATCH_THRESHOLDS": json.dumps(settings.CLIPMATCH["THRESHOLDS"]),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def qcluster(worker_env, tmp_path):
+    """Start a real django-q2 cluster (`manage.py qcluster`) for one test."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    log = (tmp_path / "qcluster.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=Path(__file__).parent,
+        env=worker_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    process.log_path = tmp_path / "qcluster.log"
+    yield process
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    log.close()

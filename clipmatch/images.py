@@ -138,7 +138,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
         array = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
-        array = np.clip(array / peak * 255.0, 0, 255).astype("uint8")
+        array = np.clip(np.rint(array / peak * 255.0), 0, 255).astype("uint8")
         return Image.fromarray(array, mode="L").convert("RGB")
     if mode == "F":
         import numpy as np

@@ -63,12 +63,27 @@ class Listing(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Written only by services, naming them in update_fields: a stale instance saved
+    # from a form or a shell can never revert a status or a scoring record.
+    SERVICE_FIELDS = frozenset(
+        {"status", "content_hash", "scoring_queued_at", "scoring_error", "score"}
+    )
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "scoring_queued_at"])]
 
     def __str__(self) -> str:
         return self.title
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name not in self.SERVICE_FIELDS
+            ]
+        super().save(*args, **kwargs)
 
 
 def _image_path(instance: ListingImage, filename: str) -> str:

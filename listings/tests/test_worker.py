@@ -1,0 +1,146 @@
+"""Scoring through a real django-q2 cluster, a killed worker, and the fork rule."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import close_old_connections
+from django.utils import timezone
+
+from listings.models import Listing, ListingScore, ScoringAttempt
+from listings.services import scoring_reconcile
+from listings.tests.conftest import PASS_ALL
+from listings.tests.factories import ListingFactory, ListingImageFactory
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(predicate, timeout: float, what: str, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        close_old_connections()
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    pytest.fail(f"Timed out after {timeout}s waiting for {what}.\n{tail}")
+
+
+@pytest.fixture
+def model(use_model, tiny_clip_dir):
+    use_model(tiny_clip_dir, PASS_ALL)
+
+
+def test_an_orm_save_is_scored_by_a_running_worker_and_not_again(
+    model, qcluster, monkeypatch
+):
+    listing = ListingFactory()
+    ListingImageFactory(listing=listing)
+
+    def routed():
+        listing.refresh_from_db()
+        return listing.status != Listing.Status.PENDING
+
+    started = time.monotonic()
+    wait_for(routed, 60, "the worker to score the listing", qcluster.log_path)
+    elapsed = time.monotonic() - started
+
+    assert listing.status == Listing.Status.PASSED
+    assert listing.score.model_version.name == "tiny-clip-0"
+    assert listing.score.reasons == ["The image matches the title and description."]
+    assert elapsed < 60
+    queued = []
+    monkeypatch.setattr("listings.services._queue", queued.append)
+    listing.save()
+    time.sleep(1)
+    assert queued == []
+    assert ScoringAttempt.objects.filter(listing=listing).count() == 1
+    assert ListingScore.objects.filter(listing=listing).count() == 1
+
+
+def test_a_worker_killed_mid_task_is_recovered_and_scored_exactly_once(model, qcluster):
+    listing = ListingFactory()
+    ListingImageFactory(listing=listing)
+
+    attempt = wait_for(
+        lambda: ScoringAttempt.objects.filter(listing=listing).first(),
+        60,
+        "the worker to start the task",
+        qcluster.log_path,
+    )
+    os.kill(int(attempt.worker.rsplit(":", 1)[1]), signal.SIGKILL)
+    attempt.refresh_from_db()
+    assert attempt.outcome == "running", "the task finished before it could be killed"
+
+    report = scoring_reconcile(now=timezone.now() + timedelta(seconds=301))
+    assert report.abandoned == [listing.pk]
+    assert report.requeued == [listing.pk]
+
+    def routed():
+        listing.refresh_from_db()
+        return listing.status != Listing.Status.PENDING
+
+    wait_for(routed, 60, "the requeued task to score the listing", qcluster.log_path)
+    outcomes = sorted(ScoringAttempt.objects.filter(listing=listing).values_list("outcome", flat=True))
+    assert listing.status == Listing.Status.PASSED
+    assert outcomes == ["abandoned", "scored"]
+    assert ListingScore.objects.filter(listing=listing).count() == 1
+    assert listing.decisions.filter(to_status=Listing.Status.PASSED).count() == 1
+
+
+FORK_SCRIPT = """
+import multiprocessing, os, sys
+import django
+django.setup()
+import listings.tasks, listings.services, clipmatch.services, clipmatch.engine  # noqa
+from django.core.management import get_commands
+assert "torch" not in sys.modules, "importing the project loaded torch"
+
+def child(listing_id, queue):
+    from django.db import connections
+    connections.close_all()
+    from listings.services import listing_score
+    queue.put(listing_score(listing_id=listing_id).outcome)
+
+ctx = multiprocessing.get_context("fork")
+queue = ctx.Queue()
+process = ctx.Process(target=child, args=(int(sys.argv[1]), queue))
+process.start()
+process.join(120)
+if process.is_alive():
+    process.kill()
+    print("HUNG")
+    sys.exit(3)
+print("OUTCOME", queue.get(timeout=5))
+print("PARENT_TORCH", "torch" in sys.modules)
+"""
+
+
+def test_scoring_in_a_forked_child_finishes_and_the_parent_never_loads_torch(
+    model, worker_env, queued
+):
+    from listings.services import listing_request_scoring
+
+    listing = ListingImageFactory().listing
+    listing_request_scoring(listing_id=listing.pk)
+
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, str(listing.pk)],
+        cwd=ROOT,
+        env=worker_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OUTCOME scored" in result.stdout
+    assert "PARENT_TORCH False" in result.stdout
+    listing.refresh_from_db()
+    assert listing.status == Listing.Status.PASSED
