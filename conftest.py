@@ -173,7 +173,7 @@ def qcluster(worker_env, tmp_path):
     yield process
     os.killpg(process.pid, signal.SIGTERM)
     try:
-        process.wait(timeout=20)
+        process.wait(timeout=5)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
