@@ -1,0 +1,84 @@
+"""The admin shows listings with status, score, model version, reasons and images."""
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from listings.models import Listing
+from listings.services import listing_request_scoring, listing_score
+from listings.tests.factories import ListingImageFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client_logged_in(client):
+    user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def scored_listing(tiny_model, queued):
+    listing = ListingImageFactory().listing
+    listing_request_scoring(listing_id=listing.pk)
+    listing_score(listing_id=listing.pk)
+    listing.refresh_from_db()
+    return listing
+
+
+def test_changelist_shows_status_score_and_model_version(
+    admin_client_logged_in, scored_listing
+):
+    response = admin_client_logged_in.get(reverse("admin:listings_listing_changelist"))
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "red striped sneaker" in page
+    assert ">Passed</span>" in page
+    assert f"{scored_listing.score.similarity:.3f}" in page
+    assert str(scored_listing.score.model_version) in page
+
+
+def test_changelist_filters_by_status(admin_client_logged_in, scored_listing):
+    url = reverse("admin:listings_listing_changelist")
+
+    held = admin_client_logged_in.get(url, {"status__exact": "held"})
+    passed = admin_client_logged_in.get(url, {"status__exact": "passed"})
+
+    assert "red striped sneaker" not in held.content.decode()
+    assert "red striped sneaker" in passed.content.decode()
+
+
+def test_change_page_shows_reasons_evidence_images_and_history(
+    admin_client_logged_in, scored_listing
+):
+    url = reverse("admin:listings_listing_change", args=[scored_listing.pk])
+
+    page = admin_client_logged_in.get(url).content.decode()
+
+    assert "The image matches the title and description." in page
+    assert "Listed category rank" in page
+    assert scored_listing.images.get().image.url in page
+    assert "scored_pass" in page
+    assert "system" in page
+
+
+def test_saving_in_the_admin_cannot_change_the_status(
+    admin_client_logged_in, scored_listing
+):
+    url = reverse("admin:listings_listing_change", args=[scored_listing.pk])
+    page = admin_client_logged_in.get(url)
+    form = page.context["adminform"].form
+
+    assert "status" not in form.fields
+
+
+def test_a_stale_instance_cannot_revert_a_status(scored_listing):
+    stale = Listing.objects.get(pk=scored_listing.pk)
+    Listing.objects.filter(pk=stale.pk).update(status=Listing.Status.HELD)
+
+    stale.title = "new title"
+    stale.save()
+
+    stale.refresh_from_db()
+    assert (stale.title, stale.status) == ("new title", Listing.Status.HELD)
