@@ -150,3 +150,13 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         return Image.fromarray(array, mode="L").convert("RGB")
     # CMYK, YCbCr, LAB, L, 1: Pillow's conversions are exact enough for CLIP.
     return image.convert("RGB")
+
+
+def validate_image_file(file) -> None:
+    """Model-field validator: forms (the admin's too) reject what scoring could not read."""
+    from django.core.exceptions import ValidationError
+
+    try:
+        decode_image(file)
+    except UnreadableImage as exc:
+        raise ValidationError(str(exc), code="unreadable_image") from exc

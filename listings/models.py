@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from clipmatch.images import read_bytes, sha256_hex
+from clipmatch.images import read_bytes, sha256_hex, validate_image_file
 from clipmatch.models import ModelVersion
 
 
@@ -94,7 +94,7 @@ class ListingImage(models.Model):
     """One photo of a listing; its content hash keys the embedding cache."""
 
     listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="images")
-    image = models.ImageField(upload_to=_image_path)
+    image = models.ImageField(upload_to=_image_path, validators=[validate_image_file])
     content_hash = models.CharField(max_length=64, editable=False)
     position = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

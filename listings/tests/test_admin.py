@@ -3,6 +3,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from conftest import png_bytes
 from listings.models import Listing
 from listings.services import listing_request_scoring, listing_score
 from listings.tests.factories import ListingImageFactory
@@ -82,3 +83,30 @@ def test_a_stale_instance_cannot_revert_a_status(scored_listing):
 
     stale.refresh_from_db()
     assert (stale.title, stale.status) == ("new title", Listing.Status.HELD)
+
+
+def test_the_admin_refuses_an_image_that_would_not_decode(admin_client_logged_in, db):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from listings.tests.factories import CategoryFactory
+
+    category = CategoryFactory()
+    seller = get_user_model().objects.create_user("seller-x")
+    hostile = SimpleUploadedFile(
+        "photo.png", png_bytes() + b"<html><script>x</script></html>", "image/png"
+    )
+    response = admin_client_logged_in.post(
+        reverse("admin:listings_listing_add"),
+        {
+            "seller": seller.pk, "title": "red mug", "description": "", "price": "3",
+            "category": category.pk,
+            "images-TOTAL_FORMS": "1", "images-INITIAL_FORMS": "0",
+            "images-0-image": hostile, "images-0-position": "0",
+            "decisions-TOTAL_FORMS": "0", "decisions-INITIAL_FORMS": "0",
+            "scoring_attempts-TOTAL_FORMS": "0", "scoring_attempts-INITIAL_FORMS": "0",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "the PNG has data after its end marker" in response.content.decode()
+    assert not Listing.objects.filter(title="red mug").exists()
