@@ -47,3 +47,7 @@ model-eval: $(VENV)/.installed
 
 clean:
 	rm -rf var/*.sqlite3* var/media var/test-media var/static
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check --select E,F,W,I,B config clipmatch listings training conftest.py
+	$(VENV)/bin/ruff format --check config clipmatch listings training conftest.py

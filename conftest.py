@@ -1,4 +1,5 @@
 """Fixtures shared by every app's tests: tiny real CLIP checkpoints and factories."""
+
 from __future__ import annotations
 
 import io
@@ -123,7 +124,9 @@ def database_url(settings_dict: dict) -> str:
         return f"sqlite:///{settings_dict['NAME']}"
     if engine.endswith("postgresql"):
         user = settings_dict.get("USER") or ""
-        password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+        password = (
+            f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+        )
         auth = f"{user}{password}@" if user else ""
         host = settings_dict.get("HOST") or "localhost"
         port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""

@@ -1,4 +1,5 @@
 """The CLIP engine app: model loading, embeddings and model versions."""
+
 from django.apps import AppConfig
 
 

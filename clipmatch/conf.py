@@ -1,4 +1,5 @@
 """Lazy access to the CLIPMATCH settings dict, with clear errors."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,6 +3,7 @@
 torch and transformers are imported inside functions only: django-q2 forks its
 workers from a parent that must never start torch's thread pools or hold a model.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,7 +62,9 @@ def _local_source(ref: str, path: Path) -> ModelSource:
         p for p in path.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)
     )
     if not (path / "config.json").exists():
-        raise ModelLoadError(f"{path} has no config.json: not a save_pretrained folder.")
+        raise ModelLoadError(
+            f"{path} has no config.json: not a save_pretrained folder."
+        )
     stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     cached = _source_cache.get((str(path), stamp))
     if cached:
@@ -165,7 +168,9 @@ class ClipEngine:
         if device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cuda" and not torch.cuda.is_available():
-            raise ModelLoadError("CLIPMATCH_DEVICE is 'cuda' but no CUDA device is here.")
+            raise ModelLoadError(
+                "CLIPMATCH_DEVICE is 'cuda' but no CUDA device is here."
+            )
         return device
 
     def _context_length(self) -> int:
@@ -236,7 +241,9 @@ class ClipEngine:
         for start in range(0, len(windows), batch_size):
             batch = windows[start : start + batch_size]
             rows = [
-                ([bos] if bos is not None else []) + w + ([eos] if eos is not None else [])
+                ([bos] if bos is not None else [])
+                + w
+                + ([eos] if eos is not None else [])
                 for w in batch
             ]
             length = max(len(r) for r in rows)
@@ -247,12 +254,13 @@ class ClipEngine:
                 mask[i, : len(row)] = 1
             with torch.inference_mode():
                 out = self.model.get_text_features(
-                    input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=mask.to(self.device),
                 )
             vectors.append(_normalise(_feature_tensor(out, "text")))
         flat = np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)
         result: list[list[np.ndarray]] = [[] for _ in texts]
-        for owner, vector in zip(owners, flat):
+        for owner, vector in zip(owners, flat, strict=True):
             result[owner].append(vector)
         return [np.stack(rows).astype(np.float32) for rows in result]
 
@@ -277,7 +285,9 @@ def get_engine(ref: str | None = None, device: str | None = None) -> ClipEngine:
     with _lock:
         engine = _engines.get(key)
         if engine is None:
-            logger.info("Loading CLIP model %s on %s (pid %s)", ref, device, os.getpid())
+            logger.info(
+                "Loading CLIP model %s on %s (pid %s)", ref, device, os.getpid()
+            )
             engine = ClipEngine(source, device, conf.get("TORCH_THREADS"))
             _engines.clear()
             _engines[key] = engine

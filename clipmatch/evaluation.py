@@ -1,4 +1,5 @@
 """Metrics for labelled image-text pairs (1 = the text matches the image)."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The one place where untrusted image bytes become an RGB picture, or a clear error."""
+
 from __future__ import annotations
 
 import hashlib
@@ -109,7 +110,7 @@ def _describe(exc: Exception) -> str:
 
 
 def _check_no_trailing_data(fmt: str, data: bytes) -> None:
-    """Refuse PNGs with bytes after IEND: a file that is also an HTML page is hostile."""
+    """Refuse PNGs with bytes after IEND: a PNG that is also a web page is hostile."""
     if fmt != "PNG":
         return
     end = data.rfind(b"IEND")
@@ -121,7 +122,7 @@ def _check_no_trailing_data(fmt: str, data: bytes) -> None:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any mode to RGB on purpose: transparency onto white, 16-bit scaled down."""
+    """Convert any mode to RGB on purpose: alpha onto white, 16-bit scaled down."""
     mode = image.mode
     if mode == "RGB":
         return image.copy()
@@ -153,7 +154,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def validate_image_file(file) -> None:
-    """Model-field validator: forms (the admin's too) reject what scoring could not read."""
+    """Field validator: forms, the admin's too, refuse what scoring could not read."""
     from django.core.exceptions import ValidationError
 
     try:

@@ -1,4 +1,5 @@
 """Model versions and the embedding cache."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ from django.db import models
 
 
 class ModelVersion(models.Model):
-    """One exact model (its weights' fingerprint) and the thresholds it was used with."""
+    """One exact model (its weights' fingerprint) and its shipped thresholds."""
 
     name = models.CharField(max_length=200)
     source = models.CharField(max_length=500, help_text="Hub id or local directory.")

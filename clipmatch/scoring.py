@@ -1,4 +1,5 @@
 """Pure scoring functions: similarities, zero-shot categories, bands and reasons."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -38,13 +39,18 @@ class Thresholds:
             ) from exc
         for name in FIELDS:
             if values.cut(name, "hold") > values.cut(name, "pass"):
-                raise ValueError(f"The {name} hold threshold is above its pass threshold.")
+                raise ValueError(
+                    f"The {name} hold threshold is above its pass threshold."
+                )
         return values
 
     def as_dict(self) -> dict:
         return {
             "title": {"pass": self.title_pass, "hold": self.title_hold},
-            "description": {"pass": self.description_pass, "hold": self.description_hold},
+            "description": {
+                "pass": self.description_pass,
+                "hold": self.description_hold,
+            },
             "category_top_k": self.category_top_k,
         }
 
@@ -135,7 +141,7 @@ def assess(
     evidence, reasons, bands = [], [], []
     many = len(title_sims) > 1
     for index, (t_sim, d_sim, ranking) in enumerate(
-        zip(title_sims, description_sims, category_rankings), start=1
+        zip(title_sims, description_sims, category_rankings, strict=True), start=1
     ):
         names = [name for name, _ in ranking]
         rank = names.index(listed_category) + 1 if listed_category in names else None
@@ -149,7 +155,8 @@ def assess(
             if item.bands[name] == HOLD:
                 reasons.append(
                     f"{label} does not match the {name} "
-                    f"(similarity {sim:.3f}, held below {thresholds.cut(name, 'hold'):.3f})."
+                    f"(similarity {sim:.3f}, "
+                    f"held below {thresholds.cut(name, 'hold'):.3f})."
                 )
             elif item.bands[name] == REVIEW:
                 reasons.append(
@@ -160,7 +167,9 @@ def assess(
         if top_k and ranking and (rank is None or rank > top_k):
             item.category_ok = False
             seen, seen_sim = ranking[0]
-            where = f"ranks {rank} of {len(ranking)}" if rank else "is not a known category"
+            where = (
+                f"ranks {rank} of {len(ranking)}" if rank else "is not a known category"
+            )
             reasons.append(
                 f"{label} looks like a {seen} ({seen_sim:.3f}), listed as "
                 f"{listed_category} ({listed_category} {where})."
@@ -172,5 +181,7 @@ def assess(
     if verdict == PASS:
         count = len(title_sims)
         noun = "image matches" if count == 1 else f"{count} images match"
-        reasons.append(f"{'The' if count == 1 else 'All'} {noun} the title and description.")
+        reasons.append(
+            f"{'The' if count == 1 else 'All'} {noun} the title and description."
+        )
     return Assessment(verdict, min(title_sims), reasons, evidence)

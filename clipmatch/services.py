@@ -1,4 +1,5 @@
 """Writes for the CLIP engine: model versions and the embedding cache."""
+
 from __future__ import annotations
 
 import hashlib
@@ -120,12 +121,12 @@ def embeddings_texts(
     keys = [text_hash(t) for t in texts]
     found = _cached(version, Embedding.Kind.TEXT, keys)
     missing = {}
-    for key, text in zip(keys, texts):
+    for key, text in zip(keys, texts, strict=True):
         if key not in found:
             missing[key] = text
     if missing:
         arrays = engine().embed_texts(list(missing.values()))
-        fresh = dict(zip(missing, arrays))
+        fresh = dict(zip(missing, arrays, strict=True))
         _store(version, Embedding.Kind.TEXT, fresh)
         found.update(fresh)
     return [found[key] for key in keys]

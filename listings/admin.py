@@ -1,4 +1,5 @@
 """Admin for moderators: listings with their score, reasons, images and history."""
+
 from __future__ import annotations
 
 from django.contrib import admin
@@ -59,8 +60,16 @@ class ListingDecisionInline(admin.TabularInline):
     model = ListingDecision
     extra = 0
     can_delete = False
-    fields = ["created_at", "who", "from_status", "to_status", "reason_code", "reason",
-              "model_version", "score"]
+    fields = [
+        "created_at",
+        "who",
+        "from_status",
+        "to_status",
+        "reason_code",
+        "reason",
+        "model_version",
+        "score",
+    ]
     readonly_fields = fields
     ordering = ["created_at", "id"]
 
@@ -88,27 +97,63 @@ class ScoringAttemptInline(admin.TabularInline):
 
 @admin.register(Listing)
 class ListingAdmin(admin.ModelAdmin):
-    list_display = ["title", "seller", "category", "price", "status_badge",
-                    "similarity", "model_version", "updated_at"]
+    list_display = [
+        "title",
+        "seller",
+        "category",
+        "price",
+        "status_badge",
+        "similarity",
+        "model_version",
+        "updated_at",
+    ]
     list_filter = ["status", "category", "score__model_version"]
     list_select_related = ["seller", "category", "score__model_version"]
     search_fields = ["title", "seller__username"]
     inlines = [ListingImageInline, ListingDecisionInline, ScoringAttemptInline]
-    readonly_fields = ["status", "verdict", "reasons", "evidence", "scoring_error",
-                       "model_version", "thresholds", "computed_at", "content_hash",
-                       "created_at", "updated_at"]
+    readonly_fields = [
+        "status",
+        "verdict",
+        "reasons",
+        "evidence",
+        "scoring_error",
+        "model_version",
+        "thresholds",
+        "computed_at",
+        "content_hash",
+        "created_at",
+        "updated_at",
+    ]
     fieldsets = [
         (None, {"fields": ["seller", "title", "description", "category", "price"]}),
-        ("CLIP check", {"fields": ["status", "verdict", "reasons", "evidence",
-                                   "scoring_error", "model_version", "thresholds",
-                                   "computed_at", "content_hash"]}),
+        (
+            "CLIP check",
+            {
+                "fields": [
+                    "status",
+                    "verdict",
+                    "reasons",
+                    "evidence",
+                    "scoring_error",
+                    "model_version",
+                    "thresholds",
+                    "computed_at",
+                    "content_hash",
+                ]
+            },
+        ),
         ("Dates", {"fields": ["created_at", "updated_at"]}),
     ]
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj: Listing) -> str:
-        verdict = {"passed": "pass", "approved": "pass", "held": "hold",
-                   "rejected": "hold", "review": "review"}.get(obj.status, "failed")
+        verdict = {
+            "passed": "pass",
+            "approved": "pass",
+            "held": "hold",
+            "rejected": "hold",
+            "review": "review",
+        }.get(obj.status, "failed")
         return badge(verdict, obj.get_status_display())
 
     @admin.display(description="Similarity", ordering="score__similarity")
@@ -134,8 +179,12 @@ class ListingAdmin(admin.ModelAdmin):
     def reasons(self, obj: Listing) -> str:
         if obj.score is None:
             return "-"
-        return format_html("<ul style='margin:0'>{}</ul>", format_html_join(
-            "", "<li>{}</li>", ((reason,) for reason in obj.score.reasons)))
+        return format_html(
+            "<ul style='margin:0'>{}</ul>",
+            format_html_join(
+                "", "<li>{}</li>", ((reason,) for reason in obj.score.reasons)
+            ),
+        )
 
     @admin.display(description="Per image")
     def evidence(self, obj: Listing) -> str:
@@ -143,17 +192,28 @@ class ListingAdmin(admin.ModelAdmin):
             return "-"
         rows = []
         for image in obj.score.images:
-            seen = ", ".join(f"{c['category']} {c['similarity']:.3f}"
-                             for c in image["categories"])
+            seen = ", ".join(
+                f"{c['category']} {c['similarity']:.3f}" for c in image["categories"]
+            )
             description = image.get("description")
-            rows.append((image["index"], f"{image['title']:.3f}",
-                         "-" if description is None else f"{description:.3f}",
-                         seen, image.get("listed_rank") or "-"))
+            rows.append(
+                (
+                    image["index"],
+                    f"{image['title']:.3f}",
+                    "-" if description is None else f"{description:.3f}",
+                    seen,
+                    image.get("listed_rank") or "-",
+                )
+            )
         return format_html(
             "<table><tr><th>Image</th><th>Title</th><th>Description</th>"
             "<th>Looks like</th><th>Listed category rank</th></tr>{}</table>",
-            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-                             "<td>{}</td></tr>", rows))
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                rows,
+            ),
+        )
 
     @admin.display(description="Thresholds")
     def thresholds(self, obj: Listing) -> str:
@@ -166,8 +226,14 @@ class ListingAdmin(admin.ModelAdmin):
 
 @admin.register(ListingScore)
 class ListingScoreAdmin(admin.ModelAdmin):
-    list_display = ["listing", "verdict", "similarity", "model_version", "audit_sample",
-                    "computed_at"]
+    list_display = [
+        "listing",
+        "verdict",
+        "similarity",
+        "model_version",
+        "audit_sample",
+        "computed_at",
+    ]
     list_filter = ["verdict", "model_version", "audit_sample"]
     list_select_related = ["listing", "model_version"]
     readonly_fields = [f.name for f in ListingScore._meta.fields]

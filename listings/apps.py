@@ -1,4 +1,5 @@
 """Listings, their images, their CLIP scores and their moderation history."""
+
 from django.apps import AppConfig
 
 

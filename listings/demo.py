@@ -1,4 +1,5 @@
 """Seeds demo listings from the synthetic catalog, some deliberately mismatched."""
+
 from __future__ import annotations
 
 import io
@@ -44,8 +45,10 @@ def _png(image) -> bytes:
     return buffer.getvalue()
 
 
-def demo_seed(*, count: int, mismatch_rate: float, seed: int, size: int = 192) -> list[DemoListing]:
-    """Create `count` listings; about `mismatch_rate` of them have a planted mismatch."""
+def demo_seed(
+    *, count: int, mismatch_rate: float, seed: int, size: int = 192
+) -> list[DemoListing]:
+    """Create `count` listings, about `mismatch_rate` of them with a planted flaw."""
     from training import catalog
 
     seller, _ = get_user_model().objects.get_or_create(username=DEMO_SELLER)
@@ -109,7 +112,11 @@ def demo_summary(seeded: list[DemoListing]) -> dict:
             summary["pending"] += 1
         elif listing.scoring_error and score is None:
             summary["failed"] += 1
-        elif listing.status in (Listing.Status.PASSED, Listing.Status.REVIEW, Listing.Status.HELD):
+        elif listing.status in (
+            Listing.Status.PASSED,
+            Listing.Status.REVIEW,
+            Listing.Status.HELD,
+        ):
             summary[listing.status] += 1
         pending = listing.status == Listing.Status.PENDING
         # Not passed by the model: a review or hold verdict, or scoring that failed.

@@ -1,4 +1,5 @@
 """Listings, images, scores, scoring attempts and the append-only decision log."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -93,7 +94,9 @@ def _image_path(instance: ListingImage, filename: str) -> str:
 class ListingImage(models.Model):
     """One photo of a listing; its content hash keys the embedding cache."""
 
-    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="images")
+    listing = models.ForeignKey(
+        Listing, on_delete=models.CASCADE, related_name="images"
+    )
     image = models.ImageField(upload_to=_image_path, validators=[validate_image_file])
     content_hash = models.CharField(max_length=64, editable=False)
     position = models.PositiveSmallIntegerField(default=0)
@@ -121,7 +124,9 @@ class ListingScore(models.Model):
         HOLD = "hold", "Hold"
         FAILED = "failed", "Scoring failed"
 
-    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="scores")
+    listing = models.ForeignKey(
+        Listing, on_delete=models.CASCADE, related_name="scores"
+    )
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT)
     content_hash = models.CharField(max_length=64)
     verdict = models.CharField(max_length=10, choices=Verdict.choices)

@@ -1,4 +1,5 @@
 """Reads for listings: what to rescore, and counts for the demo and the admin."""
+
 from __future__ import annotations
 
 from django.db.models import Count, F, Q, QuerySet

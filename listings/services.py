@@ -1,4 +1,5 @@
-"""Writes for listings: the status machine, scoring requests, scoring and reconciling."""
+"""Writes for listings: the status machine, scoring and reconciling."""
+
 from __future__ import annotations
 
 import hashlib
@@ -45,8 +46,20 @@ SYSTEM_STATES = {Status.PENDING, Status.PASSED, Status.REVIEW, Status.HELD}
 TRANSITIONS: dict[str, set[str]] = {
     Status.PENDING: {Status.PASSED, Status.REVIEW, Status.HELD},
     Status.PASSED: {Status.PENDING, Status.REVIEW, Status.HELD},
-    Status.REVIEW: {Status.PENDING, Status.PASSED, Status.HELD, Status.APPROVED, Status.REJECTED},
-    Status.HELD: {Status.PENDING, Status.PASSED, Status.REVIEW, Status.APPROVED, Status.REJECTED},
+    Status.REVIEW: {
+        Status.PENDING,
+        Status.PASSED,
+        Status.HELD,
+        Status.APPROVED,
+        Status.REJECTED,
+    },
+    Status.HELD: {
+        Status.PENDING,
+        Status.PASSED,
+        Status.REVIEW,
+        Status.APPROVED,
+        Status.REJECTED,
+    },
     Status.APPROVED: {Status.PENDING},
     Status.REJECTED: {Status.PENDING},
 }
@@ -139,7 +152,9 @@ def listing_request_scoring(*, listing_id: int, force: bool = False) -> bool:
         listing.content_hash = content_hash
         listing.scoring_queued_at = timezone.now()
         listing.scoring_error = ""
-        listing.save(update_fields=["content_hash", "scoring_queued_at", "scoring_error"])
+        listing.save(
+            update_fields=["content_hash", "scoring_queued_at", "scoring_error"]
+        )
         if listing.status != Status.PENDING:
             listing_transition(
                 listing=listing,
@@ -191,10 +206,14 @@ def listing_score(*, listing_id: int) -> ScoreOutcome:
         return _finish_failed(attempt, str(exc), permanent=True)
     except (ModelLoadError, ImproperlyConfigured) as exc:
         logger.error("Scoring listing %s failed: %s", listing_id, exc)
-        return _finish_failed(attempt, f"{exc.__class__.__name__}: {exc}", permanent=False)
+        return _finish_failed(
+            attempt, f"{exc.__class__.__name__}: {exc}", permanent=False
+        )
     except Exception as exc:  # a model or database error: retried, never passed
         logger.exception("Scoring listing %s failed", listing_id)
-        return _finish_failed(attempt, f"{exc.__class__.__name__}: {exc}", permanent=False)
+        return _finish_failed(
+            attempt, f"{exc.__class__.__name__}: {exc}", permanent=False
+        )
     return _finish_scored(attempt, active, assessment)
 
 
@@ -251,7 +270,10 @@ def _finish_scored(
         listing = _locked(attempt.listing_id)
         if listing is None:
             return ScoreOutcome(attempt.listing_id, "missing")
-        if listing.status != Status.PENDING or listing.content_hash != attempt.content_hash:
+        if (
+            listing.status != Status.PENDING
+            or listing.content_hash != attempt.content_hash
+        ):
             # Someone else finished first, or the content changed while we worked:
             # the newer request has its own task.
             _close(attempt, ScoringAttempt.Outcome.SUPERSEDED, now)
@@ -259,7 +281,9 @@ def _finish_scored(
         audit = assessment.verdict == ListingScore.Verdict.PASS and (
             random.random() < conf.get("AUDIT_RATE")
         )
-        to_status = _route(listing, active, assessment, attempt.content_hash, audit, now)
+        to_status = _route(
+            listing, active, assessment, attempt.content_hash, audit, now
+        )
         _close(attempt, ScoringAttempt.Outcome.SCORED, now)
     return ScoreOutcome(listing.pk, "scored", to_status)
 
@@ -312,7 +336,9 @@ def _route(
     return to_status
 
 
-def listing_rescore(*, listing_id: int, active: ActiveModel | None = None) -> ScoreOutcome:
+def listing_rescore(
+    *, listing_id: int, active: ActiveModel | None = None
+) -> ScoreOutcome:
     """Score a listing again with the active model and thresholds; re-route if needed.
 
     Human decisions are never overridden: approved and rejected listings are left
@@ -347,7 +373,9 @@ def listing_rescore(*, listing_id: int, active: ActiveModel | None = None) -> Sc
     return ScoreOutcome(listing_id, "rescored", to_status)
 
 
-def _close(attempt: ScoringAttempt, outcome: str, now: datetime, error: str = "") -> None:
+def _close(
+    attempt: ScoringAttempt, outcome: str, now: datetime, error: str = ""
+) -> None:
     attempt.outcome = outcome
     attempt.finished_at = now
     attempt.error = error
@@ -362,13 +390,18 @@ def _failures(listing: Listing, content_hash: str) -> int:
     ).count()
 
 
-def _finish_failed(attempt: ScoringAttempt, error: str, *, permanent: bool) -> ScoreOutcome:
+def _finish_failed(
+    attempt: ScoringAttempt, error: str, *, permanent: bool
+) -> ScoreOutcome:
     now = timezone.now()
     with transaction.atomic():
         listing = _locked(attempt.listing_id)
         if listing is None:
             return ScoreOutcome(attempt.listing_id, "missing")
-        if listing.status != Status.PENDING or listing.content_hash != attempt.content_hash:
+        if (
+            listing.status != Status.PENDING
+            or listing.content_hash != attempt.content_hash
+        ):
             _close(attempt, ScoringAttempt.Outcome.SUPERSEDED, now, error)
             return ScoreOutcome(listing.pk, "superseded", listing.status)
         failures = _failures(listing, attempt.content_hash) + 1
@@ -411,7 +444,9 @@ class ReconcileReport:
     waiting: list[int] = field(default_factory=list)
 
 
-def scoring_reconcile(*, now: datetime | None = None, limit: int = 500) -> ReconcileReport:
+def scoring_reconcile(
+    *, now: datetime | None = None, limit: int = 500
+) -> ReconcileReport:
     """Re-queue pending listings whose task was lost, died or is due for a retry.
 
     The queue can lose a task (Redis) or re-run it forever (the ORM broker): the
@@ -421,7 +456,9 @@ def scoring_reconcile(*, now: datetime | None = None, limit: int = 500) -> Recon
     stale_after = timedelta(seconds=conf.get("SCORING_STALE_AFTER"))
     max_attempts = conf.get("SCORING_MAX_ATTEMPTS")
     report = ReconcileReport()
-    pending = Listing.objects.filter(status=Status.PENDING).order_by("scoring_queued_at")
+    pending = Listing.objects.filter(status=Status.PENDING).order_by(
+        "scoring_queued_at"
+    )
     for listing_id in pending.values_list("pk", flat=True)[:limit]:
         with transaction.atomic():
             listing = _locked(listing_id)

@@ -1,4 +1,5 @@
 """Receivers that only queue work: a content change asks for scoring after commit."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -36,4 +37,6 @@ def connect() -> None:
 
     post_save.connect(listing_saved, sender=Listing, dispatch_uid="listing_saved")
     post_save.connect(image_changed, sender=ListingImage, dispatch_uid="image_saved")
-    post_delete.connect(image_changed, sender=ListingImage, dispatch_uid="image_deleted")
+    post_delete.connect(
+        image_changed, sender=ListingImage, dispatch_uid="image_deleted"
+    )

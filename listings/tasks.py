@@ -1,4 +1,5 @@
 """django-q2 tasks: they take ids, call one service, and are safe to run twice."""
+
 from __future__ import annotations
 
 from dataclasses import asdict

@@ -5,43 +5,83 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ModelVersion',
+            name="ModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('source', models.CharField(help_text='Hub id or local directory.', max_length=500)),
-                ('fingerprint', models.CharField(max_length=64)),
-                ('thresholds', models.JSONField(default=dict)),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "source",
+                    models.CharField(
+                        help_text="Hub id or local directory.", max_length=500
+                    ),
+                ),
+                ("fingerprint", models.CharField(max_length=64)),
+                ("thresholds", models.JSONField(default=dict)),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['-created_at'],
-                'constraints': [models.UniqueConstraint(fields=('fingerprint', 'source'), name='unique_model_fingerprint')],
+                "ordering": ["-created_at"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("fingerprint", "source"),
+                        name="unique_model_fingerprint",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Embedding',
+            name="Embedding",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('image', 'Image'), ('text', 'Text')], max_length=5)),
-                ('content_hash', models.CharField(max_length=64)),
-                ('chunks', models.PositiveSmallIntegerField(default=1)),
-                ('dim', models.PositiveIntegerField()),
-                ('vectors', models.BinaryField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='clipmatch.modelversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("image", "Image"), ("text", "Text")], max_length=5
+                    ),
+                ),
+                ("content_hash", models.CharField(max_length=64)),
+                ("chunks", models.PositiveSmallIntegerField(default=1)),
+                ("dim", models.PositiveIntegerField()),
+                ("vectors", models.BinaryField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="clipmatch.modelversion",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('model_version', 'kind', 'content_hash'), name='unique_embedding_per_content')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("model_version", "kind", "content_hash"),
+                        name="unique_embedding_per_content",
+                    )
+                ],
             },
         ),
     ]

@@ -1,4 +1,5 @@
 """clip_info, clip_test and clip_batch_test against a real tiny checkpoint."""
+
 import csv
 import json
 
@@ -33,7 +34,9 @@ def run(*args) -> str:
     return out.getvalue()
 
 
-def test_clip_info_reports_model_version_device_and_thresholds(tiny_clip_dir, use_model):
+def test_clip_info_reports_model_version_device_and_thresholds(
+    tiny_clip_dir, use_model
+):
     use_model(tiny_clip_dir)
 
     info = json.loads(run("clip_info", "--json"))
@@ -55,8 +58,16 @@ def test_clip_test_prints_similarity_and_band(tiny_clip_dir, tmp_path):
     image.write_bytes(png_bytes())
 
     result = json.loads(
-        run("clip_test", "--image", str(image), "--text", "red", "--model",
-            str(tiny_clip_dir), "--json")
+        run(
+            "clip_test",
+            "--image",
+            str(image),
+            "--text",
+            "red",
+            "--model",
+            str(tiny_clip_dir),
+            "--json",
+        )
     )
 
     assert -1.0 <= result["similarity"] <= 1.0
@@ -69,16 +80,33 @@ def test_clip_test_explains_an_unreadable_image(tiny_clip_dir, tmp_path):
     image.write_bytes(b"<html>not an image</html>")
 
     with pytest.raises(CommandError, match="x.jpg: Unreadable image"):
-        run("clip_test", "--image", str(image), "--text", "red", "--model",
-            str(tiny_clip_dir))
+        run(
+            "clip_test",
+            "--image",
+            str(image),
+            "--text",
+            "red",
+            "--model",
+            str(tiny_clip_dir),
+        )
 
 
-def test_clip_batch_test_json_has_the_documented_keys(tiny_clip_dir, pairs_csv, tmp_path):
+def test_clip_batch_test_json_has_the_documented_keys(
+    tiny_clip_dir, pairs_csv, tmp_path
+):
     output = tmp_path / "out.csv"
 
     report = json.loads(
-        run("clip_batch_test", "--csv", str(pairs_csv), "--model", str(tiny_clip_dir),
-            "--json", "--output", str(output))
+        run(
+            "clip_batch_test",
+            "--csv",
+            str(pairs_csv),
+            "--model",
+            str(tiny_clip_dir),
+            "--json",
+            "--output",
+            str(output),
+        )
     )
 
     assert KEYS <= set(report)
@@ -114,8 +142,17 @@ def test_clip_batch_test_skips_and_reports_unreadable_images(
 
     err = StringIO()
     out = StringIO()
-    call_command("clip_batch_test", "--csv", str(pairs_csv), "--model",
-                 str(tiny_clip_dir), "--json", stdout=out, stderr=err, verbosity=0)
+    call_command(
+        "clip_batch_test",
+        "--csv",
+        str(pairs_csv),
+        "--model",
+        str(tiny_clip_dir),
+        "--json",
+        stdout=out,
+        stderr=err,
+        verbosity=0,
+    )
 
     report = json.loads(out.getvalue())
     assert report["n"] == 5

@@ -1,4 +1,5 @@
 """The engine against real (tiny, random) CLIP checkpoints built by the tests."""
+
 import io
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The decoding boundary: every hostile or odd file becomes RGB or a clear error."""
+
 import io
 
 import numpy as np
@@ -59,7 +60,9 @@ def test_a_format_outside_the_allow_list_is_refused():
 def test_too_many_pixels_are_refused_before_decoding():
     data = encode(Image.new("L", (3000, 2000)), "PNG")
 
-    with pytest.raises(UnreadableImage, match="3000x2000 pixels, the limit is 5,000,000"):
+    with pytest.raises(
+        UnreadableImage, match="3000x2000 pixels, the limit is 5,000,000"
+    ):
         decode_image(data, max_pixels=5_000_000)
 
 

@@ -1,4 +1,5 @@
 """Settings shared by every environment; values come from the environment."""
+
 from pathlib import Path
 
 import environ
@@ -117,7 +118,9 @@ else:
 # Read lazily through clipmatch.conf; nothing here loads a model.
 CLIPMATCH = {
     # A hub id ("openai/clip-vit-base-patch32") or a local save_pretrained folder.
-    "MODEL": env("CLIPMATCH_MODEL", default=str(BASE_DIR / "clipmatch/bundled/clipmatch-mini")),
+    "MODEL": env(
+        "CLIPMATCH_MODEL", default=str(BASE_DIR / "clipmatch/bundled/clipmatch-mini")
+    ),
     "DEVICE": env("CLIPMATCH_DEVICE", default="auto"),
     # JSON like {"title": {"pass": 0.26, "hold": 0.19}, "description": {...}}; when
     # empty, the thresholds shipped in the model folder's clipmatch.json are used.
@@ -144,7 +147,9 @@ CLIPMATCH = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},

@@ -1,4 +1,5 @@
 """Settings for production: everything secret or host-specific must be set."""
+
 from .base import *  # noqa: F403
 from .base import env
 

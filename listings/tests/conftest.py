@@ -1,11 +1,24 @@
 """Fixtures for the listings tests."""
+
 import pytest
 
-from listings.tests.factories import CategoryFactory, ListingFactory, ListingImageFactory
+from listings.tests.factories import (
+    CategoryFactory,
+    ListingImageFactory,
+)
 
-PASS_ALL = {"title": {"pass": -1.0, "hold": -1.0}, "description": {"pass": -1.0, "hold": -1.0}}
-HOLD_ALL = {"title": {"pass": 1.0, "hold": 1.0}, "description": {"pass": 1.0, "hold": 1.0}}
-REVIEW_ALL = {"title": {"pass": 1.0, "hold": -1.0}, "description": {"pass": 1.0, "hold": -1.0}}
+PASS_ALL = {
+    "title": {"pass": -1.0, "hold": -1.0},
+    "description": {"pass": -1.0, "hold": -1.0},
+}
+HOLD_ALL = {
+    "title": {"pass": 1.0, "hold": 1.0},
+    "description": {"pass": 1.0, "hold": 1.0},
+}
+REVIEW_ALL = {
+    "title": {"pass": 1.0, "hold": -1.0},
+    "description": {"pass": 1.0, "hold": -1.0},
+}
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """factory_boy factories for listings."""
+
 import factory
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile

@@ -1,4 +1,5 @@
 """The admin shows listings with status, score, model version, reasons and images."""
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
@@ -98,12 +99,19 @@ def test_the_admin_refuses_an_image_that_would_not_decode(admin_client_logged_in
     response = admin_client_logged_in.post(
         reverse("admin:listings_listing_add"),
         {
-            "seller": seller.pk, "title": "red mug", "description": "", "price": "3",
+            "seller": seller.pk,
+            "title": "red mug",
+            "description": "",
+            "price": "3",
             "category": category.pk,
-            "images-TOTAL_FORMS": "1", "images-INITIAL_FORMS": "0",
-            "images-0-image": hostile, "images-0-position": "0",
-            "decisions-TOTAL_FORMS": "0", "decisions-INITIAL_FORMS": "0",
-            "scoring_attempts-TOTAL_FORMS": "0", "scoring_attempts-INITIAL_FORMS": "0",
+            "images-TOTAL_FORMS": "1",
+            "images-INITIAL_FORMS": "0",
+            "images-0-image": hostile,
+            "images-0-position": "0",
+            "decisions-TOTAL_FORMS": "0",
+            "decisions-INITIAL_FORMS": "0",
+            "scoring_attempts-TOTAL_FORMS": "0",
+            "scoring_attempts-INITIAL_FORMS": "0",
         },
     )
 

@@ -1,4 +1,5 @@
 """rescore, setup_schedules, create_moderator and reconcile_scoring."""
+
 from io import StringIO
 
 import pytest

@@ -1,4 +1,5 @@
-"""The demo: seeding, the summary's arithmetic, and the whole run with the bundled model."""
+"""The demo: seeding, the summary's arithmetic, and a whole run."""
+
 import json
 import subprocess
 import sys
@@ -38,10 +39,14 @@ def test_demo_summary_counts_catches_and_false_flags(queued):
         ("wrong_category", "passed", "pass", False),  # missed
     ]
     items = []
-    for item, (kind, status, verdict, audit) in zip(seeded, plan):
+    for item, (kind, status, verdict, audit) in zip(seeded, plan, strict=True):
         score = ListingScore.objects.create(
-            listing_id=item.listing_id, model_version=version, content_hash="x",
-            verdict=verdict, computed_at=timezone.now(), audit_sample=audit,
+            listing_id=item.listing_id,
+            model_version=version,
+            content_hash="x",
+            verdict=verdict,
+            computed_at=timezone.now(),
+            audit_sample=audit,
         )
         Listing.objects.filter(pk=item.listing_id).update(status=status, score=score)
         items.append(DemoListing(item.listing_id, kind))
@@ -49,8 +54,16 @@ def test_demo_summary_counts_catches_and_false_flags(queued):
     summary = demo_summary(items)
 
     assert summary == {
-        "listings": 4, "passed": 2, "review": 1, "held": 1, "failed": 0, "pending": 0,
-        "audit_samples": 1, "planted_mismatches": 2, "caught": 1, "honest_flagged": 0,
+        "listings": 4,
+        "passed": 2,
+        "review": 1,
+        "held": 1,
+        "failed": 0,
+        "pending": 0,
+        "audit_samples": 1,
+        "planted_mismatches": 2,
+        "caught": 1,
+        "honest_flagged": 0,
     }
 
 
@@ -58,16 +71,30 @@ def test_demo_summary_counts_catches_and_false_flags(queued):
 def test_the_demo_scores_through_a_worker_and_catches_the_plants(worker_env, settings):
     result = subprocess.run(
         [sys.executable, "manage.py", "demo", "--json"],
-        cwd=ROOT, env=worker_env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=worker_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert {"listings", "passed", "review", "held", "failed", "planted_mismatches",
-            "caught", "honest_flagged"} <= set(summary)
+    assert {
+        "listings",
+        "passed",
+        "review",
+        "held",
+        "failed",
+        "planted_mismatches",
+        "caught",
+        "honest_flagged",
+    } <= set(summary)
     honest = summary["listings"] - summary["planted_mismatches"]
     assert summary["pending"] == 0
     assert summary["failed"] == 0
-    assert summary["passed"] + summary["review"] + summary["held"] == summary["listings"]
+    assert (
+        summary["passed"] + summary["review"] + summary["held"] == summary["listings"]
+    )
     assert summary["caught"] >= 0.9 * summary["planted_mismatches"]
     assert summary["honest_flagged"] <= 0.1 * honest

@@ -1,4 +1,5 @@
 """The reconciler: the database, not the queue, decides what still needs scoring."""
+
 from datetime import timedelta
 
 import pytest
@@ -50,8 +51,8 @@ def test_a_task_lost_by_the_queue_is_queued_again(pending, queued, reconcile):
 
 
 def test_a_worker_that_died_mid_task_is_detected_and_the_listing_requeued(
-    pending, queued
-, reconcile):
+    pending, queued, reconcile
+):
     ScoringAttempt.objects.create(
         listing=pending, content_hash=pending.content_hash, started_at=timezone.now()
     )
@@ -63,11 +64,15 @@ def test_a_worker_that_died_mid_task_is_detected_and_the_listing_requeued(
     assert report.abandoned == [pending.pk]
     assert report.requeued == [pending.pk]
     assert attempt.outcome == "abandoned"
-    assert attempt.error == "The worker stopped before it finished (killed or timed out)."
+    assert (
+        attempt.error == "The worker stopped before it finished (killed or timed out)."
+    )
     assert queued == [pending.pk]
 
 
-def test_a_listing_that_keeps_failing_is_quarantined_in_review(pending, queued, reconcile):
+def test_a_listing_that_keeps_failing_is_quarantined_in_review(
+    pending, queued, reconcile
+):
     for _ in range(3):
         ScoringAttempt.objects.create(
             listing=pending,
@@ -91,10 +96,13 @@ def test_a_listing_that_keeps_failing_is_quarantined_in_review(pending, queued, 
 
 
 def test_a_failed_attempt_is_retried_only_after_its_back_off(
-    pending, queued, use_model, tmp_path
-, reconcile):
+    pending, queued, use_model, tmp_path, reconcile
+):
     (tmp_path / "config.json").write_text("{}")
-    use_model(tmp_path, {"title": {"pass": 0, "hold": 0}, "description": {"pass": 0, "hold": 0}})
+    use_model(
+        tmp_path,
+        {"title": {"pass": 0, "hold": 0}, "description": {"pass": 0, "hold": 0}},
+    )
     listing_score(listing_id=pending.pk)
 
     early = reconcile(later(10))

@@ -1,4 +1,5 @@
 """The status machine, scoring requests, the scoring task's service and rescoring."""
+
 import pytest
 from django.core.files.base import ContentFile
 
@@ -25,7 +26,9 @@ def request_and_score(listing) -> Listing:
     return listing
 
 
-def test_a_save_queues_scoring_once_after_commit(queued, django_capture_on_commit_callbacks):
+def test_a_save_queues_scoring_once_after_commit(
+    queued, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         listing = ListingFactory()
         ListingImageFactory(listing=listing)
@@ -90,7 +93,9 @@ def test_scoring_stores_score_provenance_and_routes_to_passed(
     assert score.similarity == pytest.approx(image["title"], abs=1e-4)
     last = listing.decisions.last()
     assert (last.from_status, last.to_status, last.reason_code) == (
-        "pending", "passed", "scored_pass"
+        "pending",
+        "passed",
+        "scored_pass",
     )
     assert last.actor is None and last.actor_label == "system"
     assert last.model_version == str(score.model_version)
@@ -101,11 +106,21 @@ def test_scoring_stores_score_provenance_and_routes_to_passed(
     ("thresholds", "status", "reason_start"),
     [
         (HOLD_ALL, Status.HELD, "The image does not match the title (similarity "),
-        (REVIEW_ALL, Status.REVIEW, "The image matches the title only weakly (similarity "),
+        (
+            REVIEW_ALL,
+            Status.REVIEW,
+            "The image matches the title only weakly (similarity ",
+        ),
     ],
 )
 def test_scores_route_into_bands(
-    listing_with_image, use_model, tiny_clip_dir, queued, thresholds, status, reason_start
+    listing_with_image,
+    use_model,
+    tiny_clip_dir,
+    queued,
+    thresholds,
+    status,
+    reason_start,
 ):
     use_model(tiny_clip_dir, thresholds)
 
@@ -164,7 +179,9 @@ def test_a_corrupt_image_leaves_the_listing_in_review_with_the_error(
     tiny_model, queued, db
 ):
     image = ListingImageFactory()
-    image.image.save("broken.png", ContentFile(b"\x89PNG\r\n\x1a\n not really"), save=False)
+    image.image.save(
+        "broken.png", ContentFile(b"\x89PNG\r\n\x1a\n not really"), save=False
+    )
     image.save()
 
     listing = request_and_score(image.listing)
@@ -183,7 +200,9 @@ def test_an_unloadable_model_retries_then_goes_to_review_never_passed(
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{}")
-    (broken / "clipmatch.json").write_text('{"thresholds": %s}' % str(PASS_ALL).replace("'", '"'))
+    (broken / "clipmatch.json").write_text(
+        '{"thresholds": %s}' % str(PASS_ALL).replace("'", '"')
+    )
     use_model(broken)
     listing = listing_with_image
     listing_request_scoring(listing_id=listing.pk)
@@ -193,7 +212,11 @@ def test_an_unloadable_model_retries_then_goes_to_review_never_passed(
     third = listing_score(listing_id=listing.pk)
 
     listing.refresh_from_db()
-    assert (first.outcome, second.outcome, third.outcome) == ("retry", "retry", "failed")
+    assert (first.outcome, second.outcome, third.outcome) == (
+        "retry",
+        "retry",
+        "failed",
+    )
     assert listing.status == Status.REVIEW
     assert listing.scoring_error.startswith("Scoring failed 3 times; last error: ")
     assert "Could not load model" in listing.scoring_error
@@ -240,7 +263,9 @@ def test_rescore_after_a_threshold_change_runs_no_model(
     assert listing.decisions.last().reason_code == "rescored"
 
 
-def test_rescore_never_overrides_a_human_decision(listing_with_image, tiny_model, queued):
+def test_rescore_never_overrides_a_human_decision(
+    listing_with_image, tiny_model, queued
+):
     listing = request_and_score(listing_with_image)
     listing_transition(listing=listing, to_status=Status.HELD, reason_code="test")
     listing_transition(listing=listing, to_status=Status.APPROVED, reason_code="ok")
@@ -251,7 +276,9 @@ def test_rescore_never_overrides_a_human_decision(listing_with_image, tiny_model
 
 
 def test_forbidden_transitions_raise_and_write_nothing(listing_with_image):
-    with pytest.raises(TransitionNotAllowed, match="cannot go from pending to approved"):
+    with pytest.raises(
+        TransitionNotAllowed, match="cannot go from pending to approved"
+    ):
         listing_transition(
             listing=listing_with_image, to_status=Status.APPROVED, reason_code="x"
         )

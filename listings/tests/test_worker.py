@@ -1,4 +1,5 @@
 """Scoring through a real django-q2 cluster, a killed worker, and the fork rule."""
+
 import os
 import signal
 import subprocess
@@ -87,7 +88,9 @@ def test_a_worker_killed_mid_task_is_recovered_and_scored_exactly_once(model, qc
         return listing.status != Listing.Status.PENDING
 
     wait_for(routed, 60, "the requeued task to score the listing", qcluster.log_path)
-    outcomes = sorted(ScoringAttempt.objects.filter(listing=listing).values_list("outcome", flat=True))
+    outcomes = sorted(
+        ScoringAttempt.objects.filter(listing=listing).values_list("outcome", flat=True)
+    )
     assert listing.status == Listing.Status.PASSED
     assert outcomes == ["abandoned", "scored"]
     assert ListingScore.objects.filter(listing=listing).count() == 1

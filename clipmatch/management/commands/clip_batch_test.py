@@ -1,4 +1,5 @@
 """Score a CSV of image-text pairs and, with labels, report how well they separate."""
+
 import csv
 import json
 import math
@@ -36,7 +37,9 @@ def read_pairs(csv_path: Path) -> list[dict]:
         for line, row in enumerate(reader, start=2):
             label = (row.get("label") or "").strip()
             if "label" in columns and label not in ("0", "1"):
-                raise CommandError(f"{csv_path} row {line}: label must be 0 or 1, not {label!r}.")
+                raise CommandError(
+                    f"{csv_path} row {line}: label must be 0 or 1, not {label!r}."
+                )
             rows.append(
                 {
                     "row": line,
@@ -60,9 +63,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--csv", required=True, type=Path)
-        parser.add_argument("--model", help="A hub id or directory instead of the active one.")
-        parser.add_argument("--output", type=Path, help="Write the per-pair scores here.")
-        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+        parser.add_argument(
+            "--model", help="A hub id or directory instead of the active one."
+        )
+        parser.add_argument(
+            "--output", type=Path, help="Write the per-pair scores here."
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="Print one JSON object."
+        )
         parser.add_argument("--batch-size", type=int, default=None)
 
     def handle(self, *args, **options):
@@ -73,8 +82,13 @@ class Command(BaseCommand):
         except (ModelLoadError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from exc
         batch = options["batch_size"] or conf.get("BATCH_SIZE")
-        bar = tqdm(total=len(rows), desc="pairs", unit="pair", file=sys.stderr,
-                   disable=options["verbosity"] == 0)
+        bar = tqdm(
+            total=len(rows),
+            desc="pairs",
+            unit="pair",
+            file=sys.stderr,
+            disable=options["verbosity"] == 0,
+        )
         for start in range(0, len(rows), batch):
             chunk = rows[start : start + batch]
             readable = []
@@ -87,7 +101,7 @@ class Command(BaseCommand):
             if readable:
                 images = engine.embed_images([r.pop("image") for r in readable])
                 texts = engine.embed_texts([r["text"] for r in readable])
-                for row, image, text in zip(readable, images, texts):
+                for row, image, text in zip(readable, images, texts, strict=True):
                     row["similarity"] = best_chunk_similarity(image, text)
             bar.update(len(chunk))
         bar.close()
@@ -98,7 +112,11 @@ class Command(BaseCommand):
         if options["output"]:
             self._write(options["output"], rows, thresholds.title_pass)
         labelled = [r for r in scored if r["label"] is not None]
-        report = {"n": len(scored), "model_version": engine.version, "unreadable": len(errors)}
+        report = {
+            "n": len(scored),
+            "model_version": engine.version,
+            "unreadable": len(errors),
+        }
         if labelled:
             report.update(
                 binary_metrics(
@@ -122,11 +140,18 @@ class Command(BaseCommand):
     def _write(self, path: Path, rows: list[dict], threshold: float) -> None:
         with path.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["image_path", "text", "label", "similarity", "match", "error"])
+            writer.writerow(
+                ["image_path", "text", "label", "similarity", "match", "error"]
+            )
             for r in rows:
                 sim = r.get("similarity")
-                writer.writerow([
-                    r["image_path"], r["text"], "" if r["label"] is None else r["label"],
-                    "" if sim is None else f"{sim:.6f}",
-                    "" if sim is None else int(sim >= threshold), r.get("error", ""),
-                ])
+                writer.writerow(
+                    [
+                        r["image_path"],
+                        r["text"],
+                        "" if r["label"] is None else r["label"],
+                        "" if sim is None else f"{sim:.6f}",
+                        "" if sim is None else int(sim >= threshold),
+                        r.get("error", ""),
+                    ]
+                )

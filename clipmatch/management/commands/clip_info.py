@@ -1,4 +1,5 @@
 """Show the active CLIP model, its version, device and thresholds."""
+
 import json
 
 from django.core.exceptions import ImproperlyConfigured
@@ -13,10 +14,16 @@ class Command(BaseCommand):
     help = "Show the active CLIP model, its version, device and thresholds."
 
     def add_arguments(self, parser):
-        parser.add_argument("--model", help="A hub id or directory instead of the active one.")
-        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
         parser.add_argument(
-            "--no-load", action="store_true", help="Do not load the model (no device check)."
+            "--model", help="A hub id or directory instead of the active one."
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="Print one JSON object."
+        )
+        parser.add_argument(
+            "--no-load",
+            action="store_true",
+            help="Do not load the model (no device check).",
         )
 
     def handle(self, *args, **options):

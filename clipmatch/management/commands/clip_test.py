@@ -1,4 +1,5 @@
 """Score one image against one text with a CLIP model."""
+
 import json
 from pathlib import Path
 
@@ -18,8 +19,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--image", required=True, type=Path)
         parser.add_argument("--text", required=True)
-        parser.add_argument("--model", help="A hub id or directory instead of the active one.")
-        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+        parser.add_argument(
+            "--model", help="A hub id or directory instead of the active one."
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="Print one JSON object."
+        )
 
     def handle(self, *args, **options):
         path: Path = options["image"]
@@ -49,6 +54,7 @@ class Command(BaseCommand):
             return
         self.stdout.write(
             f"similarity {result['similarity']:.4f} -> {result['band']} "
-            f"(pass >= {thresholds.title_pass:.3f}, hold < {thresholds.title_hold:.3f}; "
+            f"(pass >= {thresholds.title_pass:.3f}, "
+            f"hold < {thresholds.title_hold:.3f}; "
             f"{engine.version})"
         )

@@ -1,4 +1,5 @@
 """Create (or reset) a staff login for moderators and print it."""
+
 import secrets
 
 from django.contrib.auth import get_user_model
@@ -25,7 +26,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         group, _ = Group.objects.get_or_create(name="Moderators")
-        group.permissions.set(Permission.objects.filter(codename__in=MODERATOR_PERMISSIONS))
+        group.permissions.set(
+            Permission.objects.filter(codename__in=MODERATOR_PERMISSIONS)
+        )
         user, created = get_user_model().objects.get_or_create(
             username=options["username"], defaults={"is_staff": True}
         )
@@ -37,6 +40,7 @@ class Command(BaseCommand):
         verb = "Created" if created else "Reset"
         self.stdout.write(
             self.style.SUCCESS(
-                f"{verb} moderator login -> username: {user.username}  password: {password}"
+                f"{verb} moderator login -> username: {user.username}  "
+                f"password: {password}"
             )
         )

@@ -1,4 +1,5 @@
 """Seed a demo catalog, score it through the real task queue, print a summary."""
+
 import json
 import os
 import signal
@@ -32,7 +33,9 @@ class Command(BaseCommand):
             action="store_true",
             help="Do not start a worker: one is already running.",
         )
-        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+        parser.add_argument(
+            "--json", action="store_true", help="Print one JSON object."
+        )
 
     def handle(self, *args, **options):
         if options["listings"] < 1:
@@ -43,7 +46,9 @@ class Command(BaseCommand):
             seed=options["seed"],
         )
         if not options["json"]:
-            self.stdout.write(f"Seeded {len(seeded)} listings; scoring them in the queue...")
+            self.stdout.write(
+                f"Seeded {len(seeded)} listings; scoring them in the queue..."
+            )
         worker = None if options["no_worker"] else self._start_worker()
         try:
             self._wait([s.listing_id for s in seeded], options["timeout"])
@@ -88,7 +93,9 @@ class Command(BaseCommand):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             close_old_connections()
-            pending = Listing.objects.filter(pk__in=ids, status=Listing.Status.PENDING).count()
+            pending = Listing.objects.filter(
+                pk__in=ids, status=Listing.Status.PENDING
+            ).count()
             if not pending:
                 return
             time.sleep(0.5)

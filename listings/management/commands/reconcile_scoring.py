@@ -1,4 +1,5 @@
 """Run the scoring reconciler once, now."""
+
 from django.core.management.base import BaseCommand
 
 from listings.services import scoring_reconcile
@@ -10,6 +11,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         report = scoring_reconcile()
         self.stdout.write(
-            f"requeued {len(report.requeued)}, abandoned attempts {len(report.abandoned)}, "
+            f"requeued {len(report.requeued)}, "
+            f"abandoned attempts {len(report.abandoned)}, "
             f"quarantined {len(report.quarantined)}, waiting {len(report.waiting)}"
         )

@@ -1,4 +1,5 @@
 """Score listings again with the active model and thresholds, in batches."""
+
 import sys
 
 from django.core.exceptions import ImproperlyConfigured
@@ -13,20 +14,25 @@ from listings.services import listing_rescore
 
 class Command(BaseCommand):
     help = (
-        "Rescore system-routed listings (pending, passed, review, held) with the active "
+        "Rescore system-routed listings (pending, passed, review, held) with the "
+        "active "
         "model and thresholds. Approved and rejected listings are never touched. "
         "Embeddings are cached, so a threshold change runs no model."
     )
 
     def add_arguments(self, parser):
         which = parser.add_mutually_exclusive_group(required=True)
-        which.add_argument("--all", action="store_true", help="Every system-routed listing.")
+        which.add_argument(
+            "--all", action="store_true", help="Every system-routed listing."
+        )
         which.add_argument(
             "--stale",
             action="store_true",
             help="Only those scored by another model, other thresholds, or not at all.",
         )
-        parser.add_argument("--dry-run", action="store_true", help="Count, change nothing.")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Count, change nothing."
+        )
         parser.add_argument("--batch-size", type=int, default=100)
 
     def handle(self, *args, **options):
@@ -35,17 +41,21 @@ class Command(BaseCommand):
         except (ModelLoadError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from exc
         ids = list(
-            listings_for_rescore(active=active, stale_only=options["stale"]).values_list(
-                "pk", flat=True
-            )
+            listings_for_rescore(
+                active=active, stale_only=options["stale"]
+            ).values_list("pk", flat=True)
         )
         self.stdout.write(f"{len(ids)} listing(s) to rescore with {active.version}.")
         if options["dry_run"] or not ids:
             return
         outcomes: dict[str, int] = {}
         batch = max(1, options["batch_size"])
-        with tqdm(total=len(ids), unit="listing", file=sys.stderr,
-                  disable=options["verbosity"] == 0) as bar:
+        with tqdm(
+            total=len(ids),
+            unit="listing",
+            file=sys.stderr,
+            disable=options["verbosity"] == 0,
+        ) as bar:
             for start in range(0, len(ids), batch):
                 for listing_id in ids[start : start + batch]:
                     outcome = listing_rescore(listing_id=listing_id, active=active)

@@ -1,4 +1,5 @@
-"""Create or update the periodic scoring reconciler (safe to run any number of times)."""
+"""Create or update the periodic scoring reconciler (idempotent)."""
+
 from django.core.management.base import BaseCommand
 from django_q.models import Schedule
 
@@ -8,7 +9,9 @@ RECONCILER = "clipmatch: reconcile scoring"
 
 
 class Command(BaseCommand):
-    help = "Create or update the django-q2 schedule that re-queues lost or failed scoring."
+    help = (
+        "Create or update the django-q2 schedule that re-queues lost or failed scoring."
+    )
 
     def handle(self, *args, **options):
         minutes = conf.get("RECONCILE_EVERY_MINUTES")
@@ -22,4 +25,6 @@ class Command(BaseCommand):
             },
         )
         verb = "Created" if created else "Updated"
-        self.stdout.write(f"{verb} schedule {schedule.name!r}: every {minutes} minute(s).")
+        self.stdout.write(
+            f"{verb} schedule {schedule.name!r}: every {minutes} minute(s)."
+        )
