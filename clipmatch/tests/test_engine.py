@@ -107,3 +107,26 @@ def test_get_engine_loads_once_per_process(tiny_clip_dir):
     second = get_engine(str(tiny_clip_dir), "cpu")
 
     assert first is second
+
+
+def test_a_hub_id_loads_from_the_hugging_face_cache_with_its_commit_as_version(
+    tiny_clip_dir, tmp_path, monkeypatch
+):
+    import shutil
+
+    import huggingface_hub.constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--clipmatch-tests--tiny-clip"
+    shutil.copytree(tiny_clip_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    source = resolve_model("clipmatch-tests/tiny-clip")
+    engine = ClipEngine(source)
+
+    assert source.fingerprint == commit
+    assert source.version == "clipmatch-tests/tiny-clip@0123456789ab"
+    assert engine.embed_texts(["red"])[0].shape == (1, 16)
