@@ -135,7 +135,7 @@ def _queue(listing_id: int) -> None:
     async_task(SCORE_TASK, listing_id, task_name=f"score-listing-{listing_id}")
 
 
-def listing_request_scoring(*, listing_id: int, force: bool = False) -> bool:
+def listing_request_scoring(*, listing_id: int) -> bool:
     """Send a listing for scoring if its content changed; True when a task was queued.
 
     Runs after the save that changed the content has committed. An unchanged save,
@@ -146,8 +146,7 @@ def listing_request_scoring(*, listing_id: int, force: bool = False) -> bool:
         if listing is None:
             return False
         content_hash = listing_content_hash(listing=listing)
-        unchanged = content_hash == listing.content_hash
-        if unchanged and not force:
+        if content_hash == listing.content_hash:
             return False
         listing.content_hash = content_hash
         listing.scoring_queued_at = timezone.now()
@@ -159,10 +158,8 @@ def listing_request_scoring(*, listing_id: int, force: bool = False) -> bool:
             listing_transition(
                 listing=listing,
                 to_status=Status.PENDING,
-                reason_code="content_changed" if not unchanged else "rescore",
-                reason="The title, description, category or images changed."
-                if not unchanged
-                else "Sent for scoring again.",
+                reason_code="content_changed",
+                reason="The title, description, category or images changed.",
             )
         transaction.on_commit(partial(_queue, listing.pk))
     return True
@@ -190,7 +187,10 @@ def listing_score(*, listing_id: int) -> ScoreOutcome:
             return ScoreOutcome(listing_id, "missing")
         if listing.status != Status.PENDING:
             return ScoreOutcome(listing_id, "not_pending", listing.status)
-        content_hash = listing.content_hash or listing_content_hash(listing=listing)
+        if not listing.content_hash:  # a row loaded raw, never requested
+            listing.content_hash = listing_content_hash(listing=listing)
+            listing.save(update_fields=["content_hash"])
+        content_hash = listing.content_hash
         attempt = ScoringAttempt.objects.create(
             listing=listing,
             content_hash=content_hash,

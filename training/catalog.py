@@ -688,16 +688,19 @@ def write_catalog_csv(
     out_dir: str | Path,
     *,
     n: int,
-    seed: int,
+    seed: int = HELDOUT_SEED,
     size: int = 128,
     mismatch_rate: float = 0.5,
     text_kind: str = "mixed",
 ) -> Path:
     """Write ``n`` PNGs plus ``catalog.csv`` (image_path,text,label); return its path.
 
-    ``label`` is 1 when the text describes the image and 0 when it describes the
-    product with one attribute swapped (3 in 4 mismatches) or another random product.
-    ``text_kind`` is ``"title"``, ``"description"`` or ``"mixed"``.
+    Row ``i`` shows ``generate_item(i, seed=seed, size=size)``.  ``label`` is 1 when
+    the text is that item's own title or description and 0 when it describes the
+    product with one attribute swapped (3 in 4 mismatches) or another product, in
+    the same wording.  ``text_kind`` is ``"title"``, ``"description"`` or
+    ``"mixed"``.  Keep ``seed >= TRAIN_SEED_LIMIT`` for photos the bundled model
+    never trained on.
     """
     if text_kind not in ("title", "description", "mixed"):
         raise ValueError("text_kind must be 'title', 'description' or 'mixed'")
@@ -708,21 +711,23 @@ def write_catalog_csv(
         writer = csv.writer(fh)
         writer.writerow(["image_path", "text", "label"])
         for i in range(n):
-            rng = random.Random(f"clipmatch-csv-{seed}-{i}")
-            product = random_product(rng)
-            image = render_product(product, size=size, rng=rng)
+            item = generate_item(i, seed=seed, size=size)
             rel = f"images/{i:06d}.png"
-            image.save(out / rel)
-            described = product
+            item.image.save(out / rel)
+            rng = random.Random(f"clipmatch-csv-{seed}-{i}")
+            described = item.product
             if rng.random() < mismatch_rate:
                 if rng.random() < 0.75:
-                    described = swap_attribute(product, _pick(rng, ATTRIBUTES), rng)
+                    attribute = _pick(rng, ATTRIBUTES)
+                    described = swap_attribute(item.product, attribute, rng)
                 else:
-                    while described == product:
+                    while described == item.product:
                         described = random_product(rng)
             use_title = {"title": True, "description": False}.get(
                 text_kind, rng.random() < 0.5
             )
-            text = (product_title if use_title else product_description)(described, rng)
-            writer.writerow([rel, text, int(described == product)])
+            texts = text_rng(i, seed=seed)
+            title = product_title(described, texts)
+            text = title if use_title else product_description(described, texts)
+            writer.writerow([rel, text, int(described == item.product)])
     return csv_path

@@ -31,7 +31,9 @@ from training.catalog import (
     ATTRIBUTES,
     CALIBRATION_SEED,
     CATEGORIES,
+    COLOURS,
     HELDOUT_SEED,
+    PATTERNS,
     TRAIN_SEED_LIMIT,
     all_products,
     generate_item,
@@ -45,6 +47,27 @@ from training.tokenizer import BOS_ID, CONTEXT_LENGTH, EOS_ID, build_tokenizer
 DATA_DIR = Path(__file__).resolve().parent / "data"
 PRODUCTS = all_products()
 PRODUCT_ID = {p: i for i, p in enumerate(PRODUCTS)}
+# (category, colour, pattern) indices per product id; -1 in a text's row means the
+# text does not mention that attribute.
+_VALUES = (CATEGORIES, tuple(COLOURS), PATTERNS)
+PRODUCT_ATTRS = torch.tensor(
+    [
+        [_VALUES[a].index(getattr(p, name)) for a, name in enumerate(ATTRIBUTES)]
+        for p in PRODUCTS
+    ]
+)
+# Short generic captions like the app's category prompts, so "a photo of a mug."
+# means something to the model even though listings never read like that.
+PROMPT_TEMPLATES = (
+    "a photo of a {}.",
+    "a product photo of a {}.",
+    "a {} for sale.",
+    "a close-up photo of the {}.",
+    "a picture of a {}",
+    "{}",
+    "the {}",
+    "a {}",
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -67,6 +90,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--projection-dim", type=int, default=128)
     p.add_argument("--vocab-size", type=int, default=2048)
     p.add_argument("--title-frac", type=float, default=0.6)
+    p.add_argument(
+        "--prompt-frac",
+        type=float,
+        default=0.15,
+        help="share of title-step captions that are short generic prompts",
+    )
     p.add_argument(
         "--hard-negatives",
         type=int,
@@ -129,11 +158,31 @@ def tokenizer_corpus(n: int = 6000, seed: int = 0) -> list[str]:
     return texts
 
 
-def caption(product, kind: str, text_seed: int) -> str:
-    """Title or description of ``product`` in the wording fixed by ``text_seed``."""
+def caption(product, kind: str, text_seed: int) -> tuple[str, list[int]]:
+    """A caption of ``product`` in the wording fixed by ``text_seed``.
+
+    Returns the text and the attribute row it pins down (-1 where unmentioned).
+    ``kind`` is "title", "description" or "prompt".
+    """
     rng = random.Random(text_seed)
+    attrs = PRODUCT_ATTRS[PRODUCT_ID[product]].tolist()
+    if kind == "prompt":
+        template = PROMPT_TEMPLATES[int(rng.random() * len(PROMPT_TEMPLATES))]
+        with_colour, with_pattern = rng.random() < 0.35, rng.random() < 0.2
+        words = [product.category]
+        if with_pattern:
+            words.insert(0, product.pattern)
+        else:
+            attrs[2] = -1
+        if with_colour:
+            words.insert(0, product.colour)
+        else:
+            attrs[1] = -1
+        return template.format(" ".join(words)), attrs
     title = product_title(product, rng)
-    return title if kind == "title" else product_description(product, rng)
+    if kind == "title":
+        return title, attrs
+    return product_description(product, rng), attrs
 
 
 def augment(images: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -206,49 +255,40 @@ class PairwiseHead(torch.nn.Module):
 
 
 def clip_loss(
-    img: torch.Tensor,
-    txt: torch.Tensor,
-    img_pid: torch.Tensor,
-    txt_pid: torch.Tensor,
-    logit_scale: torch.Tensor,
+    img: torch.Tensor, txt: torch.Tensor, match: torch.Tensor, logit_scale
 ) -> torch.Tensor:
     """Symmetric CLIP loss; texts after the first len(img) are extra hard negatives.
 
-    A column describing the same product as the row (a duplicate in the batch, or a
-    'swap' that happened to land on another item's product) is masked out rather
-    than treated as a negative.
+    ``match[i, j]`` says text j is true of image i.  Such columns other than the
+    target (duplicates in the batch, generic prompts, a 'swap' that landed on
+    another item's product) are masked out rather than treated as negatives.
     """
     b = img.shape[0]
     target = torch.arange(b)
     scale = logit_scale.exp().clamp(max=100)
     logits = scale * img @ txt.T
-    same = img_pid[:, None] == txt_pid[None, :]
-    same[target, target] = False
-    i2t = F.cross_entropy(logits.masked_fill(same, float("-inf")), target)
-    t2i_logits = logits[:, :b].T.masked_fill(same[:, :b].T, float("-inf"))
+    other = match.clone()
+    other[target, target] = False
+    i2t = F.cross_entropy(logits.masked_fill(other, float("-inf")), target)
+    t2i_logits = logits[:, :b].T.masked_fill(other[:, :b].T, float("-inf"))
     t2i = F.cross_entropy(t2i_logits, target)
     return (i2t + t2i) / 2
 
 
 def sigmoid_loss(
-    img: torch.Tensor,
-    txt: torch.Tensor,
-    img_pid: torch.Tensor,
-    txt_pid: torch.Tensor,
-    head: PairwiseHead,
+    img: torch.Tensor, txt: torch.Tensor, match: torch.Tensor, head: PairwiseHead
 ) -> torch.Tensor:
     """Binary loss on every image/text pair of the batch, matched or not.
 
     Unlike the softmax losses it pushes all true-pair cosines above all mismatched
     ones globally, which is what fixed pass/hold thresholds rely on.
     """
-    labels = img_pid[:, None] == txt_pid[None, :]
     losses = F.binary_cross_entropy_with_logits(
-        head(img @ txt.T), labels.float(), reduction="none"
+        head(img @ txt.T), match.float(), reduction="none"
     )
     # Matches are rare (about one per row), so positives and negatives each get
     # half of the loss.
-    return (losses[labels].mean() + losses[~labels].mean()) / 2
+    return (losses[match].mean() + losses[~match].mean()) / 2
 
 
 def make_optimizer(params, lr: float, weight_decay: float):
@@ -351,16 +391,21 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict:
         idx = torch.randint(0, len(images), (args.batch_size,), generator=gen)
         pixels = (augment(images[idx], gen) - mean) / std
         img_pid = pids[idx]
-        kind = "title" if rng.random() < args.title_frac else "description"
-        texts, txt_pid = [], list(img_pid.tolist())
-        negatives, neg_pid = [], []
+        step_kind = "title" if rng.random() < args.title_frac else "description"
+        texts, negatives, attrs, neg_attrs = [], [], [], []
         for pid in img_pid.tolist():
             product, text_seed = PRODUCTS[pid], rng.getrandbits(64)
-            texts.append(caption(product, kind, text_seed))
+            kind = step_kind
+            if kind == "title" and rng.random() < args.prompt_frac:
+                kind = "prompt"
+            text, row = caption(product, kind, text_seed)
+            texts.append(text)
+            attrs.append(row)
             for attr in rng.sample(ATTRIBUTES, args.hard_negatives):
                 swapped = swap_attribute(product, attr, rng)
-                negatives.append(caption(swapped, kind, text_seed))
-                neg_pid.append(PRODUCT_ID[swapped])
+                text, row = caption(swapped, kind, text_seed)
+                negatives.append(text)
+                neg_attrs.append(row)
         tok = tokenizer(
             texts + negatives, padding=True, truncation=True, return_tensors="pt"
         )
@@ -375,12 +420,14 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict:
             ),
             dim=-1,
         )
-        all_pid = torch.tensor(txt_pid + neg_pid)
-        loss = clip_loss(img, txt, img_pid, all_pid, model.logit_scale)
+        txt_attrs = torch.tensor(attrs + neg_attrs)
+        img_attrs = PRODUCT_ATTRS[img_pid]
+        match = ((txt_attrs[None] == img_attrs[:, None]) | (txt_attrs[None] < 0)).all(
+            -1
+        )
+        loss = clip_loss(img, txt, match, model.logit_scale)
         if args.sigmoid_weight:
-            loss = loss + args.sigmoid_weight * sigmoid_loss(
-                img, txt, img_pid, all_pid, head
-            )
+            loss = loss + args.sigmoid_weight * sigmoid_loss(img, txt, match, head)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
