@@ -73,6 +73,19 @@ def build_tiny_clip(path: Path, *, seed: int = 0, context: int = 16) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_media():
+    """The test settings give each run its own media folder; drop it afterwards."""
+    import os
+    import shutil
+
+    from django.conf import settings
+
+    yield
+    if "CLIPMATCH_TEST_MEDIA_ROOT" not in os.environ:
+        shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory) -> Path:
     return build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
@@ -149,6 +162,7 @@ def worker_env(settings, transactional_db):
             "Q_CLUSTER_NAME": settings.Q_CLUSTER["name"],
             "CLIPMATCH_MODEL": settings.CLIPMATCH["MODEL"],
             "CLIPMATCH_THRESHOLDS": json.dumps(settings.CLIPMATCH["THRESHOLDS"]),
+            "CLIPMATCH_TEST_MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -7,3 +7,6 @@ class ClipmatchConfig(AppConfig):
     name = "clipmatch"
     verbose_name = "CLIP models"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from clipmatch import checks  # noqa: F401  (registers the system checks)

@@ -275,11 +275,25 @@ _engines: dict[tuple[str, str, str, int], ClipEngine] = {}
 _lock = threading.Lock()
 
 
-def get_engine(ref: str | None = None, device: str | None = None) -> ClipEngine:
-    """The process's engine for a model, loaded on first use (never at import)."""
+def get_engine(
+    ref: str | None = None,
+    device: str | None = None,
+    *,
+    fingerprint: str | None = None,
+) -> ClipEngine:
+    """The process's engine for a model, loaded on first use (never at import).
+
+    With `fingerprint`, refuse a model whose files changed since that version was
+    recorded, so that no embedding is ever stored under the wrong version.
+    """
     ref = ref or conf.get("MODEL")
     device = device or conf.get("DEVICE")
     source = resolve_model(ref)
+    if fingerprint is not None and source.fingerprint != fingerprint:
+        raise ModelLoadError(
+            f"Model {ref!r} changed on disk while it was in use "
+            f"({fingerprint[:12]} became {source.fingerprint[:12]})."
+        )
     # Keyed by pid too: an engine inherited through fork is never reused by a child.
     key = (ref, source.fingerprint, device, os.getpid())
     with _lock:

@@ -12,6 +12,15 @@ from PIL import Image, ImageOps
 
 from clipmatch import conf
 
+FORMAT_EXTENSIONS = {
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 
 class UnreadableImage(ValueError):
     """The bytes are not an image we accept; the message says why, for a person."""
@@ -68,13 +77,19 @@ def decode_image(
         # an error, and check the declared size before a single pixel is decoded.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as opened:
-                fmt = (opened.format or "").upper()
-                if fmt not in allowed:
-                    raise UnreadableImage(
-                        f"Unsupported image type {fmt or 'unknown'}: "
-                        f"accepted types are {', '.join(allowed)}."
-                    )
+            fmt = sniff_format(data)
+            if not fmt:
+                raise UnreadableImage(
+                    "Unreadable image: the file is not an image in any format we "
+                    "can read."
+                )
+            if fmt not in allowed:
+                raise UnreadableImage(
+                    f"Unsupported image type {fmt or 'unknown'}: "
+                    f"accepted types are {', '.join(allowed)}."
+                )
+            # Only the allowed decoders ever see the bytes.
+            with Image.open(io.BytesIO(data), formats=[fmt]) as opened:
                 width, height = opened.size
                 if width * height > max_pixels:
                     raise UnreadableImage(
@@ -102,6 +117,21 @@ def decode_image(
     )
 
 
+def sniff_format(source: bytes | BinaryIO) -> str:
+    """The format Pillow identifies from the header, "" when none; decodes nothing."""
+    stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    try:
+        with Image.open(stream) as opened:
+            return (opened.format or "").upper()
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise
+    except Exception:  # not an image at all: the caller says so in its own words
+        return ""
+    finally:
+        if hasattr(stream, "seek"):
+            stream.seek(0)
+
+
 def _describe(exc: Exception) -> str:
     text = str(exc).strip()
     if isinstance(exc, Image.UnidentifiedImageError):
@@ -110,15 +140,23 @@ def _describe(exc: Exception) -> str:
 
 
 def _check_no_trailing_data(fmt: str, data: bytes) -> None:
-    """Refuse PNGs with bytes after IEND: a PNG that is also a web page is hostile."""
+    """Refuse PNGs with bytes after the real IEND: a PNG that is also a page."""
     if fmt != "PNG":
         return
-    end = data.rfind(b"IEND")
-    # IEND's 4-byte type is followed only by its 4-byte CRC.
-    if end == -1 or len(data) - (end + 8) > 0:
-        raise UnreadableImage(
-            "Unreadable image: the PNG has data after its end marker."
-        )
+    # Walk the chunks from the signature: a search for "IEND" could be fooled by
+    # appended data that ends with those four letters.
+    position = len(PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
+        position += 12 + length  # length, type, data, CRC
+        if kind == b"IEND":
+            if position != len(data):
+                raise UnreadableImage(
+                    "Unreadable image: the PNG has data after its end marker."
+                )
+            return
+    raise UnreadableImage("Unreadable image: the PNG has no end marker.")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -137,14 +175,14 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         # 16-bit greyscale: scale the full range to 8 bits instead of clipping.
         import numpy as np
 
-        array = np.asarray(image, dtype=np.float64)
+        array = np.asarray(image, dtype=np.float32)
         peak = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
         array = np.clip(np.rint(array / peak * 255.0), 0, 255).astype("uint8")
         return Image.fromarray(array, mode="L").convert("RGB")
     if mode == "F":
         import numpy as np
 
-        array = np.asarray(image, dtype=np.float64)
+        array = np.asarray(image, dtype=np.float32)
         low, high = float(array.min()), float(array.max())
         scale = 255.0 / (high - low) if high > low else 0.0
         array = ((array - low) * scale).astype("uint8")
@@ -157,6 +195,13 @@ def validate_image_file(file) -> None:
     """Field validator: forms, the admin's too, refuse what scoring could not read."""
     from django.core.exceptions import ValidationError
 
+    max_bytes = conf.get("MAX_IMAGE_BYTES")
+    size = getattr(file, "size", None)
+    if size and size > max_bytes:  # refuse before reading a byte of it
+        raise ValidationError(
+            f"Image too large: {size:,} bytes, the limit is {max_bytes:,} bytes.",
+            code="image_too_large",
+        )
     try:
         decode_image(file)
     except UnreadableImage as exc:

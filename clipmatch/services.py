@@ -30,7 +30,7 @@ class ActiveModel:
     thresholds: Thresholds
 
     def engine(self) -> ClipEngine:
-        return get_engine(self.source.ref)
+        return get_engine(self.source.ref, fingerprint=self.source.fingerprint)
 
 
 def thresholds_for(source: ModelSource) -> Thresholds:

@@ -73,6 +73,9 @@ class ListingDecisionInline(admin.TabularInline):
     readonly_fields = fields
     ordering = ["created_at", "id"]
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("actor")
+
     @admin.display(description="Who")
     def who(self, obj: ListingDecision) -> str:
         return obj.actor_label

@@ -10,4 +10,4 @@ class ListingsConfig(AppConfig):
     def ready(self):
         from listings import signals
 
-        signals.connect()
+        signals.connect(self)

@@ -91,7 +91,9 @@ def demo_seed(
 
 def demo_summary(seeded: list[DemoListing]) -> dict:
     """Counts of where the seeded listings ended and how many plants were caught."""
-    listings = Listing.objects.in_bulk([s.listing_id for s in seeded])
+    listings = Listing.objects.select_related("score").in_bulk(
+        [s.listing_id for s in seeded]
+    )
     scores = {pk: listing.score for pk, listing in listings.items()}
     summary = {
         "listings": len(seeded),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from clipmatch.images import read_bytes, sha256_hex, validate_image_file
+from clipmatch.images import FORMAT_EXTENSIONS, sniff_format, validate_image_file
 from clipmatch.models import ModelVersion
 
 
@@ -88,7 +90,10 @@ class Listing(models.Model):
 
 
 def _image_path(instance: ListingImage, filename: str) -> str:
-    return f"listings/{instance.listing_id}/{filename}"
+    # Never the uploader's name or extension: a file called x.html must not be
+    # served as a page. The name comes from the bytes and their decoded format.
+    extension = FORMAT_EXTENSIONS.get(instance.detected_format, ".bin")
+    return f"listings/{instance.listing_id}/{instance.content_hash[:32]}{extension}"
 
 
 class ListingImage(models.Model):
@@ -108,10 +113,17 @@ class ListingImage(models.Model):
     def __str__(self) -> str:
         return f"Image {self.position + 1} of {self.listing_id}"
 
+    detected_format = ""
+
     def save(self, *args, **kwargs):
         # The hash must always describe the stored bytes, however the row is saved.
         if self.image:
-            self.content_hash = sha256_hex(read_bytes(self.image.file))
+            digest = hashlib.sha256()
+            for chunk in self.image.chunks():
+                digest.update(chunk)
+            self.content_hash = digest.hexdigest()
+            self.image.seek(0)
+            self.detected_format = sniff_format(self.image)
         super().save(*args, **kwargs)
 
 
@@ -208,6 +220,9 @@ class ListingDecision(models.Model):
     reason = models.TextField(blank=True)
     model_version = models.CharField(max_length=300, blank=True)
     score = models.FloatField(null=True, blank=True)
+    thresholds = models.JSONField(
+        default=dict, blank=True, help_text="The thresholds the score was judged by."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = DecisionQuerySet.as_manager()

@@ -15,11 +15,12 @@ from functools import partial
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from clipmatch import conf
 from clipmatch.engine import ModelLoadError
-from clipmatch.images import UnreadableImage, decode_image
+from clipmatch.images import UnreadableImage, decode_image, sha256_hex
 from clipmatch.scoring import Assessment, assess, best_chunk_similarity, rank_categories
 from clipmatch.services import (
     ActiveModel,
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 Status = Listing.Status
 
 SYSTEM_STATES = {Status.PENDING, Status.PASSED, Status.REVIEW, Status.HELD}
+HUMAN_STATES = {Status.APPROVED, Status.REJECTED}
 # from -> the states a change may lead to. Moderators' decisions come in a later
 # issue; the system routes, re-routes and sends changed content back to PENDING.
 TRANSITIONS: dict[str, set[str]] = {
@@ -94,14 +96,30 @@ def listing_transition(
     reason_code: str,
     reason: str = "",
     score: ListingScore | None = None,
+    expected_status: str | None = None,
 ) -> ListingDecision:
-    """Move a listing to a new status and write its audit row, in one transaction."""
-    from_status = listing.status
-    if to_status not in TRANSITIONS.get(from_status, set()):
-        raise TransitionNotAllowed(
-            f"A listing cannot go from {from_status} to {to_status}."
-        )
+    """Move a listing to a new status and write its audit row, in one transaction.
+
+    The status in the database decides, not the one on the instance passed in: a
+    decision made on a page loaded before the listing changed is refused.
+    """
     with transaction.atomic():
+        current = _locked(listing.pk)
+        if current is None:
+            raise Listing.DoesNotExist(f"Listing {listing.pk} no longer exists.")
+        from_status = current.status
+        if expected_status is not None and from_status != expected_status:
+            raise TransitionNotAllowed(
+                f"The listing is {from_status} now, no longer {expected_status}."
+            )
+        if to_status not in TRANSITIONS.get(from_status, set()):
+            raise TransitionNotAllowed(
+                f"A listing cannot go from {from_status} to {to_status}."
+            )
+        if to_status in HUMAN_STATES and actor is None:
+            raise TransitionNotAllowed(
+                f"Only a person can move a listing to {to_status}."
+            )
         listing.status = to_status
         fields = ["status", "updated_at"]
         if score is not None:
@@ -117,12 +135,14 @@ def listing_transition(
             reason=reason,
             model_version=str(score.model_version) if score else "",
             score=score.similarity if score else None,
+            thresholds=score.thresholds if score else {},
         )
 
 
 def _locked(listing_id: int) -> Listing | None:
     return (
-        Listing.objects.select_for_update()
+        # of=("self",): on PostgreSQL, lock the listing, not its category's row.
+        Listing.objects.select_for_update(of=("self",))
         .select_related("category")
         .filter(pk=listing_id)
         .first()
@@ -135,11 +155,22 @@ def _queue(listing_id: int) -> None:
     async_task(SCORE_TASK, listing_id, task_name=f"score-listing-{listing_id}")
 
 
-def listing_request_scoring(*, listing_id: int) -> bool:
-    """Send a listing for scoring if its content changed; True when a task was queued.
+def _queue_if_current(listing_id: int, content_hash: str) -> None:
+    # Several saves in one transaction each ask; only the last content is queued.
+    current = Listing.objects.filter(
+        pk=listing_id, content_hash=content_hash, status=Status.PENDING
+    )
+    if current.exists():
+        _queue(listing_id)
 
-    Runs after the save that changed the content has committed. An unchanged save,
-    or one whose content is already queued, queues nothing.
+
+def listing_request_scoring(*, listing_id: int) -> bool:
+    """Mark a listing pending if its content changed and queue scoring after commit.
+
+    Runs inside the transaction that changed the content, so a listing is never
+    left passed with content nobody checked. True when scoring was requested; an
+    unchanged save requests nothing. If queueing fails after the commit, the
+    reconciler finds the pending listing and queues it again.
     """
     with transaction.atomic():
         listing = _locked(listing_id)
@@ -151,8 +182,14 @@ def listing_request_scoring(*, listing_id: int) -> bool:
         listing.content_hash = content_hash
         listing.scoring_queued_at = timezone.now()
         listing.scoring_error = ""
+        listing.score = None  # the last score was of other content
         listing.save(
-            update_fields=["content_hash", "scoring_queued_at", "scoring_error"]
+            update_fields=[
+                "content_hash",
+                "scoring_queued_at",
+                "scoring_error",
+                "score",
+            ]
         )
         if listing.status != Status.PENDING:
             listing_transition(
@@ -161,7 +198,9 @@ def listing_request_scoring(*, listing_id: int) -> bool:
                 reason_code="content_changed",
                 reason="The title, description, category or images changed.",
             )
-        transaction.on_commit(partial(_queue, listing.pk))
+        transaction.on_commit(
+            partial(_queue_if_current, listing.pk, content_hash), robust=True
+        )
     return True
 
 
@@ -191,6 +230,9 @@ def listing_score(*, listing_id: int) -> ScoreOutcome:
             listing.content_hash = listing_content_hash(listing=listing)
             listing.save(update_fields=["content_hash"])
         content_hash = listing.content_hash
+        busy = _busy(listing, timezone.now())
+        if busy:
+            return ScoreOutcome(listing_id, busy, listing.status)
         attempt = ScoringAttempt.objects.create(
             listing=listing,
             content_hash=content_hash,
@@ -217,29 +259,48 @@ def listing_score(*, listing_id: int) -> ScoreOutcome:
     return _finish_scored(attempt, active, assessment)
 
 
+def _busy(listing: Listing, now: datetime) -> str:
+    """Why a task for this content must not start now, or "" when it may."""
+    attempts = ScoringAttempt.objects.filter(
+        listing=listing, content_hash=listing.content_hash
+    )
+    stale_after = timedelta(seconds=conf.get("SCORING_STALE_AFTER"))
+    if attempts.filter(
+        outcome=ScoringAttempt.Outcome.RUNNING, started_at__gte=now - stale_after
+    ).exists():
+        return "already_running"
+    last = attempts.first()
+    if (
+        last is not None
+        and last.outcome == ScoringAttempt.Outcome.FAILED
+        and last.retry_after
+        and last.retry_after > now
+    ):
+        return "backing_off"
+    return ""
+
+
+class ImageStorageError(RuntimeError):
+    """An image file could not be read from storage: worth a retry."""
+
+
 def _assess(listing: Listing, active: ActiveModel) -> Assessment:
-    images = list(listing.images.all())
     texts = [listing.title] + ([listing.description] if listing.description else [])
-
-    def decoder(number: int, image: ListingImage):
-        def decode():
-            try:
-                with image.image.open("rb") as fh:
-                    return decode_image(fh.read()).image
-            except UnreadableImage as exc:
-                raise UnreadableImage(f"Image {number}: {exc}") from exc
-            except OSError as exc:
-                raise UnreadableImage(
-                    f"Image {number}: the file cannot be opened ({exc})."
-                ) from exc
-
-        return decode
-
+    images = []
+    for number, image in enumerate(listing.images.all(), start=1):
+        try:
+            with image.image.open("rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise ImageStorageError(
+                f"Image {number}: the file cannot be read ({exc})."
+            ) from exc
+        # Keyed by the bytes read now, not the stored hash: a file replaced behind
+        # the ORM's back can never borrow another image's cached vector.
+        images.append((sha256_hex(data), partial(_decode, number, data)))
     engine = active.engine
     image_vectors = embeddings_images(
-        version=active.version,
-        images=[(img.content_hash, decoder(n, img)) for n, img in enumerate(images, 1)],
-        engine=engine,
+        version=active.version, images=images, engine=engine
     )
     text_vectors = embeddings_texts(version=active.version, texts=texts, engine=engine)
     names = list(Category.objects.filter(active=True).values_list("name", flat=True))
@@ -260,6 +321,13 @@ def _assess(listing: Listing, active: ActiveModel) -> Assessment:
         listed_category=listing.category.name,
         thresholds=active.thresholds,
     )
+
+
+def _decode(number: int, data: bytes):
+    try:
+        return decode_image(data).image
+    except UnreadableImage as exc:
+        raise UnreadableImage(f"Image {number}: {exc}") from exc
 
 
 def _finish_scored(
@@ -339,24 +407,31 @@ def _route(
 def listing_rescore(
     *, listing_id: int, active: ActiveModel | None = None
 ) -> ScoreOutcome:
-    """Score a listing again with the active model and thresholds; re-route if needed.
+    """Score a routed listing again with the active model and thresholds.
 
     Human decisions are never overridden: approved and rejected listings are left
-    alone. Cached embeddings make a threshold change cost no model run.
+    alone, and pending ones to the queue. Cached embeddings make a threshold change
+    cost no model run. An image that has become unreadable sends the listing to
+    review; a model error propagates, so a broken model stops a batch.
     """
     listing = Listing.objects.select_related("category").filter(pk=listing_id).first()
     if listing is None:
         return ScoreOutcome(listing_id, "missing")
-    if listing.status == Status.PENDING:
-        return listing_score(listing_id=listing_id)
-    if listing.status not in SYSTEM_STATES:
-        return ScoreOutcome(listing_id, "decided", listing.status)
+    if listing.status not in SYSTEM_STATES - {Status.PENDING}:
+        return ScoreOutcome(listing_id, "skipped", listing.status)
     status, content_hash = listing.status, listing.content_hash
     active = active or model_version_active()
     try:
         assessment = _assess(listing, active)
     except UnreadableImage as exc:
-        return ScoreOutcome(listing_id, "failed", listing.status, str(exc))
+        with transaction.atomic():
+            listing = _locked(listing_id)
+            if listing.status != status or listing.content_hash != content_hash:
+                return ScoreOutcome(listing_id, "superseded", listing.status)
+            if listing.status == Status.REVIEW:
+                return ScoreOutcome(listing_id, "failed", listing.status, str(exc))
+            to_status = _quarantine(listing, str(exc), failures=1, permanent=True)
+        return ScoreOutcome(listing_id, "failed", to_status, str(exc))
     with transaction.atomic():
         listing = _locked(listing_id)
         if listing.status != status or listing.content_hash != content_hash:
@@ -457,7 +532,7 @@ def scoring_reconcile(
     max_attempts = conf.get("SCORING_MAX_ATTEMPTS")
     report = ReconcileReport()
     pending = Listing.objects.filter(status=Status.PENDING).order_by(
-        "scoring_queued_at"
+        F("scoring_queued_at").asc(nulls_first=True), "pk"
     )
     for listing_id in pending.values_list("pk", flat=True)[:limit]:
         with transaction.atomic():
@@ -492,21 +567,27 @@ def scoring_reconcile(
                 report.quarantined.append(listing.pk)
                 continue
             last = attempts.first()
-            if last is not None and last.outcome == ScoringAttempt.Outcome.FAILED:
-                if last.retry_after and last.retry_after > now:
-                    report.waiting.append(listing.pk)
-                    continue
-            elif (
-                listing.scoring_queued_at
-                and listing.scoring_queued_at >= now - stale_after
-                and (last is None or last.started_at < listing.scoring_queued_at)
+            queued = listing.scoring_queued_at
+            if (
+                last is not None
+                and last.outcome == ScoringAttempt.Outcome.FAILED
+                and last.retry_after
+                and last.retry_after > now
             ):
-                # Queued and not picked up yet: give the queue its time.
+                report.waiting.append(listing.pk)  # backing off
+                continue
+            if (
+                queued
+                and queued >= now - stale_after
+                and (last is None or queued > last.started_at)
+            ):
+                # Queued since the last attempt and not picked up yet: give the queue
+                # its time rather than piling up duplicates.
                 report.waiting.append(listing.pk)
                 continue
             listing.scoring_queued_at = now
             listing.save(update_fields=["scoring_queued_at"])
-            transaction.on_commit(partial(_queue, listing.pk))
+            transaction.on_commit(partial(_queue, listing.pk), robust=True)
             report.requeued.append(listing.pk)
     return report
 
@@ -534,3 +615,21 @@ def listing_create(
                 listing=listing, image=ContentFile(data, name=name), position=position
             )
     return listing
+
+
+RECONCILER = "clipmatch: reconcile scoring"
+
+
+def schedules_ensure() -> tuple[object, bool]:
+    """Create or update the reconciler's django-q2 schedule; (schedule, created)."""
+    from django_q.models import Schedule
+
+    return Schedule.objects.update_or_create(
+        name=RECONCILER,
+        defaults={
+            "func": "listings.tasks.reconcile_scoring",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": conf.get("RECONCILE_EVERY_MINUTES"),
+            "repeats": -1,
+        },
+    )

@@ -1,11 +1,17 @@
-"""Receivers that only queue work: a content change asks for scoring after commit."""
+"""Receivers that ask for scoring when a listing's content changes, and set up the
+reconciler schedule after migrations.
+
+A content change must move the listing to pending in the same transaction, or a
+crash between commit and a later callback would leave new, unchecked content
+published: so the receiver calls the request service directly. The service only
+marks and queues; scoring itself happens in the worker, after commit.
+"""
 
 from __future__ import annotations
 
-from functools import partial
+from django.db.models.signals import post_delete, post_migrate, post_save
 
-from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+CONTENT_FIELDS = {"title", "description", "category", "category_id"}
 
 
 def _request_scoring(listing_id: int) -> None:
@@ -14,24 +20,27 @@ def _request_scoring(listing_id: int) -> None:
     listing_request_scoring(listing_id=listing_id)
 
 
-CONTENT_FIELDS = {"title", "description", "category", "category_id"}
-
-
 def listing_saved(sender, instance, raw=False, update_fields=None, **kwargs):
     if raw:  # loaddata: rows are restored as they were, nothing is queued
         return
     if update_fields is not None and not CONTENT_FIELDS & set(update_fields):
         return  # status or bookkeeping only: the content did not change
-    transaction.on_commit(partial(_request_scoring, instance.pk))
+    _request_scoring(instance.pk)
 
 
 def image_changed(sender, instance, raw=False, **kwargs):
     if raw:
         return
-    transaction.on_commit(partial(_request_scoring, instance.listing_id))
+    _request_scoring(instance.listing_id)
 
 
-def connect() -> None:
+def schedules_after_migrate(sender, **kwargs):
+    from listings.services import schedules_ensure
+
+    schedules_ensure()
+
+
+def connect(app_config) -> None:
     """Registered from ListingsConfig.ready()."""
     from listings.models import Listing, ListingImage
 
@@ -39,4 +48,7 @@ def connect() -> None:
     post_save.connect(image_changed, sender=ListingImage, dispatch_uid="image_saved")
     post_delete.connect(
         image_changed, sender=ListingImage, dispatch_uid="image_deleted"
+    )
+    post_migrate.connect(
+        schedules_after_migrate, sender=app_config, dispatch_uid="listings_schedules"
     )

@@ -141,3 +141,30 @@ def test_a_file_object_is_read_from_its_start():
     buffer.seek(10)
 
     assert decode_image(buffer).width == 5
+
+
+def test_appended_data_ending_in_iend_does_not_fool_the_check():
+    data = encode(Image.new("RGB", (8, 8)), "PNG") + b"<script>x</script>IEND\0\0\0\0"
+
+    with pytest.raises(UnreadableImage, match="data after its end marker"):
+        decode_image(data)
+
+
+def test_a_png_without_an_end_is_refused():
+    data = encode(Image.new("RGB", (8, 8)), "PNG")
+
+    with pytest.raises(UnreadableImage, match="^Unreadable image: "):
+        decode_image(data[:-12])
+
+
+def test_the_upload_validator_refuses_an_oversized_file_before_reading_it(settings):
+    from django.core.exceptions import ValidationError
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from clipmatch.images import validate_image_file
+
+    settings.CLIPMATCH = {**settings.CLIPMATCH, "MAX_IMAGE_BYTES": 10}
+    upload = SimpleUploadedFile("a.png", encode(Image.new("RGB", (8, 8)), "PNG"))
+
+    with pytest.raises(ValidationError, match="the limit is 10 bytes"):
+        validate_image_file(upload)

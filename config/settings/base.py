@@ -87,8 +87,8 @@ STATIC_ROOT = VAR_DIR / "static"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("CLIPMATCH_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
-# Uploads above this are refused before the image is even opened.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# Uploads larger than this are spooled to disk rather than held in memory; the size
+# limit itself is CLIPMATCH["MAX_IMAGE_BYTES"] (and the proxy's body limit).
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 # --- Task queue -----------------------------------------------------------------

@@ -1,13 +1,20 @@
 """Settings for the test suite."""
 
+import tempfile
 import uuid
+from pathlib import Path
 
 from .base import *  # noqa: F403
 from .base import CLIPMATCH, DATABASES, Q_CLUSTER, VAR_DIR, env
 
 SECRET_KEY = "test-only-secret-key"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-MEDIA_ROOT = VAR_DIR / "test-media"
+# A fresh folder per run; worker processes started by the tests are handed the same.
+MEDIA_ROOT = Path(
+    env(
+        "CLIPMATCH_TEST_MEDIA_ROOT", default=tempfile.mkdtemp(prefix="clipmatch-media-")
+    )
+)
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a real qcluster subprocess sees the same database.

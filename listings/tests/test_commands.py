@@ -71,3 +71,9 @@ def test_create_moderator_prints_a_working_login():
     assert user.is_staff and not user.is_superuser
     assert user.check_password("s3cret-pass")
     assert user.has_perm("listings.view_listing")
+
+
+def test_migrate_already_created_the_reconciler_schedule():
+    from listings.services import RECONCILER
+
+    assert Schedule.objects.filter(name=RECONCILER).exists()

@@ -119,3 +119,22 @@ def test_routed_listings_are_not_touched(pending, queued, reconcile):
     report = reconcile(later(1000))
 
     assert (report.requeued, report.waiting, report.quarantined) == ([], [], [])
+
+
+def test_repeated_passes_do_not_pile_up_duplicates(pending, queued, reconcile):
+    first = reconcile(later(301))
+    again = reconcile(later(330))
+
+    assert first.requeued == [pending.pk]
+    assert again.waiting == [pending.pk]
+    assert queued == [pending.pk]
+
+
+def test_never_requested_listings_come_first(pending, queued, reconcile):
+    raw = ListingImageFactory().listing
+    Listing.objects.filter(pk=raw.pk).update(scoring_queued_at=None, content_hash="")
+
+    report = reconcile(later(1))
+
+    assert report.requeued == [raw.pk]
+    assert report.waiting == [pending.pk]

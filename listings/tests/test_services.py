@@ -1,7 +1,11 @@
 """The status machine, scoring requests, the scoring task's service and rescoring."""
 
+from datetime import timedelta
+
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
+from django.utils import timezone
 
 from clipmatch.models import Embedding
 from listings.models import Listing, ListingDecision, ListingScore, ScoringAttempt
@@ -17,6 +21,11 @@ from listings.tests.factories import ListingFactory, ListingImageFactory
 
 pytestmark = pytest.mark.django_db
 Status = Listing.Status
+
+
+def back_off_over():
+    """Let the last failed attempt's back-off run out."""
+    ScoringAttempt.objects.update(retry_after=timezone.now() - timedelta(seconds=1))
 
 
 def request_and_score(listing) -> Listing:
@@ -61,15 +70,20 @@ def test_a_status_only_save_does_not_even_ask(django_capture_on_commit_callbacks
     assert callbacks == []
 
 
-def test_nothing_is_queued_when_the_transaction_rolls_back(queued):
+def test_nothing_is_queued_when_the_transaction_rolls_back(
+    queued, django_capture_on_commit_callbacks
+):
     from django.db import transaction
 
-    with pytest.raises(RuntimeError):
-        with transaction.atomic():
-            ListingImageFactory()
-            raise RuntimeError("boom")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with pytest.raises(RuntimeError):
+            with transaction.atomic():
+                ListingImageFactory()
+                raise RuntimeError("boom")
 
+    assert callbacks == []
     assert queued == []
+    assert not Listing.objects.exists()
 
 
 def test_scoring_stores_score_provenance_and_routes_to_passed(
@@ -86,10 +100,10 @@ def test_scoring_stores_score_provenance_and_routes_to_passed(
     assert score.reasons == ["The image matches the title and description."]
     image = score.images[0]
     assert set(image) >= {"index", "title", "description", "categories", "listed_rank"}
-    assert image["listed_rank"] in (1, 2)
-    assert [c["category"] for c in image["categories"]] == sorted(
-        ["sneaker", "handbag"], key=[c["category"] for c in image["categories"]].index
-    )
+    ranked = image["categories"]
+    assert sorted(c["category"] for c in ranked) == ["handbag", "sneaker"]
+    assert ranked[0]["similarity"] >= ranked[1]["similarity"]
+    assert image["listed_rank"] == [c["category"] for c in ranked].index("sneaker") + 1
     assert score.similarity == pytest.approx(image["title"], abs=1e-4)
     last = listing.decisions.last()
     assert (last.from_status, last.to_status, last.reason_code) == (
@@ -207,22 +221,34 @@ def test_an_unloadable_model_retries_then_goes_to_review_never_passed(
     listing = listing_with_image
     listing_request_scoring(listing_id=listing.pk)
 
+    gaps = []
+
+    def last_gap():
+        attempt = listing.scoring_attempts.order_by("-started_at").first()
+        return (attempt.retry_after - attempt.finished_at).total_seconds()
+
     first = listing_score(listing_id=listing.pk)
+    too_soon = listing_score(listing_id=listing.pk)
+    gaps.append(last_gap())
+    back_off_over()
     second = listing_score(listing_id=listing.pk)
+    gaps.append(last_gap())
+    back_off_over()
     third = listing_score(listing_id=listing.pk)
 
     listing.refresh_from_db()
-    assert (first.outcome, second.outcome, third.outcome) == (
-        "retry",
-        "retry",
-        "failed",
-    )
+    assert (first.outcome, too_soon.outcome) == ("retry", "backing_off")
+    assert (second.outcome, third.outcome) == ("retry", "failed")
     assert listing.status == Status.REVIEW
     assert listing.scoring_error.startswith("Scoring failed 3 times; last error: ")
     assert "Could not load model" in listing.scoring_error
-    attempts = list(listing.scoring_attempts.order_by("started_at"))
-    gaps = [(a.retry_after - a.finished_at).total_seconds() for a in attempts[:2]]
     assert gaps == [30.0, 60.0]
+    assert listing.scoring_attempts.count() == 3
+    decision = listing.decisions.get(to_status=Status.REVIEW)
+    assert (decision.reason_code, decision.reason) == (
+        "scoring_failed",
+        listing.scoring_error,
+    )
     assert not listing.decisions.filter(to_status=Status.PASSED).exists()
 
 
@@ -267,10 +293,13 @@ def test_rescore_never_overrides_a_human_decision(
     listing_with_image, tiny_model, queued
 ):
     listing = request_and_score(listing_with_image)
+    moderator = get_user_model().objects.create_user("mod")
     listing_transition(listing=listing, to_status=Status.HELD, reason_code="test")
-    listing_transition(listing=listing, to_status=Status.APPROVED, reason_code="ok")
+    listing_transition(
+        listing=listing, to_status=Status.APPROVED, actor=moderator, reason_code="ok"
+    )
 
-    assert listing_rescore(listing_id=listing.pk).outcome == "decided"
+    assert listing_rescore(listing_id=listing.pk).outcome == "skipped"
     listing.refresh_from_db()
     assert listing.status == Status.APPROVED
 
@@ -297,3 +326,116 @@ def test_decisions_are_append_only(listing_with_image):
         decision.delete()
     with pytest.raises(TypeError, match="append-only"):
         ListingDecision.objects.all().update(reason="changed")
+
+
+def test_a_decision_made_on_a_stale_page_is_refused(listing_with_image, tiny_model):
+    moderator = get_user_model().objects.create_user("mod")
+    listing_transition(
+        listing=listing_with_image, to_status=Status.HELD, reason_code="x"
+    )
+    stale = Listing.objects.get(pk=listing_with_image.pk)
+    listing_transition(
+        listing=listing_with_image,
+        to_status=Status.PENDING,
+        reason_code="content_changed",
+    )
+
+    with pytest.raises(TransitionNotAllowed, match="is pending now, no longer held"):
+        listing_transition(
+            listing=stale,
+            to_status=Status.APPROVED,
+            actor=moderator,
+            reason_code="ok",
+            expected_status=stale.status,
+        )
+    with pytest.raises(
+        TransitionNotAllowed, match="cannot go from pending to approved"
+    ):
+        listing_transition(
+            listing=stale, to_status=Status.APPROVED, actor=moderator, reason_code="ok"
+        )
+    assert not ListingDecision.objects.filter(to_status=Status.APPROVED).exists()
+
+
+def test_only_a_person_can_approve(listing_with_image):
+    listing_transition(
+        listing=listing_with_image, to_status=Status.HELD, reason_code="x"
+    )
+
+    with pytest.raises(TransitionNotAllowed, match="Only a person can move a listing"):
+        listing_transition(
+            listing=listing_with_image, to_status=Status.APPROVED, reason_code="x"
+        )
+
+
+def test_a_second_delivery_while_the_first_runs_does_nothing(
+    listing_with_image, tiny_model, queued
+):
+    listing_request_scoring(listing_id=listing_with_image.pk)
+    ScoringAttempt.objects.create(
+        listing=listing_with_image,
+        content_hash=Listing.objects.get(pk=listing_with_image.pk).content_hash,
+        started_at=timezone.now(),
+    )
+
+    outcome = listing_score(listing_id=listing_with_image.pk)
+
+    assert outcome.outcome == "already_running"
+    assert ScoringAttempt.objects.count() == 1
+    assert not ListingScore.objects.exists()
+
+
+def test_content_changed_while_scoring_is_not_routed_on_the_old_content(
+    listing_with_image, tiny_model, queued, monkeypatch
+):
+    from listings import services
+
+    real_assess = services._assess
+
+    def assess_then_seller_edits(listing, active):
+        result = real_assess(listing, active)
+        edited = Listing.objects.get(pk=listing.pk)
+        edited.title = "a completely different title"
+        edited.save()
+        return result
+
+    monkeypatch.setattr(services, "_assess", assess_then_seller_edits)
+    listing_request_scoring(listing_id=listing_with_image.pk)
+
+    outcome = listing_score(listing_id=listing_with_image.pk)
+
+    listing = Listing.objects.get(pk=listing_with_image.pk)
+    assert outcome.outcome == "superseded"
+    assert listing.status == Status.PENDING
+    assert listing.score is None
+    assert not ListingScore.objects.exists()
+    assert ScoringAttempt.objects.get().outcome == "superseded"
+
+
+def test_a_content_change_marks_pending_in_the_same_transaction(
+    listing_with_image, tiny_model, queued, django_capture_on_commit_callbacks
+):
+    listing = request_and_score(listing_with_image)
+    from django.db import transaction
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        with transaction.atomic():
+            listing.title = "blue dotted mug"
+            listing.save()
+            inside = Listing.objects.get(pk=listing.pk)
+            assert (inside.status, inside.score_id) == (Status.PENDING, None)
+
+    assert len(callbacks) == 1
+
+
+def test_stored_file_names_come_from_the_bytes_not_the_uploader(queued):
+    from conftest import png_bytes
+
+    data = png_bytes(seed=42)
+    image = ListingImageFactory(image=ContentFile(data, name="invoice.html"))
+
+    folder, name = image.image.name.rsplit("/", 1)
+    assert folder == f"listings/{image.listing_id}"
+    assert name.startswith(image.content_hash[:32])
+    assert name.endswith(".png")
+    assert "invoice" not in name

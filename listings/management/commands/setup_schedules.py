@@ -1,30 +1,19 @@
-"""Create or update the periodic scoring reconciler (idempotent)."""
+"""Create or update the periodic scoring reconciler (migrate runs it too)."""
 
 from django.core.management.base import BaseCommand
-from django_q.models import Schedule
 
-from clipmatch import conf
-
-RECONCILER = "clipmatch: reconcile scoring"
+from listings.services import schedules_ensure
 
 
 class Command(BaseCommand):
     help = (
-        "Create or update the django-q2 schedule that re-queues lost or failed scoring."
+        "Create or update the django-q2 schedule that re-queues lost or failed "
+        "scoring. `migrate` does this too."
     )
 
     def handle(self, *args, **options):
-        minutes = conf.get("RECONCILE_EVERY_MINUTES")
-        schedule, created = Schedule.objects.update_or_create(
-            name=RECONCILER,
-            defaults={
-                "func": "listings.tasks.reconcile_scoring",
-                "schedule_type": Schedule.MINUTES,
-                "minutes": minutes,
-                "repeats": -1,
-            },
-        )
+        schedule, created = schedules_ensure()
         verb = "Created" if created else "Updated"
         self.stdout.write(
-            f"{verb} schedule {schedule.name!r}: every {minutes} minute(s)."
+            f"{verb} schedule {schedule.name!r}: every {schedule.minutes} minute(s)."
         )
