@@ -132,12 +132,30 @@ def embeddings_texts(
     return [found[key] for key in keys]
 
 
+def prompt_templates_for(source: ModelSource) -> list[str]:
+    """The zero-shot prompts a model was made for, else the configured ones.
+
+    A checkpoint trained on listing titles knows "red mug" but not necessarily
+    "a photo of a mug.", so its clipmatch.json may name its own prompts.
+    """
+    shipped = source.meta.get("prompt_templates") or source.meta.get("category_prompt")
+    if isinstance(shipped, str):
+        shipped = [shipped]
+    return list(shipped or conf.get("PROMPT_TEMPLATES"))
+
+
 def category_vectors(
-    *, version: ModelVersion, names: Sequence[str], engine: Callable[[], ClipEngine]
+    *,
+    version: ModelVersion,
+    names: Sequence[str],
+    templates: Sequence[str],
+    engine: Callable[[], ClipEngine],
 ) -> np.ndarray:
-    """One prompt-ensembled unit vector per category name."""
-    templates = conf.get("PROMPT_TEMPLATES")
-    prompts = [template.format(name) for name in names for template in templates]
+    """One prompt-ensembled unit vector per category name.
+
+    Templates hold "{}" or "{category}" where the category's name goes.
+    """
+    prompts = [t.format(name, category=name) for name in names for t in templates]
     vectors = embeddings_texts(version=version, texts=prompts, engine=engine)
     per_class = len(templates)
     rows = [

@@ -28,6 +28,7 @@ from clipmatch.services import (
     embeddings_images,
     embeddings_texts,
     model_version_active,
+    prompt_templates_for,
 )
 from listings.models import (
     Category,
@@ -306,7 +307,12 @@ def _assess(listing: Listing, active: ActiveModel) -> Assessment:
     names = list(Category.objects.filter(active=True).values_list("name", flat=True))
     if listing.category.name not in names:
         names.append(listing.category.name)
-    classes = category_vectors(version=active.version, names=names, engine=engine)
+    classes = category_vectors(
+        version=active.version,
+        names=names,
+        templates=prompt_templates_for(active.source),
+        engine=engine,
+    )
     title_sims, description_sims, rankings = [], [], []
     for vector in image_vectors:
         title_sims.append(best_chunk_similarity(vector, text_vectors[0]))

@@ -121,3 +121,23 @@ def test_a_hub_id_loads_from_the_hugging_face_cache_with_its_commit_as_version(
     assert source.fingerprint == commit
     assert source.version == "clipmatch-tests/tiny-clip@0123456789ab"
     assert engine.embed_texts(["red"])[0].shape == (1, 16)
+
+
+def test_a_model_may_ship_its_own_zero_shot_prompts(tiny_clip_dir, tmp_path, settings):
+    import json
+    import shutil
+
+    from clipmatch.services import prompt_templates_for
+
+    own = tmp_path / "own-prompts"
+    shutil.copytree(tiny_clip_dir, own)
+    meta = json.loads((own / "clipmatch.json").read_text())
+    (own / "clipmatch.json").write_text(
+        json.dumps({**meta, "category_prompt": "{category}"})
+    )
+
+    assert prompt_templates_for(resolve_model(str(own))) == ["{category}"]
+    assert (
+        prompt_templates_for(resolve_model(str(tiny_clip_dir)))
+        == (settings.CLIPMATCH["PROMPT_TEMPLATES"])
+    )
