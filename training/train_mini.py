@@ -104,6 +104,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="swapped-attribute captions per image (0 = plain CLIP loss)",
     )
     p.add_argument("--sigmoid-weight", type=float, default=1.0)
+    p.add_argument(
+        "--attribute-weight",
+        type=float,
+        default=0.5,
+        help="weight of the auxiliary attribute classifier on image embeddings",
+    )
+    p.add_argument(
+        "--pair-frac",
+        type=float,
+        default=0.5,
+        help="share of each batch drawn as pairs of photos differing in one attribute",
+    )
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     p.add_argument("--eval-n", type=int, default=2000)
     p.add_argument("--monitor-every", type=int, default=250)
@@ -254,6 +266,52 @@ class PairwiseHead(torch.nn.Module):
         return cosines * self.scale.exp() + self.bias
 
 
+class AttributeHead(torch.nn.Module):
+    """Training-only linear classifiers for category, colour and pattern (not saved).
+
+    Shape is the slowest thing for a small ViT to pick up from the contrastive
+    signal alone; a direct classification loss on the image embedding speeds it up.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.heads = torch.nn.ModuleList(
+            torch.nn.Linear(dim, len(values)) for values in _VALUES
+        )
+
+    def forward(self, embeds: torch.Tensor, attrs: torch.Tensor) -> torch.Tensor:
+        return sum(
+            F.cross_entropy(head(embeds), attrs[:, a])
+            for a, head in enumerate(self.heads)
+        ) / len(self.heads)
+
+
+def sample_batch(
+    size: int,
+    pids: torch.Tensor,
+    by_product: dict[int, torch.Tensor],
+    pair_frac: float,
+    rng: random.Random,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """Pool indices for one batch; some come in pairs differing in one attribute.
+
+    Paired photos are the hard negatives of the text-to-image direction: a caption
+    must pick its photo over one of a same-coloured, same-patterned other product.
+    """
+    idx = torch.randint(0, len(pids), (size,), generator=gen)
+    n_pairs = int(size * pair_frac) // 2
+    for k in range(n_pairs):
+        product = PRODUCTS[int(pids[idx[2 * k]])]
+        # Category is the hardest attribute to see, so it is swapped most often.
+        u = rng.random()
+        attribute = "category" if u < 0.6 else "pattern" if u < 0.85 else "colour"
+        partner = PRODUCT_ID[swap_attribute(product, attribute, rng)]
+        choices = by_product[partner]
+        idx[2 * k + 1] = choices[int(rng.random() * len(choices))]
+    return idx
+
+
 def clip_loss(
     img: torch.Tensor, txt: torch.Tensor, match: torch.Tensor, logit_scale
 ) -> torch.Tensor:
@@ -372,6 +430,7 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     processor = build_processor(tokenizer, args.image_size)
     model = build_model(args, len(tokenizer))
     head = PairwiseHead()
+    attribute_head = AttributeHead(args.projection_dim)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"vocab {len(tokenizer)}, model {n_params / 1e6:.2f}M parameters", flush=True)
 
@@ -380,7 +439,17 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     mean = torch.tensor(processor.image_processor.image_mean).view(1, 3, 1, 1) * 255
     std = torch.tensor(processor.image_processor.image_std).view(1, 3, 1, 1) * 255
 
-    params = list(model.parameters()) + list(head.parameters())
+    by_product = {
+        pid: (pids == pid).nonzero().flatten() for pid in range(len(PRODUCTS))
+    }
+    missing = [PRODUCTS[p].name for p, ix in by_product.items() if len(ix) == 0]
+    if missing and args.pair_frac:
+        raise SystemExit(f"--n-images too small: no photo of {missing[:3]}...")
+    params = [
+        *model.parameters(),
+        *head.parameters(),
+        *attribute_head.parameters(),
+    ]
     opt = make_optimizer(params, args.lr, args.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_at(s, args.steps, args.warmup)
@@ -388,7 +457,7 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     model.train()
     t0, running = time.time(), 0.0
     for step in range(args.steps):
-        idx = torch.randint(0, len(images), (args.batch_size,), generator=gen)
+        idx = sample_batch(args.batch_size, pids, by_product, args.pair_frac, rng, gen)
         pixels = (augment(images[idx], gen) - mean) / std
         img_pid = pids[idx]
         step_kind = "title" if rng.random() < args.title_frac else "description"
@@ -409,9 +478,8 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict:
         tok = tokenizer(
             texts + negatives, padding=True, truncation=True, return_tensors="pt"
         )
-        img = F.normalize(
-            evaluate_mini.pooled(model.get_image_features(pixel_values=pixels)), dim=-1
-        )
+        img_raw = evaluate_mini.pooled(model.get_image_features(pixel_values=pixels))
+        img = F.normalize(img_raw, dim=-1)
         txt = F.normalize(
             evaluate_mini.pooled(
                 model.get_text_features(
@@ -428,6 +496,8 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict:
         loss = clip_loss(img, txt, match, model.logit_scale)
         if args.sigmoid_weight:
             loss = loss + args.sigmoid_weight * sigmoid_loss(img, txt, match, head)
+        if args.attribute_weight:
+            loss = loss + args.attribute_weight * attribute_head(img_raw, img_attrs)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
