@@ -172,26 +172,11 @@ def worker_env(settings, transactional_db):
 @pytest.fixture
 def qcluster(worker_env, tmp_path):
     """Start a real django-q2 cluster (`manage.py qcluster`) for one test."""
-    import os
-    import signal
-    import subprocess
-    import sys
+    from listings.workers import qcluster_start, qcluster_stop
 
-    log = (tmp_path / "qcluster.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=Path(__file__).parent,
-        env=worker_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    process.log_path = tmp_path / "qcluster.log"
-    yield process
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    log.close()
+    log_path = tmp_path / "qcluster.log"
+    with log_path.open("w") as log:
+        process = qcluster_start(env=worker_env, log=log)
+        process.log_path = log_path
+        yield process
+        qcluster_stop(process, grace=5)

@@ -114,7 +114,7 @@ class ListingAdmin(admin.ModelAdmin):
     list_select_related = ["seller", "category", "score__model_version"]
     search_fields = ["title", "seller__username"]
     inlines = [ListingImageInline, ListingDecisionInline, ScoringAttemptInline]
-    readonly_fields = [
+    check_fields = [
         "status",
         "verdict",
         "reasons",
@@ -124,27 +124,11 @@ class ListingAdmin(admin.ModelAdmin):
         "thresholds",
         "computed_at",
         "content_hash",
-        "created_at",
-        "updated_at",
     ]
+    readonly_fields = [*check_fields, "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["seller", "title", "description", "category", "price"]}),
-        (
-            "CLIP check",
-            {
-                "fields": [
-                    "status",
-                    "verdict",
-                    "reasons",
-                    "evidence",
-                    "scoring_error",
-                    "model_version",
-                    "thresholds",
-                    "computed_at",
-                    "content_hash",
-                ]
-            },
-        ),
+        ("CLIP check", {"fields": check_fields}),
         ("Dates", {"fields": ["created_at", "updated_at"]}),
     ]
 

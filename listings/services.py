@@ -336,22 +336,31 @@ def _decode(number: int, data: bytes):
         raise UnreadableImage(f"Image {number}: {exc}") from exc
 
 
+def _still_current(
+    attempt: ScoringAttempt, now: datetime, error: str = ""
+) -> tuple[Listing | None, ScoreOutcome | None]:
+    """Lock the attempt's listing if it still awaits this content, else say why not.
+
+    Someone else may have finished first, or the content changed while the model
+    worked: then the newer request has its own task and this attempt is closed.
+    """
+    listing = _locked(attempt.listing_id)
+    if listing is None:
+        return None, ScoreOutcome(attempt.listing_id, "missing")
+    if listing.status != Status.PENDING or listing.content_hash != attempt.content_hash:
+        _close(attempt, ScoringAttempt.Outcome.SUPERSEDED, now, error)
+        return None, ScoreOutcome(listing.pk, "superseded", listing.status)
+    return listing, None
+
+
 def _finish_scored(
     attempt: ScoringAttempt, active: ActiveModel, assessment: Assessment
 ) -> ScoreOutcome:
     now = timezone.now()
     with transaction.atomic():
-        listing = _locked(attempt.listing_id)
-        if listing is None:
-            return ScoreOutcome(attempt.listing_id, "missing")
-        if (
-            listing.status != Status.PENDING
-            or listing.content_hash != attempt.content_hash
-        ):
-            # Someone else finished first, or the content changed while we worked:
-            # the newer request has its own task.
-            _close(attempt, ScoringAttempt.Outcome.SUPERSEDED, now)
-            return ScoreOutcome(listing.pk, "superseded", listing.status)
+        listing, done = _still_current(attempt, now)
+        if done:
+            return done
         audit = assessment.verdict == ListingScore.Verdict.PASS and (
             random.random() < conf.get("AUDIT_RATE")
         )
@@ -476,15 +485,9 @@ def _finish_failed(
 ) -> ScoreOutcome:
     now = timezone.now()
     with transaction.atomic():
-        listing = _locked(attempt.listing_id)
-        if listing is None:
-            return ScoreOutcome(attempt.listing_id, "missing")
-        if (
-            listing.status != Status.PENDING
-            or listing.content_hash != attempt.content_hash
-        ):
-            _close(attempt, ScoringAttempt.Outcome.SUPERSEDED, now, error)
-            return ScoreOutcome(listing.pk, "superseded", listing.status)
+        listing, done = _still_current(attempt, now, error)
+        if done:
+            return done
         failures = _failures(listing, attempt.content_hash) + 1
         if not permanent and failures < conf.get("SCORING_MAX_ATTEMPTS"):
             backoff = conf.get("SCORING_RETRY_BACKOFF") * 2 ** (failures - 1)

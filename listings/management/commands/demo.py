@@ -1,18 +1,14 @@
 """Seed a demo catalog, score it through the real task queue, print a summary."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from listings.demo import demo_seed, demo_summary
 from listings.models import Listing
+from listings.workers import qcluster_start, qcluster_stop
 
 
 class Command(BaseCommand):
@@ -49,12 +45,12 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Seeded {len(seeded)} listings; scoring them in the queue..."
             )
-        worker = None if options["no_worker"] else self._start_worker()
+        worker = None if options["no_worker"] else qcluster_start()
         try:
             self._wait([s.listing_id for s in seeded], options["timeout"])
         finally:
             if worker is not None:
-                self._stop_worker(worker)
+                qcluster_stop(worker, grace=30)
         summary = demo_summary(seeded)
         if options["json"]:
             self.stdout.write(json.dumps(summary))
@@ -70,24 +66,6 @@ class Command(BaseCommand):
             f"caught {summary['caught']} of {planted} planted mismatches; flagged "
             f"{summary['honest_flagged']} of {honest} honest listings"
         )
-
-    def _start_worker(self) -> subprocess.Popen:
-        # A separate process: this one never loads the model, like the web server.
-        return subprocess.Popen(
-            [sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster"],
-            env=os.environ.copy(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    def _stop_worker(self, worker: subprocess.Popen) -> None:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
 
     def _wait(self, ids: list[int], timeout: int) -> None:
         deadline = time.monotonic() + timeout
