@@ -146,6 +146,14 @@ _ASPECT = {
 }
 
 
+# Pose variation of the product in the photo: extent of its longer side as a share
+# of the image, maximum rotation in degrees, and how much of the free space around
+# it the random position may use.
+_EXTENT = (0.68, 0.84)
+_MAX_ROTATION = 6.0
+_POSITION_SPREAD = 0.4
+
+
 def _shade(rgb: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
     return tuple(max(0, min(255, round(c * factor))) for c in rgb)
 
@@ -437,11 +445,11 @@ def render_product(
         max(0, min(255, round(c * j)))
         for c, j in zip(COLOURS[product.colour], jitter, strict=True)
     )
-    extent = rng.uniform(0.56, 0.84) * canvas
+    extent = rng.uniform(*_EXTENT) * canvas
     aspect = _ASPECT[product.category]
     w, h = (extent, extent / aspect) if aspect >= 1 else (extent * aspect, extent)
     w, h = max(8, round(w)), max(8, round(h))
-    angle = rng.uniform(-12, 12)
+    angle = rng.uniform(-_MAX_ROTATION, _MAX_ROTATION)
     mirror = rng.random() < 0.5
     px, py = rng.random(), rng.random()
 
@@ -465,6 +473,9 @@ def render_product(
 
     bg = _background(canvas, rng)
     lw, lh = layer.size
+    # Positions stay near the centre: the less a tiny ViT must learn about
+    # translation, the sooner it learns the silhouettes.
+    px, py = (0.5 + (v - 0.5) * _POSITION_SPREAD for v in (px, py))
     x = round((canvas - lw) * px) if lw < canvas else (canvas - lw) // 2
     y = round((canvas - lh) * py) if lh < canvas else (canvas - lh) // 2
     bg.paste(layer, (x, y), layer)

@@ -12,6 +12,7 @@ model, processor and ``clipmatch.json`` (thresholds and held-out metrics).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import multiprocessing
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training import evaluate_mini
+from training import catalog, evaluate_mini
 from training.catalog import (
     ATTRIBUTES,
     CALIBRATION_SEED,
@@ -75,14 +76,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--output", required=True, help="directory to save the model to")
     p.add_argument("--seed", type=int, default=0, help="training data/model seed")
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--patch-size", type=int, default=8)
-    p.add_argument("--n-images", type=int, default=16000, help="pre-rendered photos")
+    p.add_argument("--patch-size", type=int, default=16)
+    p.add_argument("--n-images", type=int, default=24000, help="pre-rendered photos")
     p.add_argument("--vision-width", type=int, default=192)
     p.add_argument("--vision-layers", type=int, default=4)
     p.add_argument("--text-width", type=int, default=128)
@@ -118,7 +119,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     p.add_argument("--eval-n", type=int, default=2000)
-    p.add_argument("--monitor-every", type=int, default=250)
+    p.add_argument("--monitor-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=2, help="rendering processes")
     args = p.parse_args(argv)
@@ -141,7 +142,11 @@ def render_pool(n: int, seed: int, size: int, workers: int):
 
     Cached under training/data/ (git-ignored) because rendering takes minutes.
     """
-    cache = DATA_DIR / f"pool-seed{seed}-n{n}-s{size}.npz"
+    # Keyed on the catalog's source too, so changing how products are drawn
+    # never trains on stale photos.
+    source = Path(catalog.__file__).read_bytes()
+    key = hashlib.sha256(source).hexdigest()[:12]
+    cache = DATA_DIR / f"pool-seed{seed}-n{n}-s{size}-{key}.npz"
     if cache.exists():
         data = np.load(cache)
         return torch.from_numpy(data["images"]), torch.from_numpy(data["products"])
