@@ -1,6 +1,7 @@
 """Seed a demo catalog, score it through the real task queue, print a summary."""
 
 import json
+import logging
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -34,6 +35,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        # One "Enqueued" line per listing would bury the summary.
+        logging.getLogger("django-q").setLevel(logging.WARNING)
         if options["listings"] < 1:
             raise CommandError("--listings must be at least 1.")
         seeded = demo_seed(
