@@ -15,6 +15,7 @@ import json
 import random
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -153,6 +154,24 @@ def pairwise_accuracy(scores) -> dict[str, dict[str, float]]:
     }
 
 
+def threshold_rates(scores, thresholds) -> dict[str, dict[str, float]]:
+    """Share of true and of mismatched pairs falling in each pass/review/hold band."""
+    rates = {}
+    for kind, by_name in scores.items():
+        cut = thresholds[kind]
+        true = by_name["true"]
+        mismatched = np.concatenate([by_name[k] for k in NEGATIVES])
+        row = {}
+        for name, values in (("true", true), ("mismatch", mismatched)):
+            row[f"{name}_pass_rate"] = float((values >= cut["pass"]).mean())
+            row[f"{name}_hold_rate"] = float((values < cut["hold"]).mean())
+            row[f"{name}_review_rate"] = (
+                1.0 - row[f"{name}_pass_rate"] - row[f"{name}_hold_rate"]
+            )
+        rates[kind] = row
+    return rates
+
+
 def category_accuracy(
     model, processor, img, products, templates=PROMPT_TEMPLATES, max_k: int = 3
 ):
@@ -168,11 +187,21 @@ def category_accuracy(
     }
 
 
-def evaluate(model, processor, n: int, seed: int, size: int | None = None) -> dict:
+def evaluate(
+    model, processor, n: int, seed: int, size: int | None = None, thresholds=None
+) -> dict:
     """Every held-out figure for a loaded model, as a JSON-able dict."""
     scores, img, products = score_split(model, processor, n, seed, size)
+    extra = {}
+    if thresholds:
+        extra["threshold_rates"] = threshold_rates(scores, thresholds)
     return {
-        "split": {"seed": seed, "n": n},
+        "split": {
+            "seed": seed,
+            "n": n,
+            "render_size": size or model.config.vision_config.image_size,
+        },
+        **extra,
         "roc_auc": auc_table(scores),
         "pairwise_accuracy": pairwise_accuracy(scores),
         "category_topk_accuracy": category_accuracy(model, processor, img, products),
@@ -191,8 +220,10 @@ def load(model_dir: str):
 
 def format_table(result: dict) -> str:
     """A plain-text table of the ROC-AUCs and pairwise accuracies."""
+    split = result["split"]
     lines = [
-        f"held-out split: seed {result['split']['seed']}, n={result['split']['n']}",
+        f"held-out split: seed {split['seed']}, n={split['n']}, "
+        f"photos rendered at {split['render_size']} px",
         f"{'text':<12} {'negative':<10} {'ROC-AUC':>8} {'true>neg':>9}",
     ]
     for kind in KINDS:
@@ -204,6 +235,14 @@ def format_table(result: dict) -> str:
         f"top-{k} {v:.4f}" for k, v in result["category_topk_accuracy"].items()
     )
     lines.append(f"zero-shot category (app prompt templates): {topk}")
+    for kind, row in result.get("threshold_rates", {}).items():
+        lines.append(
+            f"{kind} thresholds: true pairs pass {row['true_pass_rate']:.4f} / "
+            f"review {row['true_review_rate']:.4f} / hold {row['true_hold_rate']:.4f}; "
+            f"mismatches pass {row['mismatch_pass_rate']:.4f} / "
+            f"review {row['mismatch_review_rate']:.4f} / "
+            f"hold {row['mismatch_hold_rate']:.4f}"
+        )
     return "\n".join(lines)
 
 
@@ -224,7 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, min(args.threads, 2)))
     model, processor = load(args.model)
-    result = evaluate(model, processor, args.n, args.seed, args.render_size)
+    # Also report how the shipped pass/hold thresholds split this data, if present.
+    manifest = Path(args.model) / "clipmatch.json"
+    thresholds = None
+    if manifest.exists():
+        thresholds = json.loads(manifest.read_text()).get("thresholds")
+    result = evaluate(model, processor, args.n, args.seed, args.render_size, thresholds)
     print(json.dumps(result) if args.json else format_table(result))
     return 0
 
