@@ -163,11 +163,11 @@ def threshold_rates(scores, thresholds) -> dict[str, dict[str, float]]:
         mismatched = np.concatenate([by_name[k] for k in NEGATIVES])
         row = {}
         for name, values in (("true", true), ("mismatch", mismatched)):
-            row[f"{name}_pass_rate"] = float((values >= cut["pass"]).mean())
-            row[f"{name}_hold_rate"] = float((values < cut["hold"]).mean())
-            row[f"{name}_review_rate"] = (
-                1.0 - row[f"{name}_pass_rate"] - row[f"{name}_hold_rate"]
-            )
+            passed = values >= cut["pass"]
+            held = values < cut["hold"]
+            row[f"{name}_pass_rate"] = round(float(passed.mean()), 6)
+            row[f"{name}_review_rate"] = round(float((~passed & ~held).mean()), 6)
+            row[f"{name}_hold_rate"] = round(float(held.mean()), 6)
         rates[kind] = row
     return rates
 

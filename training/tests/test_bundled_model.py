@@ -96,3 +96,24 @@ def test_true_title_beats_swapped_title_on_held_out_items(loaded, attribute):
     wins = int((true > false).sum())
     assert wins >= N_ITEMS - 2, f"true title won only {wins}/{N_ITEMS}"
     assert float((true - false).mean()) > 0.05
+
+
+def test_shipped_thresholds_fit_the_shipped_weights(loaded):
+    # Guards against retraining without recalibrating: true titles of held-out
+    # photos must clear "hold" and mismatched ones must stay under "pass".
+    model, processor = loaded
+    cut = json.loads((MODEL_DIR / "clipmatch.json").read_text())["thresholds"]["title"]
+    seed = HELDOUT_SEED + 11
+    items = [generate_item(i, seed=seed, size=64) for i in range(N_ITEMS)]
+    others = [
+        product_title(
+            swap_attribute(item.product, "colour", random.Random(i)),
+            text_rng(i, seed=seed),
+        )
+        for i, item in enumerate(items)
+    ]
+    img = embed_images(model, processor, [item.image for item in items])
+    true = (img * embed_texts(model, processor, [it.title for it in items])).sum(-1)
+    false = (img * embed_texts(model, processor, others)).sum(-1)
+    assert int((true >= cut["hold"]).sum()) >= N_ITEMS - 1
+    assert int((false < cut["pass"]).sum()) >= N_ITEMS - 1
