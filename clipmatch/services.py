@@ -138,10 +138,9 @@ def prompt_templates_for(source: ModelSource) -> list[str]:
     A checkpoint trained on listing titles knows "red mug" but not necessarily
     "a photo of a mug.", so its clipmatch.json may name its own prompts.
     """
-    shipped = source.meta.get("prompt_templates") or source.meta.get("category_prompt")
-    if isinstance(shipped, str):
-        shipped = [shipped]
-    return list(shipped or conf.get("PROMPT_TEMPLATES"))
+    return list(
+        source.meta.get("category_prompt_templates") or conf.get("PROMPT_TEMPLATES")
+    )
 
 
 def category_vectors(

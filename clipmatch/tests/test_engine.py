@@ -133,7 +133,7 @@ def test_a_model_may_ship_its_own_zero_shot_prompts(tiny_clip_dir, tmp_path, set
     shutil.copytree(tiny_clip_dir, own)
     meta = json.loads((own / "clipmatch.json").read_text())
     (own / "clipmatch.json").write_text(
-        json.dumps({**meta, "category_prompt": "{category}"})
+        json.dumps({**meta, "category_prompt_templates": ["{category}"]})
     )
 
     assert prompt_templates_for(resolve_model(str(own))) == ["{category}"]
