@@ -37,7 +37,7 @@ def tiny_model(use_model, tiny_clip_dir):
 
 @pytest.fixture
 def listing_with_image(db):
-    """A committed-looking listing with one image, not yet sent for scoring."""
+    """A pending listing with one image; no task ran (on_commit never fires here)."""
     CategoryFactory(name="handbag")
     image = ListingImageFactory()
     return image.listing
