@@ -58,14 +58,19 @@ def resolve_model(ref: str) -> ModelSource:
 
 
 def _local_source(ref: str, path: Path) -> ModelSource:
+    # clipmatch.json (thresholds, metrics) is about the model, not part of it: editing
+    # it must not make a new version, or cached embeddings would be thrown away.
     files = sorted(
-        p for p in path.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)
+        p
+        for p in path.rglob("*")
+        if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES) and p.name != META_FILE
     )
     if not (path / "config.json").exists():
         raise ModelLoadError(
             f"{path} has no config.json: not a save_pretrained folder."
         )
-    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    watched = [*files, path / META_FILE] if (path / META_FILE).exists() else files
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in watched)
     cached = _source_cache.get((str(path), stamp))
     if cached:
         return cached

@@ -141,3 +141,32 @@ def test_a_model_may_ship_its_own_zero_shot_prompts(tiny_clip_dir, tmp_path, set
         prompt_templates_for(resolve_model(str(tiny_clip_dir)))
         == (settings.CLIPMATCH["PROMPT_TEMPLATES"])
     )
+
+
+def test_editing_clipmatch_json_keeps_the_model_version(tiny_clip_dir, tmp_path):
+    import json
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_clip_dir, copy)
+    before = resolve_model(str(copy)).fingerprint
+    meta = json.loads((copy / "clipmatch.json").read_text())
+    meta["thresholds"]["title"]["pass"] = 0.4
+    (copy / "clipmatch.json").write_text(json.dumps(meta))
+
+    after = resolve_model(str(copy))
+
+    assert after.fingerprint == before
+    assert after.meta["thresholds"]["title"]["pass"] == 0.4
+
+
+def test_changed_weights_make_a_new_version(tiny_clip_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_clip_dir, copy)
+    before = resolve_model(str(copy)).fingerprint
+    with (copy / "model.safetensors").open("ab") as fh:
+        fh.write(b"\0")
+
+    assert resolve_model(str(copy)).fingerprint != before
