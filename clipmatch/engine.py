@@ -311,8 +311,3 @@ def get_engine(
             _engines.clear()
             _engines[key] = engine
     return engine
-
-
-def loaded_engines() -> int:
-    """How many engines this process holds (for tests of the fork rule)."""
-    return sum(1 for key in _engines if key[3] == os.getpid())

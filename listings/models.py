@@ -134,7 +134,6 @@ class ListingScore(models.Model):
         PASS = "pass", "Pass"
         REVIEW = "review", "Review"
         HOLD = "hold", "Hold"
-        FAILED = "failed", "Scoring failed"
 
     listing = models.ForeignKey(
         Listing, on_delete=models.CASCADE, related_name="scores"
@@ -149,7 +148,6 @@ class ListingScore(models.Model):
     reasons = models.JSONField(default=list)
     images = models.JSONField(default=list, help_text="Per-image evidence.")
     audit_sample = models.BooleanField(default=False)
-    error = models.TextField(blank=True)
     computed_at = models.DateTimeField()
 
     class Meta:

@@ -1,11 +1,11 @@
-"""Reads for listings: what to rescore, and counts for the demo and the admin."""
+"""Reads for listings: what to rescore."""
 
 from __future__ import annotations
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from clipmatch.services import ActiveModel
-from listings.models import Listing, ListingDecision
+from listings.models import Listing
 
 
 def listings_for_rescore(*, active: ActiveModel, stale_only: bool) -> QuerySet[Listing]:
@@ -27,16 +27,3 @@ def listings_for_rescore(*, active: ActiveModel, stale_only: bool) -> QuerySet[L
             | ~Q(score__content_hash=F("content_hash"))
         )
     return qs.order_by("pk")
-
-
-def listing_status_counts() -> dict[str, int]:
-    """How many listings are in each status (every status present, zeros included)."""
-    counts = dict.fromkeys(Listing.Status.values, 0)
-    for row in Listing.objects.values("status").annotate(n=Count("pk")):
-        counts[row["status"]] = row["n"]
-    return counts
-
-
-def listing_history(*, listing: Listing) -> QuerySet[ListingDecision]:
-    """The listing's decisions, oldest first, with who made them."""
-    return listing.decisions.select_related("actor").order_by("created_at", "pk")

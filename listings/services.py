@@ -70,7 +70,6 @@ VERDICT_STATUS = {
     ListingScore.Verdict.PASS: Status.PASSED,
     ListingScore.Verdict.REVIEW: Status.REVIEW,
     ListingScore.Verdict.HOLD: Status.HELD,
-    ListingScore.Verdict.FAILED: Status.REVIEW,
 }
 SCORE_TASK = "listings.tasks.score_listing"
 
@@ -399,7 +398,6 @@ def _route(
             "reasons": reasons,
             "images": assessment.images_as_dicts(),
             "audit_sample": audit,
-            "error": "",
             "computed_at": now,
         },
     )
