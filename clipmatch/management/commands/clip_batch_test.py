@@ -6,16 +6,14 @@ import math
 import sys
 from pathlib import Path
 
-from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from clipmatch import conf
-from clipmatch.engine import ModelLoadError, get_engine
 from clipmatch.evaluation import binary_metrics
 from clipmatch.images import UnreadableImage, decode_image
+from clipmatch.management.common import add_model_argument, engine_and_thresholds
 from clipmatch.scoring import best_chunk_similarity
-from clipmatch.services import thresholds_for
 
 REQUIRED = ("image_path", "text")
 
@@ -63,9 +61,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--csv", required=True, type=Path)
-        parser.add_argument(
-            "--model", help="A hub id or directory instead of the active one."
-        )
+        add_model_argument(parser)
         parser.add_argument(
             "--output", type=Path, help="Write the per-pair scores here."
         )
@@ -76,11 +72,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         rows = read_pairs(options["csv"])
-        try:
-            engine = get_engine(options["model"] or conf.get("MODEL"))
-            thresholds = thresholds_for(engine.source)
-        except (ModelLoadError, ImproperlyConfigured) as exc:
-            raise CommandError(str(exc)) from exc
+        engine, thresholds = engine_and_thresholds(options["model"])
         batch = options["batch_size"] or conf.get("BATCH_SIZE")
         bar = tqdm(
             total=len(rows),

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from clipmatch import conf
 from clipmatch.engine import ModelLoadError, get_engine, resolve_model
+from clipmatch.management.common import add_model_argument
 from clipmatch.services import thresholds_for
 
 
@@ -14,9 +15,7 @@ class Command(BaseCommand):
     help = "Show the active CLIP model, its version, device and thresholds."
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--model", help="A hub id or directory instead of the active one."
-        )
+        add_model_argument(parser)
         parser.add_argument(
             "--json", action="store_true", help="Print one JSON object."
         )

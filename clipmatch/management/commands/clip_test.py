@@ -3,14 +3,11 @@
 import json
 from pathlib import Path
 
-from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from clipmatch import conf
-from clipmatch.engine import ModelLoadError, get_engine
 from clipmatch.images import UnreadableImage, decode_image
+from clipmatch.management.common import add_model_argument, engine_and_thresholds
 from clipmatch.scoring import best_chunk_similarity
-from clipmatch.services import thresholds_for
 
 
 class Command(BaseCommand):
@@ -19,9 +16,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--image", required=True, type=Path)
         parser.add_argument("--text", required=True)
-        parser.add_argument(
-            "--model", help="A hub id or directory instead of the active one."
-        )
+        add_model_argument(parser)
         parser.add_argument(
             "--json", action="store_true", help="Print one JSON object."
         )
@@ -34,11 +29,7 @@ class Command(BaseCommand):
             image = decode_image(path.read_bytes())
         except UnreadableImage as exc:
             raise CommandError(f"{path}: {exc}") from exc
-        try:
-            engine = get_engine(options["model"] or conf.get("MODEL"))
-            thresholds = thresholds_for(engine.source)
-        except (ModelLoadError, ImproperlyConfigured) as exc:
-            raise CommandError(str(exc)) from exc
+        engine, thresholds = engine_and_thresholds(options["model"])
         image_vector = engine.embed_images([image.image])[0]
         chunks = engine.embed_texts([options["text"]])[0]
         similarity = best_chunk_similarity(image_vector, chunks)
