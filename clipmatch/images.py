@@ -26,6 +26,14 @@ class UnreadableImage(ValueError):
     """The bytes are not an image we accept; the message says why, for a person."""
 
 
+class ImageTooLarge(UnreadableImage):
+    """Over the byte or pixel limit (an API answers 413)."""
+
+
+class UnsupportedImageType(UnreadableImage):
+    """A real image of a type outside the allow-list (an API answers 415)."""
+
+
 @dataclass(frozen=True)
 class DecodedImage:
     """A fully decoded, upright RGB image and what it was."""
@@ -69,7 +77,7 @@ def decode_image(
     if not data:
         raise UnreadableImage("Unreadable image: the file is empty.")
     if len(data) > max_bytes:
-        raise UnreadableImage(
+        raise ImageTooLarge(
             f"Image too large: {len(data):,} bytes, the limit is {max_bytes:,} bytes."
         )
     try:
@@ -84,7 +92,7 @@ def decode_image(
                     "can read."
                 )
             if fmt not in allowed:
-                raise UnreadableImage(
+                raise UnsupportedImageType(
                     f"Unsupported image type {fmt or 'unknown'}: "
                     f"accepted types are {', '.join(allowed)}."
                 )
@@ -92,7 +100,7 @@ def decode_image(
             with Image.open(io.BytesIO(data), formats=[fmt]) as opened:
                 width, height = opened.size
                 if width * height > max_pixels:
-                    raise UnreadableImage(
+                    raise ImageTooLarge(
                         f"Image too large: {width}x{height} pixels, the limit is "
                         f"{max_pixels:,} pixels."
                     )
@@ -103,9 +111,9 @@ def decode_image(
     except UnreadableImage:
         raise
     except Image.DecompressionBombError as exc:
-        raise UnreadableImage(f"Image too large: {exc}") from exc
+        raise ImageTooLarge(f"Image too large: {exc}") from exc
     except Image.DecompressionBombWarning as exc:
-        raise UnreadableImage(f"Image too large: {exc}") from exc
+        raise ImageTooLarge(f"Image too large: {exc}") from exc
     except Exception as exc:  # any decoder failure is the file's fault, not ours
         raise UnreadableImage(f"Unreadable image: {_describe(exc)}") from exc
     return DecodedImage(

@@ -3,14 +3,43 @@
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+
+from clipmatch.api import ModelVersionDetailView, ModelVersionListView
 
 admin.site.site_header = "clipmatch moderation"
 admin.site.site_title = "clipmatch"
 admin.site.index_title = "Listings and their CLIP checks"
 
+api_v1 = [
+    path("", include("listings.api.urls")),
+    path("model-versions/", ModelVersionListView.as_view(), name="model-version-list"),
+    path(
+        "model-versions/<int:pk>/",
+        ModelVersionDetailView.as_view(),
+        name="model-version-detail",
+    ),
+]
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include((api_v1, "api"), namespace="v1")),
+    # The description of the API is public; every operation in it needs a login.
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(permission_classes=[AllowAny]),
+        name="api-schema",
+    ),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(
+            url_name="api-schema", permission_classes=[AllowAny]
+        ),
+        name="api-docs",
+    ),
+    path("api/auth/", include("rest_framework.urls")),
 ]
 
 if settings.DEBUG:

@@ -65,11 +65,20 @@ class Listing(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Deleted by its seller: hidden from the API, kept with its history for the audit.
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     # Written only by services, naming them in update_fields: a stale instance saved
     # from a form or a shell can never revert a status or a scoring record.
     SERVICE_FIELDS = frozenset(
-        {"status", "content_hash", "scoring_queued_at", "scoring_error", "score"}
+        {
+            "status",
+            "content_hash",
+            "scoring_queued_at",
+            "scoring_error",
+            "score",
+            "deleted_at",
+        }
     )
 
     class Meta:

@@ -38,6 +38,7 @@ from listings.models import (
     ListingScore,
     ScoringAttempt,
 )
+from listings.webhooks.services import webhooks_record_decision
 
 logger = logging.getLogger(__name__)
 Status = Listing.Status
@@ -126,7 +127,7 @@ def listing_transition(
             listing.score = score
             fields.append("score")
         listing.save(update_fields=fields)
-        return ListingDecision.objects.create(
+        decision = ListingDecision.objects.create(
             listing=listing,
             actor=actor,
             from_status=from_status,
@@ -137,6 +138,9 @@ def listing_transition(
             score=score.similarity if score else None,
             thresholds=score.thresholds if score else {},
         )
+        # Recorded with the decision, sent after commit.
+        webhooks_record_decision(decision=decision)
+        return decision
 
 
 def _locked(listing_id: int) -> Listing | None:
@@ -285,7 +289,6 @@ class ImageStorageError(RuntimeError):
 
 
 def _assess(listing: Listing, active: ActiveModel) -> Assessment:
-    texts = [listing.title] + ([listing.description] if listing.description else [])
     images = []
     for number, image in enumerate(listing.images.all(), start=1):
         try:
@@ -295,17 +298,45 @@ def _assess(listing: Listing, active: ActiveModel) -> Assessment:
             raise ImageStorageError(
                 f"Image {number}: the file cannot be read ({exc})."
             ) from exc
-        # Keyed by the bytes read now, not the stored hash: a file replaced behind
-        # the ORM's back can never borrow another image's cached vector.
-        images.append((sha256_hex(data), partial(_decode, number, data)))
+        images.append(data)
+    return content_assess(
+        title=listing.title,
+        description=listing.description,
+        category_name=listing.category.name,
+        images=images,
+        active=active,
+    )
+
+
+def content_assess(
+    *,
+    title: str,
+    description: str,
+    category_name: str,
+    images: list[bytes],
+    active: ActiveModel,
+) -> Assessment:
+    """Score images against a title, a description and the categories: the one
+    scorer behind both a stored listing's check and the API's pre-publish check.
+
+    Embeddings are cached by content hash, so a checked photo submitted later as a
+    listing costs no second model run.
+    """
+    texts = [title] + ([description] if description else [])
+    # Keyed by the bytes read now, not a stored hash: a file replaced behind the
+    # ORM's back can never borrow another image's cached vector.
+    keyed = [
+        (sha256_hex(data), partial(_decode, number, data))
+        for number, data in enumerate(images, start=1)
+    ]
     engine = active.engine
     image_vectors = embeddings_images(
-        version=active.version, images=images, engine=engine
+        version=active.version, images=keyed, engine=engine
     )
     text_vectors = embeddings_texts(version=active.version, texts=texts, engine=engine)
     names = list(Category.objects.filter(active=True).values_list("name", flat=True))
-    if listing.category.name not in names:
-        names.append(listing.category.name)
+    if category_name not in names:
+        names.append(category_name)
     classes = category_vectors(
         version=active.version,
         names=names,
@@ -323,7 +354,7 @@ def _assess(listing: Listing, active: ActiveModel) -> Assessment:
         title_sims=title_sims,
         description_sims=description_sims,
         category_rankings=rankings,
-        listed_category=listing.category.name,
+        listed_category=category_name,
         thresholds=active.thresholds,
     )
 
@@ -640,3 +671,105 @@ def schedules_ensure() -> tuple[object, bool]:
             "repeats": -1,
         },
     )
+
+
+class ListingNotEditable(Exception):
+    """A change to a listing that its state or its owner does not allow."""
+
+
+def listing_update(
+    *,
+    listing: Listing,
+    actor,
+    changes: dict,
+    images: list[tuple[str, bytes]] | None = None,
+) -> Listing:
+    """Change a listing's text, category, price or images (all replaced at once).
+
+    A content change sends the listing back to pending and queues a rescore through
+    `listing_request_scoring` (from the save signals), in this transaction.
+    """
+    allowed = {"title", "description", "category", "price"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"Not a changeable field: {', '.join(sorted(unknown))}.")
+    with transaction.atomic():
+        current = _locked(listing.pk)
+        if current is None or current.deleted_at is not None:
+            raise Listing.DoesNotExist(f"Listing {listing.pk} no longer exists.")
+        if current.seller_id != getattr(actor, "pk", None):
+            raise ListingNotEditable("Only the listing's seller can change it.")
+        for name, value in changes.items():
+            setattr(current, name, value)
+        if changes:
+            current.save(update_fields=[*changes, "updated_at"])
+        if images is not None:
+            # One by one, so that each removal and addition goes through the same
+            # signals as the admin's; scoring is queued once, for the last content.
+            for old in current.images.all():
+                old.delete()
+                # The file goes only once the change is committed.
+                transaction.on_commit(
+                    partial(old.image.storage.delete, old.image.name), robust=True
+                )
+            for position, (name, data) in enumerate(images):
+                ListingImage.objects.create(
+                    listing=current,
+                    image=ContentFile(data, name=name),
+                    position=position,
+                )
+            current.save(update_fields=["updated_at"])
+    current.refresh_from_db()
+    return current
+
+
+def listing_soft_delete(*, listing: Listing, actor) -> ListingDecision:
+    """Hide a listing for good; it stays in the database with its audit trail.
+
+    The audit row records who deleted it, from which status.
+    """
+    with transaction.atomic():
+        current = _locked(listing.pk)
+        if current is None or current.deleted_at is not None:
+            raise Listing.DoesNotExist(f"Listing {listing.pk} no longer exists.")
+        if current.seller_id != getattr(actor, "pk", None):
+            raise ListingNotEditable("Only the listing's seller can delete it.")
+        current.deleted_at = timezone.now()
+        current.save(update_fields=["deleted_at", "updated_at"])
+        listing.deleted_at = current.deleted_at
+        return ListingDecision.objects.create(
+            listing=current,
+            actor=actor,
+            from_status=current.status,
+            to_status=current.status,
+            reason_code="deleted",
+            reason="Deleted by its seller.",
+        )
+
+
+@dataclass(frozen=True)
+class PrecheckResult:
+    """A pre-publish check: the assessment and the model that made it."""
+
+    assessment: Assessment
+    active: ActiveModel
+
+
+def listing_precheck(
+    *, title: str, description: str, category: Category, image: bytes
+) -> PrecheckResult:
+    """Score one image and a text as a listing would be, storing no listing.
+
+    Only the embedding cache is written. Raises UnreadableImage for a bad image and
+    ModelLoadError or ImproperlyConfigured when the configured model cannot run.
+    """
+    decode_image(image)  # a bad image is the caller's error, before any model work
+    active = model_version_active()
+    assessment = content_assess(
+        title=title,
+        description=description,
+        category_name=category.name,
+        images=[image],
+        active=active,
+    )
+    return PrecheckResult(assessment=assessment, active=active)

@@ -23,8 +23,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_q",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "clipmatch",
     "listings",
+    "listings.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -142,6 +146,76 @@ CLIPMATCH = {
     "SCORING_RETRY_BACKOFF": env.int("CLIPMATCH_SCORING_RETRY_BACKOFF", default=30),
     "SCORING_STALE_AFTER": env.int("CLIPMATCH_SCORING_STALE_AFTER", default=300),
     "RECONCILE_EVERY_MINUTES": env.int("CLIPMATCH_RECONCILE_EVERY_MINUTES", default=1),
+}
+
+# --- REST API -------------------------------------------------------------------------
+# DRF's own defaults are AllowAny and no throttling: here every view needs a login
+# unless it says otherwise, and every client is throttled.
+REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header makes a missing login a 401, not a 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.FormParser",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.ScopedRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("API_THROTTLE_ANON", default="60/hour"),
+        "user": env("API_THROTTLE_USER", default="2000/hour"),
+        "check": env("API_THROTTLE_CHECK", default="30/minute"),
+    },
+    "EXCEPTION_HANDLER": "listings.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "clipmatch API",
+    "DESCRIPTION": (
+        "Submit listings, read their CLIP checks, run pre-publish checks and "
+        "receive verdicts by webhook. Every error has the shape "
+        "{code, message, fields}."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookEventEnum": "listings.webhooks.models.WebhookEndpoint.Event",
+        "ListingStatusEnum": "listings.models.Listing.Status",
+        "VerdictEnum": "listings.models.ListingScore.Verdict",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "listings.api.schema.add_error_responses",
+    ],
+}
+# Limits of what the API accepts; image bytes, pixels and types are CLIPMATCH's.
+CLIPMATCH_API = {
+    "MAX_IMAGES_PER_LISTING": env.int("CLIPMATCH_API_MAX_IMAGES", default=8),
+    "MAX_TITLE_LENGTH": env.int("CLIPMATCH_API_MAX_TITLE_LENGTH", default=200),
+    "MAX_DESCRIPTION_LENGTH": env.int(
+        "CLIPMATCH_API_MAX_DESCRIPTION_LENGTH", default=5000
+    ),
+    "MAX_WAIT_SECONDS": env.int("CLIPMATCH_API_MAX_WAIT", default=30),
+    "WEBHOOK_MAX_ATTEMPTS": env.int("CLIPMATCH_WEBHOOK_MAX_ATTEMPTS", default=6),
+    "WEBHOOK_RETRY_BACKOFF": env.int("CLIPMATCH_WEBHOOK_RETRY_BACKOFF", default=30),
+    "WEBHOOK_TIMEOUT": env.int("CLIPMATCH_WEBHOOK_TIMEOUT", default=5),
+    "WEBHOOK_SENDING_STALE_AFTER": env.int(
+        "CLIPMATCH_WEBHOOK_STALE_AFTER", default=120
+    ),
+    # Off in production: a webhook URL on a private or loopback address could reach
+    # services behind the firewall. The tests' receiver runs on loopback.
+    "WEBHOOK_ALLOW_PRIVATE_HOSTS": env.bool(
+        "CLIPMATCH_WEBHOOK_ALLOW_PRIVATE_HOSTS", default=False
+    ),
 }
 
 LOGGING = {

@@ -1,0 +1,236 @@
+"""Serializers: they check the shape of input and present output; services decide."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from clipmatch import conf as clip_conf
+from listings import conf
+from listings.models import Category, Listing, ListingImage, ListingScore
+from listings.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+
+def _category_field(**kwargs) -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(
+        slug_field="slug", queryset=Category.objects.filter(active=True), **kwargs
+    )
+
+
+def _images_field(**kwargs) -> serializers.ListField:
+    limit = conf.get("MAX_IMAGES_PER_LISTING")
+    return serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True),
+        min_length=1,
+        max_length=limit,
+        help_text=(
+            f"1 to {limit} photos, each at most {clip_conf.get('MAX_IMAGE_BYTES'):,} "
+            f"bytes and {clip_conf.get('MAX_IMAGE_PIXELS'):,} pixels, of type "
+            f"{', '.join(clip_conf.get('IMAGE_FORMATS'))} (recognised by content)."
+        ),
+        **kwargs,
+    )
+
+
+class _Limited(serializers.Serializer):
+    # Text limits come from settings when the serializer is built, not at import.
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        partial = kwargs.get("partial", False)
+        self.fields["title"] = serializers.CharField(
+            max_length=conf.get("MAX_TITLE_LENGTH"), required=not partial
+        )
+        self.fields["description"] = serializers.CharField(
+            max_length=conf.get("MAX_DESCRIPTION_LENGTH"),
+            required=False,
+            allow_blank=True,
+        )
+        self.fields["images"] = _images_field(required=not partial)
+
+
+class ListingCreateSerializer(_Limited):
+    category = _category_field()
+    price = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0)
+
+
+class ListingUpdateSerializer(_Limited):
+    # Every field optional; `images`, when given, replaces all the photos.
+
+    category = _category_field(required=False)
+    price = serializers.DecimalField(
+        max_digits=10, decimal_places=2, min_value=0, required=False
+    )
+
+
+class ListingFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Listing.Status.choices, required=False)
+    band = serializers.ChoiceField(
+        choices=ListingScore.Verdict.choices,
+        required=False,
+        help_text="The verdict of the listing's last score.",
+    )
+    category = serializers.SlugField(required=False, help_text="A category's slug.")
+    updated_since = serializers.DateTimeField(required=False)
+
+
+class WaitSerializer(serializers.Serializer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["wait"] = serializers.IntegerField(
+            required=False,
+            default=0,
+            min_value=0,
+            max_value=conf.get("MAX_WAIT_SECONDS"),
+            help_text="Seconds to wait for the verdict before answering.",
+        )
+
+
+class CategoryRankSerializer(serializers.Serializer):
+    category = serializers.CharField()
+    similarity = serializers.FloatField()
+
+
+class BandsSerializer(serializers.Serializer):
+    title = serializers.CharField(required=False)
+    description = serializers.CharField(required=False)
+
+
+class ImageEvidenceSerializer(serializers.Serializer):
+    """What the model saw in one image (1-based `index`)."""
+
+    index = serializers.IntegerField()
+    title = serializers.FloatField(help_text="Cosine similarity with the title.")
+    description = serializers.FloatField(
+        allow_null=True, help_text="Best window's similarity with the description."
+    )
+    categories = CategoryRankSerializer(many=True, help_text="The top categories.")
+    listed_rank = serializers.IntegerField(allow_null=True)
+    bands = BandsSerializer()
+    category_ok = serializers.BooleanField()
+
+
+class ModelVersionRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    version = serializers.CharField()
+
+
+class ScoreSerializer(serializers.ModelSerializer):
+    model_version = ModelVersionRefSerializer()
+    images = ImageEvidenceSerializer(many=True)
+    thresholds = serializers.DictField()
+    reasons = serializers.ListField(child=serializers.CharField())
+
+    class Meta:
+        model = ListingScore
+        fields = [
+            "verdict",
+            "similarity",
+            "reasons",
+            "images",
+            "thresholds",
+            "audit_sample",
+            "model_version",
+            "computed_at",
+        ]
+
+
+class ListingImageSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ListingImage
+        fields = ["id", "position", "content_hash", "url"]
+
+    def get_url(self, obj) -> str:
+        request = self.context.get("request")
+        url = obj.image.url
+        return request.build_absolute_uri(url) if request else url
+
+
+class ListingSerializer(serializers.ModelSerializer):
+    category = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    seller = serializers.CharField(source="seller.username", read_only=True)
+    status_label = serializers.CharField(source="get_status_display", read_only=True)
+    images = ListingImageSerializer(many=True, read_only=True)
+    score = ScoreSerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Listing
+        fields = [
+            "id",
+            "seller",
+            "title",
+            "description",
+            "category",
+            "price",
+            "status",
+            "status_label",
+            "scoring_error",
+            "score",
+            "images",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class CheckSerializer(serializers.Serializer):
+    image = serializers.FileField(allow_empty_file=True)
+    category = _category_field()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["title"] = serializers.CharField(
+            max_length=conf.get("MAX_TITLE_LENGTH")
+        )
+        self.fields["description"] = serializers.CharField(
+            max_length=conf.get("MAX_DESCRIPTION_LENGTH"),
+            required=False,
+            allow_blank=True,
+            default="",
+        )
+
+
+class CheckResultSerializer(serializers.Serializer):
+    verdict = serializers.ChoiceField(choices=ListingScore.Verdict.choices)
+    similarity = serializers.FloatField()
+    reasons = serializers.ListField(child=serializers.CharField())
+    images = ImageEvidenceSerializer(many=True)
+    thresholds = serializers.DictField()
+    model_version = ModelVersionRefSerializer()
+
+
+class WebhookEndpointSerializer(serializers.ModelSerializer):
+    secret = serializers.CharField(
+        write_only=True,
+        min_length=16,
+        max_length=200,
+        help_text="Shared secret for the HMAC-SHA256 signature; never shown again.",
+    )
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=WebhookEndpoint.Event.choices),
+        required=False,
+        help_text="Events to receive; all when empty.",
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["id", "url", "secret", "events", "active", "created_at"]
+        read_only_fields = ["id", "active", "created_at"]
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "event_id",
+            "event",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "delivered_at",
+            "last_error",
+            "created_at",
+        ]
+        read_only_fields = fields

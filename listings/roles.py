@@ -1,0 +1,25 @@
+"""The two roles of the API, as Django groups: sellers and moderators."""
+
+from __future__ import annotations
+
+SELLERS = "Sellers"
+MODERATORS = "Moderators"
+
+
+def has_role(user, group: str) -> bool:
+    if not user or not user.is_authenticated:
+        return False
+    # Cached on the user object: one query per request, however many checks.
+    cache = getattr(user, "_clipmatch_groups", None)
+    if cache is None:
+        cache = set(user.groups.values_list("name", flat=True))
+        user._clipmatch_groups = cache
+    return group in cache
+
+
+def is_seller(user) -> bool:
+    return has_role(user, SELLERS)
+
+
+def is_moderator(user) -> bool:
+    return has_role(user, MODERATORS)

@@ -1,0 +1,361 @@
+"""Writes for webhooks: registering endpoints, recording events, sending them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from urllib.parse import urlsplit
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from listings import conf
+from listings.roles import MODERATORS
+from listings.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+logger = logging.getLogger(__name__)
+Event = WebhookEndpoint.Event
+Delivery = WebhookDelivery.Status
+DELIVER_TASK = "listings.webhooks.tasks.deliver_webhook"
+DISPATCHER = "clipmatch: dispatch due webhooks"
+SIGNATURE_HEADER = "X-Clipmatch-Signature"
+SYSTEM_VERDICTS = {"passed", "review", "held"}
+
+
+class WebhookURLRefused(ValueError):
+    """A webhook URL that must not be called; the message says why."""
+
+
+def webhook_url_check(url: str, *, resolve: bool) -> None:
+    """Refuse URLs that are not http(s) or that point inside our own network.
+
+    With `resolve`, the host's addresses are looked up (at delivery time); without,
+    only a literal address or "localhost" is refused (at registration, no DNS).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WebhookURLRefused("The URL must be http:// or https:// with a host.")
+    if conf.get("WEBHOOK_ALLOW_PRIVATE_HOSTS"):
+        return
+    host = parts.hostname
+    if host == "localhost" or host.endswith(".localhost"):
+        raise WebhookURLRefused("The URL must not point at a private address.")
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        if not resolve:
+            return
+        try:
+            infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise WebhookURLRefused(f"The host {host} cannot be resolved.") from exc
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        if not address.is_global:
+            raise WebhookURLRefused("The URL must not point at a private address.")
+
+
+def webhook_endpoint_create(
+    *, owner, url: str, secret: str, events: list[str] | None = None
+) -> WebhookEndpoint:
+    """Register a URL for an owner's events; raises WebhookURLRefused."""
+    webhook_url_check(url, resolve=False)
+    unknown = set(events or []) - set(Event.values)
+    if unknown:
+        raise ValueError(f"Unknown events: {', '.join(sorted(unknown))}.")
+    return WebhookEndpoint.objects.create(
+        owner=owner, url=url, secret=secret, events=list(events or [])
+    )
+
+
+def webhook_endpoint_deactivate(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+    """Stop sending to an endpoint; its deliveries stay for the record."""
+    endpoint.active = False
+    endpoint.save(update_fields=["active"])
+    return endpoint
+
+
+def _event_for(decision) -> str | None:
+    """A person's decision, or the system routing a listing (scored or re-scored);
+    a listing going back to pending or deleted by its seller is not an event."""
+    if decision.reason_code == "deleted":
+        return None
+    if decision.actor_id is not None:
+        return Event.DECISION
+    if decision.to_status in SYSTEM_VERDICTS:
+        return Event.VERDICT
+    return None
+
+
+def _payload(decision, event: str, event_id) -> dict:
+    listing = decision.listing
+    return {
+        "id": str(event_id),
+        "event": event,
+        "created_at": decision.created_at.isoformat(),
+        "listing": {
+            "id": listing.pk,
+            "title": listing.title,
+            "status": decision.to_status,
+            "seller_id": listing.seller_id,
+        },
+        "decision": {
+            "id": decision.pk,
+            "from_status": decision.from_status,
+            "to_status": decision.to_status,
+            "reason_code": decision.reason_code,
+            "reason": decision.reason,
+            "actor": decision.actor.get_username() if decision.actor_id else None,
+            "model_version": decision.model_version,
+            "score": decision.score,
+        },
+    }
+
+
+def webhooks_record_decision(*, decision) -> list[int]:
+    """Record one delivery per interested endpoint, in the caller's transaction,
+    and queue each after commit. Returns the delivery ids."""
+    event = _event_for(decision)
+    if event is None:
+        return []
+    listing = decision.listing
+    endpoints = (
+        WebhookEndpoint.objects.filter(active=True)
+        .filter(Q(owner_id=listing.seller_id) | Q(owner__groups__name=MODERATORS))
+        .distinct()
+    )
+    ids = []
+    now = timezone.now()
+    for endpoint in endpoints:
+        if not endpoint.wants(event):
+            continue
+        delivery = WebhookDelivery(
+            endpoint=endpoint, decision=decision, event=event, next_attempt_at=now
+        )
+        delivery.payload = _payload(decision, event, delivery.event_id)
+        delivery.save()
+        ids.append(delivery.pk)
+        transaction.on_commit(partial(_queue, delivery.pk), robust=True)
+    return ids
+
+
+def _queue(delivery_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task(DELIVER_TASK, delivery_id, task_name=f"webhook-{delivery_id}")
+
+
+def webhook_sign(*, secret: str, timestamp: int, body: bytes) -> str:
+    """The signature header's value: t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def webhook_body(delivery: WebhookDelivery) -> bytes:
+    return json.dumps(delivery.payload, sort_keys=True, separators=(",", ":")).encode()
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    # A redirect could lead a checked public URL to a private address.
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
+
+
+@dataclass
+class DeliveryOutcome:
+    """What one run of the delivery task did."""
+
+    delivery_id: int
+    outcome: str
+    status_code: int | None = None
+    detail: str = ""
+
+
+def webhook_deliver(
+    *, delivery_id: int, now: datetime | None = None
+) -> DeliveryOutcome:
+    """Send one delivery if it is due and nobody else is sending it; safe to repeat.
+
+    The claim is one conditional UPDATE, so two workers never both send; no lock is
+    held during the HTTP call. A worker that dies while sending leaves a claim that
+    goes stale and is picked up again by the dispatcher.
+    """
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=conf.get("WEBHOOK_SENDING_STALE_AFTER"))
+    claimed = (
+        WebhookDelivery.objects.filter(pk=delivery_id)
+        .filter(
+            Q(status=Delivery.PENDING, next_attempt_at__lte=now)
+            | Q(status=Delivery.SENDING, claimed_at__lt=stale)
+        )
+        .update(status=Delivery.SENDING, claimed_at=now, attempts=F("attempts") + 1)
+    )
+    delivery = (
+        WebhookDelivery.objects.select_related("endpoint")
+        .filter(pk=delivery_id)
+        .first()
+    )
+    if delivery is None:
+        return DeliveryOutcome(delivery_id, "missing")
+    if not claimed:
+        return DeliveryOutcome(delivery_id, f"skipped_{delivery.status}")
+    endpoint = delivery.endpoint
+    started = time.monotonic()
+    status_code, error, excerpt = None, "", ""
+    if not endpoint.active:
+        error = "The endpoint was deactivated."
+    else:
+        try:
+            webhook_url_check(endpoint.url, resolve=True)
+            status_code, excerpt = _post(delivery)
+            if not 200 <= status_code < 300:
+                error = f"The receiver answered HTTP {status_code}."
+        except WebhookURLRefused as exc:
+            error = str(exc)
+        except (OSError, urllib.error.URLError) as exc:
+            error = f"{exc.__class__.__name__}: {exc}"
+    return _finish(delivery, now, started, status_code, error, excerpt)
+
+
+def _post(delivery: WebhookDelivery) -> tuple[int, str]:
+    body = webhook_body(delivery)
+    signature = webhook_sign(
+        secret=delivery.endpoint.secret, timestamp=int(time.time()), body=body
+    )
+    request = urllib.request.Request(
+        delivery.endpoint.url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "clipmatch-webhooks/1",
+            "X-Clipmatch-Event": delivery.event,
+            "X-Clipmatch-Delivery": str(delivery.event_id),
+            SIGNATURE_HEADER: signature,
+        },
+    )
+    try:
+        with _opener.open(request, timeout=conf.get("WEBHOOK_TIMEOUT")) as response:
+            return response.status, response.read(500).decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:  # 3xx (not followed), 4xx, 5xx
+        return exc.code, exc.read(500).decode("utf-8", "replace")
+
+
+def _finish(
+    delivery: WebhookDelivery,
+    now: datetime,
+    started: float,
+    status_code: int | None,
+    error: str,
+    excerpt: str,
+) -> DeliveryOutcome:
+    with transaction.atomic():
+        WebhookAttempt.objects.create(
+            delivery=delivery,
+            number=delivery.attempts,
+            started_at=now,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            status_code=status_code,
+            error=error,
+            response_excerpt=excerpt[:500],
+        )
+        if not error:
+            delivery.status = Delivery.DELIVERED
+            delivery.delivered_at = timezone.now()
+            delivery.last_error = ""
+            outcome = "delivered"
+        elif delivery.attempts >= conf.get("WEBHOOK_MAX_ATTEMPTS"):
+            delivery.status = Delivery.FAILED
+            delivery.last_error = error
+            outcome = "failed"
+        else:
+            backoff = conf.get("WEBHOOK_RETRY_BACKOFF") * 2 ** (delivery.attempts - 1)
+            delivery.status = Delivery.PENDING
+            delivery.next_attempt_at = now + timedelta(seconds=backoff)
+            delivery.last_error = error
+            _schedule_retry(delivery)
+            outcome = "retry"
+        delivery.claimed_at = None
+        delivery.save(
+            update_fields=[
+                "status",
+                "delivered_at",
+                "last_error",
+                "next_attempt_at",
+                "claimed_at",
+            ]
+        )
+    if error:
+        logger.warning("Webhook delivery %s: %s", delivery.pk, error)
+    return DeliveryOutcome(delivery.pk, outcome, status_code, error)
+
+
+def _schedule_retry(delivery: WebhookDelivery) -> None:
+    # A one-off django-q2 schedule, written in this transaction; the dispatcher
+    # below catches any retry whose schedule or task is lost.
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name=f"webhook-{delivery.pk}-retry",
+        defaults={
+            "func": DELIVER_TASK,
+            "args": repr((delivery.pk,)),
+            "schedule_type": Schedule.ONCE,
+            "repeats": 1,
+            "next_run": delivery.next_attempt_at,
+        },
+    )
+
+
+def webhooks_dispatch_due(*, now: datetime | None = None, limit: int = 500) -> list:
+    """Queue deliveries that are due, or whose sender died; the safety net for lost
+    tasks and schedules. Sending twice is prevented by the claim, not here."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=conf.get("WEBHOOK_SENDING_STALE_AFTER"))
+    due = WebhookDelivery.objects.filter(
+        Q(status=Delivery.PENDING, next_attempt_at__lte=now)
+        | Q(status=Delivery.SENDING, claimed_at__lt=stale)
+    ).order_by("next_attempt_at", "pk")
+    ids = list(due.values_list("pk", flat=True)[:limit])
+    for delivery_id in ids:
+        _queue(delivery_id)
+    return ids
+
+
+def webhook_retry_now(*, delivery: WebhookDelivery) -> bool:
+    """From the admin: send a pending or failed delivery again at once."""
+    updated = WebhookDelivery.objects.filter(
+        pk=delivery.pk, status__in=[Delivery.PENDING, Delivery.FAILED]
+    ).update(status=Delivery.PENDING, next_attempt_at=timezone.now())
+    if updated:
+        transaction.on_commit(partial(_queue, delivery.pk), robust=True)
+    return bool(updated)
+
+
+def webhook_schedules_ensure():
+    """Create or update the dispatcher's django-q2 schedule; (schedule, created)."""
+    from django_q.models import Schedule
+
+    return Schedule.objects.update_or_create(
+        name=DISPATCHER,
+        defaults={
+            "func": "listings.webhooks.tasks.dispatch_due_webhooks",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )
