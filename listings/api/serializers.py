@@ -32,7 +32,10 @@ def _images_field(**kwargs) -> serializers.ListField:
 
 
 class _Limited(serializers.Serializer):
-    # Text limits come from settings when the serializer is built, not at import.
+    # Text limits come from settings when the serializer is built, not at import;
+    # the placeholders keep the fields in form order.
+    title = serializers.CharField()
+    description = serializers.CharField()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -51,6 +54,7 @@ class _Limited(serializers.Serializer):
 class ListingCreateSerializer(_Limited):
     category = _category_field()
     price = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0)
+    images = serializers.ListField()
 
 
 class ListingUpdateSerializer(_Limited):
@@ -60,6 +64,7 @@ class ListingUpdateSerializer(_Limited):
     price = serializers.DecimalField(
         max_digits=10, decimal_places=2, min_value=0, required=False
     )
+    images = serializers.ListField()
 
 
 class ListingFilterSerializer(serializers.Serializer):
@@ -177,6 +182,8 @@ class ListingSerializer(serializers.ModelSerializer):
 
 class CheckSerializer(serializers.Serializer):
     image = serializers.FileField(allow_empty_file=True)
+    title = serializers.CharField()
+    description = serializers.CharField()
     category = _category_field()
 
     def __init__(self, *args, **kwargs):

@@ -41,3 +41,63 @@ def listing_with_image(db):
     CategoryFactory(name="handbag")
     image = ListingImageFactory()
     return image.listing
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles():
+    """Throttle counters live in the cache: each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _user_in(username: str, group: str | None):
+    from django.contrib.auth.models import Group
+
+    from listings.tests.factories import UserFactory
+
+    user = UserFactory(username=username)
+    if group:
+        user.groups.add(Group.objects.get_or_create(name=group)[0])
+    return user
+
+
+@pytest.fixture
+def seller(db):
+    return _user_in("alice", "Sellers")
+
+
+@pytest.fixture
+def other_seller(db):
+    return _user_in("bob", "Sellers")
+
+
+@pytest.fixture
+def moderator(db):
+    return _user_in("mo", "Moderators")
+
+
+def token_client(user):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user)}")
+    return client
+
+
+@pytest.fixture
+def seller_api(seller):
+    return token_client(seller)
+
+
+@pytest.fixture
+def other_seller_api(other_seller):
+    return token_client(other_seller)
+
+
+@pytest.fixture
+def moderator_api(moderator):
+    return token_client(moderator)
