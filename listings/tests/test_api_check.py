@@ -1,0 +1,167 @@
+"""The pre-publish check, model versions, throttling and the schema."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.throttling import ScopedRateThrottle
+
+from clipmatch.models import ModelVersion
+from conftest import png_bytes
+from listings.models import Listing
+from listings.services import content_assess, model_version_active
+from listings.tests.conftest import HOLD_ALL
+from listings.tests.factories import CategoryFactory
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/check/"
+
+
+def check(client, **fields):
+    data = {
+        "title": "red striped sneaker",
+        "description": "A red sneaker.",
+        "category": "sneaker",
+        "image": SimpleUploadedFile("p.png", png_bytes(), "image/png"),
+        **fields,
+    }
+    return client.post(URL, data, format="multipart")
+
+
+def test_check_scores_with_the_same_scorer_as_a_listing_and_stores_none(
+    seller_api, tiny_model
+):
+    CategoryFactory(name="sneaker")
+
+    response = check(seller_api)
+
+    body = response.json()
+    active = model_version_active()
+    expected = content_assess(
+        title="red striped sneaker",
+        description="A red sneaker.",
+        category_name="sneaker",
+        images=[png_bytes()],
+        active=active,
+    )
+    assert response.status_code == 200
+    assert body["verdict"] == "pass" == expected.verdict
+    assert body["similarity"] == pytest.approx(expected.similarity)
+    assert body["reasons"] == ["The image matches the title and description."]
+    assert body["model_version"]["name"] == "tiny-clip-0"
+    assert body["images"][0]["bands"] == {"title": "pass", "description": "pass"}
+    assert Listing.objects.count() == 0
+
+
+def test_check_applies_the_active_thresholds(seller_api, use_model, tiny_clip_dir):
+    use_model(tiny_clip_dir, HOLD_ALL)
+    CategoryFactory(name="sneaker")
+
+    body = check(seller_api).json()
+
+    assert body["verdict"] == "hold"
+    assert body["reasons"][0].startswith("The image does not match the title")
+
+
+def test_check_refuses_a_bad_image_and_an_unknown_category(seller_api, tiny_model):
+    CategoryFactory(name="sneaker")
+
+    bad_image = check(
+        seller_api, image=SimpleUploadedFile("p.png", b"nope", "image/png")
+    )
+    bad_category = check(seller_api, category="spaceship")
+
+    assert bad_image.status_code == 400
+    assert bad_image.json()["fields"] == {
+        "image": [
+            "Unreadable image: the file is not an image in any format we can read."
+        ]
+    }
+    assert bad_category.status_code == 400
+    assert bad_category.json()["fields"] == {
+        "category": ["Object with slug=spaceship does not exist."]
+    }
+
+
+def test_check_with_a_missing_model_is_503_and_never_falls_back(
+    seller_api, use_model, tmp_path
+):
+    CategoryFactory(name="sneaker")
+    use_model(tmp_path / "no-such-model", HOLD_ALL)
+
+    response = check(seller_api)
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "unavailable"
+    assert response.json()["message"].startswith("The model cannot run: ")
+    assert str(tmp_path / "no-such-model") in response.json()["message"]
+    assert ModelVersion.objects.count() == 0
+
+
+def test_check_is_throttled_per_user_with_429(seller_api, tiny_model, monkeypatch):
+    CategoryFactory(name="sneaker")
+    monkeypatch.setattr(
+        ScopedRateThrottle, "THROTTLE_RATES", {"check": "2/minute"}, raising=False
+    )
+
+    codes = [check(seller_api).status_code for _ in range(3)]
+    limited = check(seller_api)
+
+    assert codes == [200, 200, 429]
+    assert limited.json()["code"] == "throttled"
+    assert limited.json()["message"].startswith("Request was throttled.")
+    assert int(limited["Retry-After"]) > 0
+
+
+def test_model_versions_are_listed_for_moderators_and_refused_to_sellers(
+    moderator_api, seller_api
+):
+    version = ModelVersion.objects.create(
+        name="m",
+        source="/models/m",
+        fingerprint="a" * 64,
+        thresholds={"title": {"pass": 0.3, "hold": 0.2}},
+        metrics={"auc": 0.99},
+    )
+
+    listed = moderator_api.get("/api/v1/model-versions/")
+    one = moderator_api.get(f"/api/v1/model-versions/{version.pk}/")
+    refused = seller_api.get("/api/v1/model-versions/")
+
+    assert listed.status_code == 200
+    assert [row["version"] for row in listed.json()["results"]] == ["m@aaaaaaaaaaaa"]
+    assert one.json()["metrics"] == {"auc": 0.99}
+    assert one.json()["thresholds"] == {"title": {"pass": 0.3, "hold": 0.2}}
+    assert refused.status_code == 403
+    assert refused.json()["message"] == "Only moderators and staff can do this."
+
+
+def test_the_schema_is_valid_openapi_3_and_documents_the_error_shape(client):
+    from drf_spectacular.validation import validate_schema
+
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+
+    schema = response.json()
+    validate_schema(schema)
+    create = schema["paths"]["/api/v1/listings/"]["post"]
+    assert response.status_code == 200
+    assert schema["openapi"].startswith("3.")
+    assert set(create["responses"]) == {
+        "201",
+        "400",
+        "401",
+        "403",
+        "404",
+        "413",
+        "415",
+        "429",
+    }
+    assert create["responses"]["413"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
+    }
+    assert "503" in schema["paths"]["/api/v1/check/"]["post"]["responses"]
+
+
+def test_the_docs_page_is_served(client):
+    response = client.get("/api/docs/")
+
+    assert response.status_code == 200
+    assert b"swagger" in response.content.lower()
