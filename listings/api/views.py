@@ -233,7 +233,9 @@ class WebhookEndpointListCreateView(GenericAPIView):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            endpoint = webhook_endpoint_create(owner=request.user, **serializer.data)
+            endpoint = webhook_endpoint_create(
+                owner=request.user, **serializer.validated_data
+            )
         except WebhookURLRefused as exc:
             raise exceptions.ValidationError({"url": [str(exc)]}) from exc
         return Response(self.get_serializer(endpoint).data, status=201)

@@ -137,7 +137,9 @@ def test_model_versions_are_listed_for_moderators_and_refused_to_sellers(
 def test_the_schema_is_valid_openapi_3_and_documents_the_error_shape(client):
     from drf_spectacular.validation import validate_schema
 
-    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    response = client.get(
+        "/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json"
+    )
 
     schema = response.json()
     validate_schema(schema)

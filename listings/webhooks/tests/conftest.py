@@ -1,0 +1,3 @@
+"""The listings tests' fixtures (users, token clients, models) serve here too."""
+
+from listings.tests.conftest import *  # noqa: F403

@@ -1,0 +1,299 @@
+"""Webhooks: registration, one signed delivery per decision, retries, no duplicates."""
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.db import close_old_connections
+from django.utils import timezone
+from django_q.models import Schedule
+
+from listings.services import listing_score, listing_transition
+from listings.tests.factories import ListingImageFactory
+from listings.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from listings.webhooks.services import (
+    webhook_deliver,
+    webhook_endpoint_create,
+    webhooks_dispatch_due,
+)
+
+SECRET = "a-long-shared-secret-1234"
+
+
+class Receiver:
+    """A real HTTP server on loopback that answers with the given status codes."""
+
+    def __init__(self, codes):
+        self.codes = list(codes)
+        self.requests = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((dict(self.headers), body))
+                code = receiver.codes.pop(0) if receiver.codes else 200
+                self.send_response(code)
+                self.end_headers()
+                self.wfile.write(b"ok" if code == 200 else b"boom")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def verify(headers: dict, body: bytes, secret: str = SECRET) -> bool:
+    parts = dict(p.split("=", 1) for p in headers["X-Clipmatch-Signature"].split(","))
+    expected = hmac.new(
+        secret.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256
+    ).hexdigest()
+    return hmac.compare_digest(expected, parts["v1"])
+
+
+@pytest.fixture
+def private_hosts_allowed(settings):
+    settings.CLIPMATCH_API = {
+        **settings.CLIPMATCH_API,
+        "WEBHOOK_ALLOW_PRIVATE_HOSTS": True,
+        "WEBHOOK_RETRY_BACKOFF": 1,
+    }
+
+
+@pytest.mark.django_db
+def test_registering_refuses_private_addresses_by_default(seller_api):
+    response = seller_api.post(
+        "/api/v1/webhooks/",
+        {"url": "http://127.0.0.1:9/hook", "secret": SECRET},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "url": ["The URL must not point at a private address."]
+    }
+    assert WebhookEndpoint.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_secret_is_write_only_and_endpoints_are_private_to_their_owner(
+    seller_api, other_seller_api, private_hosts_allowed
+):
+    created = seller_api.post(
+        "/api/v1/webhooks/",
+        {"url": "http://127.0.0.1:9/hook", "secret": SECRET},
+        format="json",
+    )
+    endpoint_id = created.json()["id"]
+
+    assert created.status_code == 201
+    assert "secret" not in created.json()
+    assert created.json()["events"] == []
+    assert WebhookEndpoint.objects.get().secret == SECRET
+    assert other_seller_api.get(f"/api/v1/webhooks/{endpoint_id}/").status_code == 404
+    assert other_seller_api.get("/api/v1/webhooks/").json()["results"] == []
+    assert other_seller_api.delete(f"/api/v1/webhooks/{endpoint_id}/").status_code == (
+        404
+    )
+    assert seller_api.delete(f"/api/v1/webhooks/{endpoint_id}/").status_code == 204
+    assert WebhookEndpoint.objects.get().active is False
+
+
+@pytest.mark.django_db
+def test_a_verdict_records_one_delivery_for_the_seller_and_for_moderators_only(
+    seller,
+    other_seller,
+    moderator,
+    tiny_model,
+    queued,
+    private_hosts_allowed,
+    django_capture_on_commit_callbacks,
+    monkeypatch,
+):
+    sent = []
+    monkeypatch.setattr("listings.webhooks.services._queue", sent.append)
+    mine = webhook_endpoint_create(
+        owner=seller, url="http://127.0.0.1:9/a", secret=SECRET
+    )
+    webhook_endpoint_create(
+        owner=other_seller, url="http://127.0.0.1:9/b", secret=SECRET
+    )
+    mod = webhook_endpoint_create(
+        owner=moderator, url="http://127.0.0.1:9/c", secret=SECRET
+    )
+    listing = ListingImageFactory(listing__seller=seller).listing
+
+    with django_capture_on_commit_callbacks(execute=True):
+        listing_score(listing_id=listing.pk)
+
+    deliveries = WebhookDelivery.objects.order_by("endpoint_id")
+    assert [d.endpoint for d in deliveries] == [mine, mod]
+    assert sorted(sent) == sorted(d.pk for d in deliveries)
+    payload = deliveries[0].payload
+    assert payload["event"] == "listing.verdict"
+    assert payload["listing"]["id"] == listing.pk
+    assert payload["listing"]["status"] == "passed"
+    assert payload["decision"]["from_status"] == "pending"
+    assert payload["decision"]["to_status"] == "passed"
+    assert payload["decision"]["reason_code"] == "scored_pass"
+    assert payload["decision"]["actor"] is None
+
+
+@pytest.mark.django_db
+def test_system_routing_is_a_verdict_and_a_moderators_call_a_decision(
+    seller, moderator, queued, private_hosts_allowed, monkeypatch
+):
+    monkeypatch.setattr("listings.webhooks.services._queue", lambda pk: None)
+    listing = ListingImageFactory(listing__seller=seller).listing
+    webhook_endpoint_create(owner=seller, url="http://127.0.0.1:9/a", secret=SECRET)
+
+    listing_transition(listing=listing, to_status="review", reason_code="scored_review")
+    listing_transition(
+        listing=listing,
+        to_status="rejected",
+        actor=moderator,
+        reason_code="mismatch",
+        reason="The photo shows a mug.",
+    )
+    listing_transition(listing=listing, to_status="pending", reason_code="content")
+
+    verdict, decision = WebhookDelivery.objects.order_by("id")
+    assert verdict.event == "listing.verdict"
+    assert verdict.payload["decision"]["to_status"] == "review"
+    assert decision.event == "listing.decision"
+    assert decision.payload["decision"]["actor"] == "mo"
+    assert decision.payload["decision"]["to_status"] == "rejected"
+    assert decision.payload["decision"]["reason"] == "The photo shows a mug."
+
+
+@pytest.mark.django_db
+def test_a_delivery_is_signed_retried_after_a_failure_and_never_sent_twice(
+    seller,
+    tiny_model,
+    queued,
+    private_hosts_allowed,
+    sync_queue,
+    django_capture_on_commit_callbacks,
+):
+    listing = ListingImageFactory(listing__seller=seller).listing
+    with Receiver([500, 200]) as receiver:
+        webhook_endpoint_create(owner=seller, url=receiver.url, secret=SECRET)
+
+        with django_capture_on_commit_callbacks(execute=True):
+            listing_score(listing_id=listing.pk)  # the queue sends it inline: 500
+
+        delivery = WebhookDelivery.objects.get()
+        first_status = delivery.status
+        retry = Schedule.objects.get(name=f"webhook-{delivery.pk}-retry")
+        early = webhook_deliver(delivery_id=delivery.pk)  # not due yet
+        later = delivery.next_attempt_at
+        second = webhook_deliver(delivery_id=delivery.pk, now=later)
+        again = webhook_deliver(delivery_id=delivery.pk, now=later)
+        redispatched = webhooks_dispatch_due(now=later)
+
+    delivery.refresh_from_db()
+    (h1, b1), (h2, b2) = receiver.requests
+    assert first_status == "pending"
+    assert retry.next_run == later
+    assert retry.func == "listings.webhooks.tasks.deliver_webhook"
+    assert early.outcome == "skipped_pending"
+    assert second.outcome == "delivered"
+    assert again.outcome == "skipped_delivered"
+    assert redispatched == []
+    assert len(receiver.requests) == 2
+    assert verify(h1, b1) and verify(h2, b2)
+    assert not verify(h2, b2, secret="another-secret-entirely")
+    assert b1 == b2
+    assert (
+        h1["X-Clipmatch-Delivery"]
+        == h2["X-Clipmatch-Delivery"]
+        == str(delivery.event_id)
+    )
+    assert json.loads(b2)["listing"]["id"] == listing.pk
+    assert delivery.status == "delivered"
+    assert delivery.attempts == 2
+    assert list(
+        WebhookAttempt.objects.filter(delivery=delivery).values_list(
+            "number", "status_code", "error"
+        )
+    ) == [(1, 500, "The receiver answered HTTP 500."), (2, 200, "")]
+
+
+@pytest.mark.django_db
+def test_a_delivery_gives_up_after_the_last_attempt(
+    seller, private_hosts_allowed, settings, queued, monkeypatch
+):
+    monkeypatch.setattr("listings.webhooks.services._queue", lambda pk: None)
+    settings.CLIPMATCH_API = {**settings.CLIPMATCH_API, "WEBHOOK_MAX_ATTEMPTS": 2}
+    listing = ListingImageFactory(listing__seller=seller).listing
+    with Receiver([503, 503, 503]) as receiver:
+        webhook_endpoint_create(owner=seller, url=receiver.url, secret=SECRET)
+        listing_transition(listing=listing, to_status="held", reason_code="test")
+        delivery = WebhookDelivery.objects.get()
+        outcomes = []
+        for _ in range(3):
+            delivery.refresh_from_db()
+            outcomes.append(
+                webhook_deliver(
+                    delivery_id=delivery.pk, now=delivery.next_attempt_at
+                ).outcome
+            )
+
+    delivery.refresh_from_db()
+    assert outcomes == ["retry", "failed", "skipped_failed"]
+    assert len(receiver.requests) == 2
+    assert delivery.status == "failed"
+    assert delivery.last_error == "The receiver answered HTTP 503."
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_delivers_retries_after_a_500_and_does_not_duplicate(
+    seller, tiny_model, worker_env, qcluster_env_for_webhooks, qcluster
+):
+    with Receiver([500, 200]) as receiver:
+        webhook_endpoint_create(owner=seller, url=receiver.url, secret=SECRET)
+        listing = ListingImageFactory(listing__seller=seller).listing  # worker scores
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            close_old_connections()
+            if WebhookDelivery.objects.filter(status="delivered").exists():
+                break
+            time.sleep(0.2)
+        time.sleep(2)  # any duplicate would arrive now
+        requests = list(receiver.requests)
+
+    delivery = WebhookDelivery.objects.get()
+    log = qcluster.log_path.read_text()[-3000:]
+    assert delivery.status == "delivered", log
+    assert len(requests) == 2, log
+    assert all(verify(h, b) for h, b in requests)
+    assert json.loads(requests[1][1])["listing"]["id"] == listing.pk
+    assert list(
+        WebhookAttempt.objects.filter(delivery=delivery).values_list(
+            "number", "status_code"
+        )
+    ) == [(1, 500), (2, 200)]
+    assert delivery.delivered_at <= timezone.now()
+
+
+@pytest.fixture
+def qcluster_env_for_webhooks(worker_env):
+    worker_env["CLIPMATCH_WEBHOOK_ALLOW_PRIVATE_HOSTS"] = "1"
+    worker_env["CLIPMATCH_WEBHOOK_RETRY_BACKOFF"] = "1"
+    return worker_env
