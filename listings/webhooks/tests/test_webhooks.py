@@ -263,7 +263,12 @@ def test_a_delivery_gives_up_after_the_last_attempt(
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_delivers_retries_after_a_500_and_does_not_duplicate(
-    seller, tiny_model, worker_env, qcluster_env_for_webhooks, qcluster
+    seller,
+    tiny_model,
+    private_hosts_allowed,
+    worker_env,
+    qcluster_env_for_webhooks,
+    qcluster,
 ):
     with Receiver([500, 200]) as receiver:
         webhook_endpoint_create(owner=seller, url=receiver.url, secret=SECRET)
