@@ -55,12 +55,27 @@ def test_rescore_stale_reroutes_only_what_the_new_thresholds_change(
 
 
 def test_setup_schedules_is_idempotent(settings):
-    run("setup_schedules")
-    run("setup_schedules")
+    from listings.services import RECONCILER
+    from listings.webhooks.services import DISPATCHER
 
-    schedule = Schedule.objects.get()
-    assert schedule.func == "listings.tasks.reconcile_scoring"
-    assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == ("I", 1, -1)
+    run("setup_schedules")
+    output = run("setup_schedules")
+
+    schedules = {s.name: s for s in Schedule.objects.all()}
+    reconciler, dispatcher = schedules[RECONCILER], schedules[DISPATCHER]
+    assert set(schedules) == {RECONCILER, DISPATCHER}
+    assert reconciler.func == "listings.tasks.reconcile_scoring"
+    assert dispatcher.func == "listings.webhooks.tasks.dispatch_due_webhooks"
+    for schedule in (reconciler, dispatcher):
+        assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (
+            "I",
+            1,
+            -1,
+        )
+    assert output == (
+        f"Updated schedule {RECONCILER!r}: every 1 minute(s).\n"
+        f"Updated schedule {DISPATCHER!r}: every 1 minute(s).\n"
+    )
 
 
 def test_create_moderator_prints_a_working_login():
@@ -77,3 +92,42 @@ def test_migrate_already_created_the_reconciler_schedule():
     from listings.services import RECONCILER
 
     assert Schedule.objects.filter(name=RECONCILER).exists()
+
+
+def test_create_seller_prints_a_login_and_a_token_that_the_api_accepts():
+    from rest_framework.test import APIClient
+
+    output = run("create_seller", "--username", "shop", "--password", "pw-123456")
+
+    token = output.rsplit("API token: ", 1)[1].strip()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    user = get_user_model().objects.get(username="shop")
+    assert "username: shop  password: pw-123456" in output
+    assert user.check_password("pw-123456")
+    assert list(user.groups.values_list("name", flat=True)) == ["Sellers"]
+    assert client.get("/api/v1/listings/").status_code == 200
+
+
+def test_api_token_prints_the_same_token_until_reset():
+    from django.core.management.base import CommandError
+
+    run("create_seller", "--username", "shop")
+    first = run("api_token", "shop").strip()
+
+    assert run("api_token", "shop").strip() == first
+    assert run("api_token", "shop", "--reset").strip() != first
+    with pytest.raises(CommandError, match="No user 'ghost'."):
+        run("api_token", "ghost")
+
+
+def test_api_seed_is_idempotent_and_prints_working_tokens(queued):
+    import json
+
+    first = json.loads(run("api_seed", "--json"))
+    second = json.loads(run("api_seed", "--json"))
+
+    seller = get_user_model().objects.get(username="api-seller")
+    assert first == second
+    assert set(first) == {"seller_token", "moderator_token"}
+    assert seller.listings.count() == 1

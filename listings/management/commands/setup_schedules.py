@@ -1,19 +1,22 @@
-"""Create or update the periodic scoring reconciler (migrate runs it too)."""
+"""Create or update the periodic scoring reconciler and webhook dispatcher
+(migrate runs it too)."""
 
 from django.core.management.base import BaseCommand
 
 from listings.services import schedules_ensure
+from listings.webhooks.services import webhook_schedules_ensure
 
 
 class Command(BaseCommand):
     help = (
-        "Create or update the django-q2 schedule that re-queues lost or failed "
-        "scoring. `migrate` does this too."
+        "Create or update the django-q2 schedules that re-queue lost or failed "
+        "scoring and due webhook deliveries. `migrate` does this too."
     )
 
     def handle(self, *args, **options):
-        schedule, created = schedules_ensure()
-        verb = "Created" if created else "Updated"
-        self.stdout.write(
-            f"{verb} schedule {schedule.name!r}: every {schedule.minutes} minute(s)."
-        )
+        for schedule, created in (schedules_ensure(), webhook_schedules_ensure()):
+            verb = "Created" if created else "Updated"
+            self.stdout.write(
+                f"{verb} schedule {schedule.name!r}: every {schedule.minutes} "
+                "minute(s)."
+            )
