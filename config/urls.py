@@ -3,11 +3,12 @@
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from clipmatch.api import ModelVersionDetailView, ModelVersionListView
+from listings.api.views import api_not_found
 
 admin.site.site_header = "clipmatch moderation"
 admin.site.site_title = "clipmatch"
@@ -21,6 +22,7 @@ api_v1 = [
         ModelVersionDetailView.as_view(),
         name="model-version-detail",
     ),
+    re_path(r"^.*$", api_not_found),
 ]
 
 urlpatterns = [

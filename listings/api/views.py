@@ -6,10 +6,12 @@ import time
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
-from rest_framework.generics import GenericAPIView
+from rest_framework.generics import GenericAPIView, ListAPIView
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
@@ -57,7 +59,7 @@ def _wait_for_verdict(listing_id: int, seconds: int) -> None:
         close_old_connections()
 
 
-class ListingListCreateView(GenericAPIView):
+class ListingListCreateView(ListAPIView):
     """Listings: sellers see and submit their own, moderators see all."""
 
     serializer_class = s.ListingSerializer
@@ -70,17 +72,15 @@ class ListingListCreateView(GenericAPIView):
         return [IsSellerOrModerator()]
 
     def get_queryset(self):
-        return listings_visible_to(user=self.request.user)
+        filters = s.ListingFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return listing_list(user=self.request.user, **filters.validated_data)
 
     @extend_schema(
         operation_id="v1_listings_list", parameters=[s.ListingFilterSerializer]
     )
-    def get(self, request):
-        filters = s.ListingFilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        qs = listing_list(user=request.user, **filters.validated_data)
-        page = self.paginate_queryset(qs)
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(
         request=s.ListingCreateSerializer,
@@ -110,7 +110,7 @@ class ListingListCreateView(GenericAPIView):
         )
         if wait.validated_data["wait"]:
             _wait_for_verdict(listing.pk, wait.validated_data["wait"])
-        listing = self.get_queryset().get(pk=listing.pk)
+        listing = listings_visible_to(user=request.user).get(pk=listing.pk)
         return Response(self.get_serializer(listing).data, status=201)
 
 
@@ -212,7 +212,7 @@ class CheckView(APIView):
         return Response(s.CheckResultSerializer(body).data)
 
 
-class WebhookEndpointListCreateView(GenericAPIView):
+class WebhookEndpointListCreateView(ListAPIView):
     """A user's webhook endpoints; they hear about the listings the user can see."""
 
     serializer_class = s.WebhookEndpointSerializer
@@ -224,9 +224,8 @@ class WebhookEndpointListCreateView(GenericAPIView):
         return WebhookEndpoint.objects.filter(owner=self.request.user, active=True)
 
     @extend_schema(operation_id="v1_webhooks_list")
-    def get(self, request):
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(responses={201: s.WebhookEndpointSerializer})
     def post(self, request):
@@ -261,7 +260,7 @@ class WebhookEndpointDetailView(GenericAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class WebhookDeliveryListView(GenericAPIView):
+class WebhookDeliveryListView(ListAPIView):
     """The deliveries of one of the user's endpoints, newest first."""
 
     serializer_class = s.WebhookDeliverySerializer
@@ -276,6 +275,13 @@ class WebhookDeliveryListView(GenericAPIView):
         return endpoint.deliveries.all()
 
     @extend_schema(operation_id="v1_webhooks_deliveries_list")
-    def get(self, request, pk: int):
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+@csrf_exempt  # it changes nothing; a CSRF page would break the error shape
+def api_not_found(request, *args, **kwargs):
+    """Any other path under /api/v1/: a 404 in the API's error shape, not a page."""
+    return JsonResponse(
+        {"code": "not_found", "message": "Not found.", "fields": {}}, status=404
+    )

@@ -473,3 +473,16 @@ def test_a_browser_session_needs_the_csrf_token(seller, sneaker):
     assert refused.status_code == 403
     assert refused.json()["message"] == "CSRF Failed: CSRF cookie not set."
     assert accepted.status_code == 201
+
+
+def test_an_unknown_api_path_is_a_json_404_even_for_a_post(seller_api):
+    for response in (
+        seller_api.get("/api/v1/nothing-here/"),
+        seller_api.post("/api/v1/listings/not-a-number/", {}, format="json"),
+    ):
+        assert response.status_code == 404
+        assert response.json() == {
+            "code": "not_found",
+            "message": "Not found.",
+            "fields": {},
+        }

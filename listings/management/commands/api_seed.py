@@ -8,7 +8,12 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from listings.demo import categories_ensure
-from listings.services import api_token_issue, listing_create, seller_ensure
+from listings.services import (
+    api_token_issue,
+    listing_create,
+    model_version_active,
+    seller_ensure,
+)
 
 SELLER, MODERATOR = "api-seller", "api-moderator"
 
@@ -16,7 +21,8 @@ SELLER, MODERATOR = "api-seller", "api-moderator"
 class Command(BaseCommand):
     help = (
         "Create the api-seller and api-moderator logins with tokens, the catalog's "
-        "categories and one listing of the seller; print the tokens. Idempotent."
+        "categories, one listing of the seller and the active model's version row; "
+        "print the tokens. Idempotent."
     )
 
     def add_arguments(self, parser):
@@ -44,6 +50,7 @@ class Command(BaseCommand):
                 price="10.00",
                 images=[("photo.png", buffer.getvalue())],
             )
+        model_version_active()  # records the configured model's version row
         tokens = {
             "seller_token": api_token_issue(user=seller),
             "moderator_token": api_token_issue(user=moderator),
