@@ -127,9 +127,9 @@ def webhooks_record_decision(*, decision) -> list[int]:
     """Record one delivery per interested endpoint, in the caller's transaction,
     and queue each after commit. Returns the delivery ids."""
     event = _event_for(decision)
-    if event is None:
-        return []
     listing = decision.listing
+    if event is None or listing.deleted_at is not None:
+        return []
     endpoints = (
         WebhookEndpoint.objects.filter(active=True)
         .filter(Q(owner_id=listing.seller_id) | Q(owner__groups__name=MODERATORS))
