@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import close_old_connections
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
@@ -55,8 +54,8 @@ def _wait_for_verdict(listing_id: int, seconds: int) -> None:
     while time.monotonic() < deadline:
         if listing_status(listing_id=listing_id) != Listing.Status.PENDING:
             return
+        # Autocommit: each poll is its own query and sees the worker's commit.
         time.sleep(WAIT_POLL_SECONDS)
-        close_old_connections()
 
 
 class ListingListCreateView(ListAPIView):

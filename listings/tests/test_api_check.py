@@ -167,5 +167,7 @@ def test_the_docs_page_is_served_with_local_assets(client):
 
     page = response.content.decode()
     assert response.status_code == 200
-    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    assert (
+        "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    )
     assert "cdn.jsdelivr.net" not in page

@@ -486,3 +486,42 @@ def test_an_unknown_api_path_is_a_json_404_even_for_a_post(seller_api):
             "message": "Not found.",
             "fields": {},
         }
+
+
+def test_a_wait_over_the_limit_is_400_and_creates_nothing(seller_api, sneaker):
+    response = seller_api.post(
+        f"{URL}?wait=31",
+        {
+            "title": "t",
+            "category": "sneaker",
+            "price": "1.00",
+            "images": [upload(1)],
+        },
+        format="multipart",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "wait": ["Ensure this value is less than or equal to 30."]
+    }
+    assert Listing.objects.count() == 0
+
+
+def test_wait_without_a_worker_answers_pending_after_the_wait(seller_api, sneaker):
+    import time
+
+    started = time.monotonic()
+    response = seller_api.post(
+        f"{URL}?wait=1",
+        {
+            "title": "t",
+            "category": "sneaker",
+            "price": "1.00",
+            "images": [upload(1)],
+        },
+        format="multipart",
+    )
+
+    assert response.status_code == 201
+    assert response.json()["status"] == "pending"
+    assert 1 <= time.monotonic() - started < 3

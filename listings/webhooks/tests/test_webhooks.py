@@ -302,3 +302,24 @@ def qcluster_env_for_webhooks(worker_env):
     worker_env["CLIPMATCH_WEBHOOK_ALLOW_PRIVATE_HOSTS"] = "1"
     worker_env["CLIPMATCH_WEBHOOK_RETRY_BACKOFF"] = "1"
     return worker_env
+
+
+@pytest.mark.django_db
+def test_an_owner_lists_the_deliveries_of_an_endpoint(
+    seller_api, seller, other_seller_api, private_hosts_allowed, monkeypatch
+):
+    monkeypatch.setattr("listings.webhooks.services._queue", lambda pk: None)
+    endpoint = webhook_endpoint_create(
+        owner=seller, url="http://127.0.0.1:9/a", secret=SECRET
+    )
+    listing = ListingImageFactory(listing__seller=seller).listing
+    listing_transition(listing=listing, to_status="held", reason_code="scored_hold")
+    delivery = WebhookDelivery.objects.get()
+    path = f"/api/v1/webhooks/{endpoint.pk}/deliveries/"
+
+    rows = seller_api.get(path).json()["results"]
+
+    assert [(r["event_id"], r["event"], r["status"]) for r in rows] == [
+        (str(delivery.event_id), "listing.verdict", "pending")
+    ]
+    assert other_seller_api.get(path).status_code == 404
