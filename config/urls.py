@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 admin.site.site_header = "clipmatch moderation"
 admin.site.site_title = "clipmatch"
@@ -11,6 +11,7 @@ admin.site.index_title = "Listings and their CLIP checks"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("review/", include("listings.urls")),
 ]
 
 if settings.DEBUG:
