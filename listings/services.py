@@ -1010,7 +1010,8 @@ def review_decide_bulk(
 
 def listing_appeal(*, listing_id: int, seller, message: str) -> ListingAppeal:
     """The seller contests the last rejection, once; the listing re-enters the
-    queue for a moderator other than the one who rejected it."""
+    queue for a moderator other than the one who rejected it. A rejection of an
+    appeal is final (until the seller changes the listing, which rescores it)."""
     message = message.strip()
     if not message:
         raise AppealNotAllowed("Say why the rejection is wrong.")
@@ -1023,6 +1024,8 @@ def listing_appeal(*, listing_id: int, seller, message: str) -> ListingAppeal:
         rejection = listing.decisions.filter(to_status=Status.REJECTED).last()
         if ListingAppeal.objects.filter(rejection=rejection).exists():
             raise AppealNotAllowed("This rejection has already been appealed.")
+        if rejection.from_status == Status.APPEALED:
+            raise AppealNotAllowed("The appeal has been decided; that is final.")
         appeal = ListingAppeal.objects.create(
             listing=listing, rejection=rejection, seller=seller, message=message
         )
