@@ -132,25 +132,26 @@ def listing_transition(
             current.queued_for_review_at if from_status in QUEUE_STATES else None
         )
         if to_status in QUEUE_STATES:
-            # A stay in the queue keeps its entry time when the model re-routes it.
-            entered = queued_at or now
+            # The model re-routing between review and held keeps the stay's entry
+            # time and whoever holds it; an escalation or an appeal starts anew.
+            rerouted = {from_status, to_status} <= {Status.REVIEW, Status.HELD}
+            entered = queued_at if rerouted and queued_at else now
             listing.queued_for_review_at = entered
             listing.queue_reason = reason_code
             listing.review_priority = review_priority(
                 score=basis, price=current.price, entered=entered, reason=reason_code
             )
-            listing.claimed_by_id = current.claimed_by_id
-            listing.claimed_until = current.claimed_until
+            listing.claimed_by_id = current.claimed_by_id if rerouted else None
+            listing.claimed_until = current.claimed_until if rerouted else None
+            if not rerouted:
+                _claims_lost(listing.pk, now)
         else:
             listing.queued_for_review_at = None
             listing.queue_reason = ""
             listing.review_priority = 0.0
             listing.claimed_by = None
             listing.claimed_until = None
-            # Whoever still held it lost it: the listing left the queue.
-            ReviewClaim.objects.filter(
-                listing_id=listing.pk, outcome=ReviewClaim.Outcome.OPEN
-            ).update(outcome=ReviewClaim.Outcome.LOST, ended_at=now)
+            _claims_lost(listing.pk, now)
         listing.save(update_fields=fields)
         return ListingDecision.objects.create(
             listing=listing,
@@ -165,6 +166,13 @@ def listing_transition(
             model_verdict=basis.verdict if basis else "",
             queued_at=queued_at,
         )
+
+
+def _claims_lost(listing_id: int, now: datetime) -> None:
+    """Whoever still held the listing lost it: it left their part of the queue."""
+    ReviewClaim.objects.filter(
+        listing_id=listing_id, outcome=ReviewClaim.Outcome.OPEN
+    ).update(outcome=ReviewClaim.Outcome.LOST, ended_at=now)
 
 
 _QUEUE_FIELDS = [

@@ -195,8 +195,11 @@ def test_a_skipped_item_stays_away_from_that_moderator_only():
 def test_escalations_are_decided_by_senior_moderators_only():
     item = queue_item(title="unsure")
     alice, senior = moderator("alice"), moderator("sam", senior=True)
+    review_claim_next(moderator=alice)
     decide(item, alice, "escalate", note="Looks like a replica?")
-    assert Listing.objects.get(pk=item.pk).status == Status.ESCALATED
+    escalated = Listing.objects.get(pk=item.pk)
+    assert (escalated.status, escalated.claimed_by) == (Status.ESCALATED, None)
+    assert ReviewClaim.objects.get().outcome == "decided"
     assert review_claim_next(moderator=alice) is None
     with pytest.raises(DecisionNotAllowed, match="senior"):
         decide(item, alice, "approve")
