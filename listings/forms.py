@@ -23,9 +23,7 @@ class QueueFilterForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["band"].choices = [("", "All bands"), *ListingScore.Verdict.choices]
-        self.fields["reason"].choices = [("", "All reasons")] + [
-            (code, code.replace("_", " ")) for code in review_queue_reasons()
-        ]
+        self.fields["reason"].choices = [("", "All reasons"), *review_queue_reasons()]
 
     def filters(self) -> ReviewFilters:
         if not self.is_valid():

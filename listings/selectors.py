@@ -98,14 +98,30 @@ def review_harm(listing: Listing, now: datetime | None = None) -> float:
     return math.exp(min(listing.review_priority + now.timestamp() / aging, 700))
 
 
-def review_queue_reasons() -> list[str]:
-    """The reasons items sit in the queue now, for the filter."""
-    return list(
+QUEUE_REASON_LABELS = {
+    "scored_hold": "model holds it",
+    "scored_review": "weak match",
+    "audit_sample": "audit sample",
+    "scoring_failed": "scoring failed",
+    "escalated": "escalated",
+    "appeal": "seller appealed",
+    "rescored": "rescored",
+}
+
+
+def queue_reason_label(code: str) -> str:
+    return QUEUE_REASON_LABELS.get(code, code.replace("_", " "))
+
+
+def review_queue_reasons() -> list[tuple[str, str]]:
+    """The reasons items sit in the queue now, for the filter: (code, label)."""
+    codes = (
         Listing.objects.exclude(queue_reason="")
         .order_by("queue_reason")
         .values_list("queue_reason", flat=True)
         .distinct()
     )
+    return [(code, queue_reason_label(code)) for code in codes]
 
 
 def _percentile(values: list[float], q: float) -> float | None:

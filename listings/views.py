@@ -60,21 +60,24 @@ def _with_query(url: str, query: str) -> str:
 @moderator_required
 def queue(request):
     form = QueueFilterForm(request.GET or None)
-    items = list(
-        selectors.review_queue(
-            moderator=request.user, filters=form.filters()
-        ).select_related("category", "score", "claimed_by")[:50]
-    )
+    waiting = selectors.review_queue(moderator=request.user, filters=form.filters())
+    items = list(waiting.select_related("category", "score", "claimed_by")[:50])
     now = timezone.now()
     for item in items:
         item.harm = selectors.review_harm(item, now)
         item.mismatch = services.mismatch_probability(
             score=item.score, reason=item.queue_reason
         )
+        item.reason_label = selectors.queue_reason_label(item.queue_reason)
     return render(
         request,
         "review/queue.html",
-        {"form": form, "items": items, "query": _filter_query(request)},
+        {
+            "form": form,
+            "items": items,
+            "waiting": waiting.count(),
+            "query": _filter_query(request),
+        },
     )
 
 

@@ -73,6 +73,7 @@ def test_a_moderator_clears_20_demo_listings_with_the_keyboard_alone(
         page.keyboard.press("Enter")
     assert page.url.endswith("/review/")
     assert page.locator("tbody tr").count() == 20
+    assert page.locator("#waiting").inner_text() == "20 waiting for you."
     shot(page, "queue")
 
     with page.expect_navigation():
