@@ -26,7 +26,7 @@ demo: setup
 	$(MAKE) --no-print-directory serve
 
 serve: setup
-	@echo "Admin: http://127.0.0.1:$(PORT)/admin/  (Ctrl-C stops the server and the worker)"
+	@echo "Review queue: http://127.0.0.1:$(PORT)/review/  Admin: http://127.0.0.1:$(PORT)/admin/  (Ctrl-C stops the server and the worker)"
 	trap 'kill 0' INT TERM EXIT; \
 	$(MANAGE) qcluster & \
 	$(MANAGE) runserver 127.0.0.1:$(PORT)
