@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 PORT ?= 8000
 
-.PHONY: setup demo serve test test-fast lint model model-eval clean
+.PHONY: setup demo serve test test-fast lint model model-eval clean chromium
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed chromium
 	mkdir -p var
 	$(MANAGE) migrate --noinput -v0
 	$(MANAGE) setup_schedules
@@ -26,12 +26,16 @@ demo: setup
 	$(MAKE) --no-print-directory serve
 
 serve: setup
-	@echo "Admin: http://127.0.0.1:$(PORT)/admin/  (Ctrl-C stops the server and the worker)"
+	@echo "Review queue: http://127.0.0.1:$(PORT)/review/  Admin: http://127.0.0.1:$(PORT)/admin/  (Ctrl-C stops the server and the worker)"
 	trap 'kill 0' INT TERM EXIT; \
 	$(MANAGE) qcluster & \
 	$(MANAGE) runserver 127.0.0.1:$(PORT)
 
-test: $(VENV)/.installed
+# The browser tests drive Debian's Chromium; Playwright downloads no browser.
+chromium:
+	@test -x /usr/bin/chromium || apt-get install -y -q chromium >/dev/null
+
+test: $(VENV)/.installed chromium
 	mkdir -p var
 	$(PY) -m pytest $(PYTEST_ARGS)
 

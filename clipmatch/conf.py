@@ -23,6 +23,16 @@ DEFAULTS: dict[str, Any] = {
     "SCORING_RETRY_BACKOFF": 30,
     "SCORING_STALE_AFTER": 300,
     "RECONCILE_EVERY_MINUTES": 1,
+    "REVIEW_LEASE_SECONDS": 300,
+    "REVIEW_AGING_HOURS": 24.0,
+    "REVIEW_SKIP_COOLDOWN_SECONDS": 900,
+    "REJECT_REASONS": [
+        ["wrong_image", "Wrong image"],
+        ["wrong_category", "Wrong category"],
+        ["misleading_description", "Misleading description"],
+        ["prohibited", "Prohibited item"],
+        ["other", "Other (write a note)"],
+    ],
 }
 
 DEVICES = ("auto", "cpu", "cuda")

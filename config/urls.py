@@ -27,6 +27,7 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("review/", include("listings.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     # The description of the API is public; every operation in it needs a login.
     path(

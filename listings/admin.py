@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import Prefetch
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from listings.models import (
@@ -12,6 +19,11 @@ from listings.models import (
     ListingImage,
     ListingScore,
     ScoringAttempt,
+)
+from listings.services import (
+    listings_queue_rescore,
+    reject_reasons,
+    review_decide_bulk,
 )
 
 BADGE_COLOURS = {
@@ -98,9 +110,39 @@ class ScoringAttemptInline(admin.TabularInline):
         return False
 
 
+class BandFilter(admin.SimpleListFilter):
+    title = "model band"
+    parameter_name = "band"
+
+    def lookups(self, request, model_admin):
+        return [*ListingScore.Verdict.choices, ("none", "Not scored")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "none":
+            return queryset.filter(score__isnull=True)
+        if self.value():
+            return queryset.filter(score__verdict=self.value())
+        return queryset
+
+
+class ScoredAgoFilter(admin.SimpleListFilter):
+    title = "scored"
+    parameter_name = "scored_days_ago"
+
+    def lookups(self, request, model_admin):
+        return [(str(d), f"more than {d} days ago") for d in (1, 7, 30, 90)]
+
+    def queryset(self, request, queryset):
+        if not (self.value() or "").isdigit():
+            return queryset
+        cutoff = timezone.now() - timedelta(days=int(self.value()))
+        return queryset.filter(score__computed_at__lt=cutoff)
+
+
 @admin.register(Listing)
 class ListingAdmin(admin.ModelAdmin):
     list_display = [
+        "thumbnail",
         "title",
         "seller",
         "category",
@@ -110,10 +152,102 @@ class ListingAdmin(admin.ModelAdmin):
         "model_version",
         "updated_at",
     ]
-    list_filter = ["status", "category", "score__model_version"]
+    list_display_links = ["thumbnail", "title"]
+    list_filter = [
+        "status",
+        BandFilter,
+        "category",
+        "score__model_version",
+        ScoredAgoFilter,
+    ]
     list_select_related = ["seller", "category", "score__model_version"]
     search_fields = ["title", "seller__username"]
     inlines = [ListingImageInline, ListingDecisionInline, ScoringAttemptInline]
+    actions = ["approve_selected", "reject_selected", "rescore_selected"]
+
+    def get_queryset(self, request):
+        first_image = ListingImage.objects.order_by("position", "id")
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(Prefetch("images", queryset=first_image))
+        )
+
+    @admin.display(description="")
+    def thumbnail(self, obj: Listing) -> str:
+        images = obj.images.all()
+        if not images:
+            return "-"
+        return format_html(
+            '<img src="{}" alt="" style="width:56px;height:56px;object-fit:cover;'
+            'border-radius:4px">',
+            reverse("review:image", args=[images[0].pk]),
+        )
+
+    def _report(self, request, decided, refused, verb: str) -> None:
+        if decided:
+            self.message_user(request, f"{verb} {len(decided)} listing(s).")
+        for listing_id, why in refused.items():
+            self.message_user(
+                request, f"Listing {listing_id} not changed: {why}", messages.WARNING
+            )
+
+    @admin.action(description="Approve selected listings", permissions=["moderate"])
+    def approve_selected(self, request, queryset):
+        decided, refused = review_decide_bulk(
+            listing_ids=list(queryset.values_list("pk", flat=True)),
+            moderator=request.user,
+            action="approve",
+        )
+        self._report(request, decided, refused, "Approved")
+
+    @admin.action(description="Reject selected listings…", permissions=["moderate"])
+    def reject_selected(self, request, queryset):
+        reasons = reject_reasons()
+        if "apply" in request.POST:
+            try:
+                decided, refused = review_decide_bulk(
+                    listing_ids=list(queryset.values_list("pk", flat=True)),
+                    moderator=request.user,
+                    action="reject",
+                    reason_code=request.POST.get("reason_code", ""),
+                    note=request.POST.get("note", ""),
+                )
+            except ValueError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return None
+            self._report(request, decided, refused, "Rejected")
+            return None
+        return TemplateResponse(
+            request,
+            "admin/listings/listing/reject_selected.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Reject listings",
+                "opts": self.model._meta,
+                "listings": queryset,
+                "reasons": reasons.items(),
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    @admin.action(
+        description="Rescore selected listings with the active model",
+        permissions=["moderate"],
+    )
+    def rescore_selected(self, request, queryset):
+        count = listings_queue_rescore(
+            listing_ids=list(queryset.values_list("pk", flat=True))
+        )
+        self.message_user(
+            request,
+            f"Queued {count} listing(s) for rescoring; approved and rejected ones "
+            "keep their human decision.",
+        )
+
+    def has_moderate_permission(self, request) -> bool:
+        return request.user.has_perm("listings.moderate_listing")
+
     check_fields = [
         "status",
         "verdict",

@@ -37,6 +37,8 @@ class Listing(models.Model):
         HELD = "held", "Held"
         APPROVED = "approved", "Approved"
         REJECTED = "rejected", "Rejected"
+        ESCALATED = "escalated", "Escalated to a senior"
+        APPEALED = "appealed", "Appealed by the seller"
 
     seller = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="listings"
@@ -63,6 +65,23 @@ class Listing(models.Model):
         editable=False,
         help_text="The score that routed the listing last.",
     )
+    # The review queue: who holds the item and until when, and its place in line.
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    queued_for_review_at = models.DateTimeField(null=True, blank=True, editable=False)
+    queue_reason = models.CharField(max_length=40, blank=True, editable=False)
+    review_priority = models.FloatField(
+        default=0.0,
+        editable=False,
+        help_text="Queue order: ln(expected harm) - entry time / aging period.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # Deleted by its seller: hidden from the API, kept with its history for the audit.
@@ -77,13 +96,25 @@ class Listing(models.Model):
             "scoring_queued_at",
             "scoring_error",
             "score",
+            "claimed_by",
+            "claimed_until",
+            "queued_for_review_at",
+            "queue_reason",
+            "review_priority",
             "deleted_at",
         }
     )
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "scoring_queued_at"])]
+        indexes = [
+            models.Index(fields=["status", "scoring_queued_at"]),
+            models.Index(fields=["status", "-review_priority"]),
+        ]
+        permissions = [
+            ("moderate_listing", "Can work the review queue and decide listings"),
+            ("decide_escalated", "Can decide listings escalated to a senior"),
+        ]
 
     def __str__(self) -> str:
         return self.title
@@ -230,6 +261,12 @@ class ListingDecision(models.Model):
     thresholds = models.JSONField(
         default=dict, blank=True, help_text="The thresholds the score was judged by."
     )
+    model_verdict = models.CharField(
+        max_length=10, blank=True, help_text="The model's verdict at the time."
+    )
+    queued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the listing entered the review queue."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = DecisionQuerySet.as_manager()
@@ -251,3 +288,62 @@ class ListingDecision(models.Model):
 
     def delete(self, *args, **kwargs):
         raise TypeError("Listing decisions are append-only.")
+
+
+class ReviewClaim(models.Model):
+    """One moderator's hold on one queue item, from claim to decision or expiry.
+
+    The live claim is ``Listing.claimed_by``/``claimed_until``, taken by a conditional
+    UPDATE; this row is its history (who looked at what, for how long, and how it
+    ended), written in the same transaction.
+    """
+
+    class Outcome(models.TextChoices):
+        OPEN = "open", "Open"
+        DECIDED = "decided", "Decided"
+        SKIPPED = "skipped", "Skipped"
+        RELEASED = "released", "Released"
+        EXPIRED = "expired", "Lease expired"
+        LOST = "lost", "Listing changed or decided elsewhere"
+
+    listing = models.ForeignKey(
+        Listing, on_delete=models.CASCADE, related_name="review_claims"
+    )
+    moderator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    claimed_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(
+        max_length=10, choices=Outcome.choices, default=Outcome.OPEN
+    )
+
+    class Meta:
+        ordering = ["-claimed_at"]
+        indexes = [models.Index(fields=["moderator", "outcome", "ended_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.listing_id} by {self.moderator_id} ({self.outcome})"
+
+
+class ListingAppeal(models.Model):
+    """A seller's appeal of one rejection; at most one per rejection."""
+
+    listing = models.ForeignKey(
+        Listing, on_delete=models.CASCADE, related_name="appeals"
+    )
+    rejection = models.OneToOneField(
+        ListingDecision, on_delete=models.PROTECT, related_name="appeal"
+    )
+    seller = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    message = models.TextField(max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Appeal of {self.listing_id} ({self.created_at:%Y-%m-%d})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 SELLERS = "Sellers"
 MODERATORS = "Moderators"
+SENIOR_MODERATORS = "Senior moderators"  # moderators who also decide escalations
 
 
 def has_role(user, group: str) -> bool:
@@ -22,4 +23,4 @@ def is_seller(user) -> bool:
 
 
 def is_moderator(user) -> bool:
-    return has_role(user, MODERATORS)
+    return has_role(user, MODERATORS) or has_role(user, SENIOR_MODERATORS)

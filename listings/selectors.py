@@ -1,11 +1,21 @@
-"""Reads for listings: what to rescore."""
+"""Reads for listings: what to rescore, the review queue and its dashboard."""
 
 from __future__ import annotations
 
-from django.db.models import F, Q, QuerySet
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from clipmatch import conf
 from clipmatch.services import ActiveModel
-from listings.models import Listing
+from listings.models import Listing, ListingDecision, ListingScore, ReviewClaim
+
+Status = Listing.Status
 
 
 def listings_for_rescore(*, active: ActiveModel, stale_only: bool) -> QuerySet[Listing]:
@@ -27,6 +37,266 @@ def listings_for_rescore(*, active: ActiveModel, stale_only: bool) -> QuerySet[L
             | ~Q(score__content_hash=F("content_hash"))
         )
     return qs.order_by("pk")
+
+
+def review_states(moderator) -> list[str]:
+    """The queue states this moderator works: escalations only for seniors."""
+    states = [Status.HELD, Status.REVIEW, Status.APPEALED]
+    if moderator.has_perm("listings.decide_escalated"):
+        states.insert(0, Status.ESCALATED)
+    return states
+
+
+def review_queue(*, moderator, filters=None, now: datetime | None = None) -> QuerySet:
+    """The items this moderator may claim now, most urgent first.
+
+    Escalations (for seniors), then held listings, then the rest, each by expected
+    harm (see services.review_priority). Items held by someone else under a live
+    lease, items this moderator skipped a moment ago, and appeals of their own
+    rejections are left out.
+    """
+    now = now or timezone.now()
+    states = review_states(moderator)
+    # A listing its seller deleted is hidden everywhere, the queue included.
+    qs = Listing.objects.filter(status__in=states, deleted_at__isnull=True).filter(
+        Q(claimed_by__isnull=True) | Q(claimed_until__lt=now) | Q(claimed_by=moderator)
+    )
+    cooldown = timedelta(seconds=conf.get("REVIEW_SKIP_COOLDOWN_SECONDS"))
+    skipped = ReviewClaim.objects.filter(
+        moderator=moderator,
+        outcome=ReviewClaim.Outcome.SKIPPED,
+        ended_at__gte=now - cooldown,
+    ).values("listing_id")
+    own_rejections = ListingDecision.objects.filter(
+        actor=moderator, to_status=Status.REJECTED
+    ).values("listing_id")
+    qs = qs.exclude(pk__in=skipped).exclude(
+        Q(status=Status.APPEALED) & Q(pk__in=own_rejections)
+    )
+    if filters is not None:
+        if filters.category:
+            qs = qs.filter(category_id=filters.category)
+        if filters.band:
+            qs = qs.filter(score__verdict=filters.band)
+        if filters.reason:
+            qs = qs.filter(queue_reason=filters.reason)
+        if filters.model_version:
+            qs = qs.filter(score__model_version_id=filters.model_version)
+    return qs.annotate(
+        lane=Case(
+            *(When(status=state, then=Value(i)) for i, state in enumerate(states)),
+            output_field=IntegerField(),
+        )
+    ).order_by("lane", "-review_priority", "pk")
+
+
+def review_harm(listing: Listing, now: datetime | None = None) -> float:
+    """The expected harm now of a queue item, from its stored priority."""
+    import math
+
+    now = now or timezone.now()
+    aging = conf.get("REVIEW_AGING_HOURS") * 3600
+    return math.exp(min(listing.review_priority + now.timestamp() / aging, 700))
+
+
+QUEUE_REASON_LABELS = {
+    "scored_hold": "model holds it",
+    "scored_review": "weak match",
+    "audit_sample": "audit sample",
+    "scoring_failed": "scoring failed",
+    "escalated": "escalated",
+    "appeal": "seller appealed",
+    "rescored": "rescored",
+}
+
+
+def queue_reason_label(code: str) -> str:
+    return QUEUE_REASON_LABELS.get(code, code.replace("_", " "))
+
+
+def review_queue_reasons() -> list[tuple[str, str]]:
+    """The reasons items sit in the queue now, for the filter: (code, label)."""
+    codes = (
+        Listing.objects.exclude(queue_reason="")
+        .order_by("queue_reason")
+        .values_list("queue_reason", flat=True)
+        .distinct()
+    )
+    return [(code, queue_reason_label(code)) for code in codes]
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = q * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass
+class Dashboard:
+    """The figures on the moderators' dashboard."""
+
+    by_status: dict[str, int]
+    queue_length: int
+    oldest_waiting: datetime | None
+    claimed_now: int
+    per_moderator: list[tuple[str, list[int]]]
+    days: list
+    decision_minutes_median: float | None
+    decision_minutes_p95: float | None
+    decisions_timed: int
+    overturns: list[dict]
+    similarities: dict[str, list[float]] = field(default_factory=dict)
+    thresholds: dict = field(default_factory=dict)
+    model_version: str = ""
+
+
+def dashboard(*, days: int = 14, now: datetime | None = None) -> Dashboard:
+    """Counts per status, the queue, moderators' throughput, time to decision,
+    how often people overturned the model, and the latest scores' distribution."""
+    now = now or timezone.now()
+    by_status = dict(
+        Listing.objects.values_list("status").annotate(n=Count("pk")).order_by()
+    )
+    queue = Listing.objects.filter(
+        status__in=[Status.REVIEW, Status.HELD, Status.ESCALATED, Status.APPEALED]
+    )
+    oldest = queue.order_by("queued_for_review_at").first()
+    human = ListingDecision.objects.exclude(actor=None).filter(
+        to_status__in=[Status.APPROVED, Status.REJECTED, Status.ESCALATED]
+    )
+    since = (now - timedelta(days=days - 1)).date()
+    day_list = [since + timedelta(days=i) for i in range(days)]
+    counts = (
+        human.filter(created_at__date__gte=since)
+        .annotate(day=TruncDate("created_at"))
+        .values_list("actor__username", "day")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    table: dict[str, dict] = defaultdict(dict)
+    for username, day, n in counts:
+        table[username][day] = n
+    per_moderator = [
+        (username, [table[username].get(day, 0) for day in day_list])
+        for username in sorted(table)
+    ]
+    waits = [
+        (created - queued).total_seconds() / 60
+        for created, queued in human.filter(
+            queued_at__isnull=False, created_at__gte=now - timedelta(days=days)
+        ).values_list("created_at", "queued_at")
+    ]
+    overturns = _overturns(human)
+    latest = (
+        ListingScore.objects.filter(pk__in=Listing.objects.values("score"))
+        .select_related("model_version")
+        .order_by("-computed_at")
+    )
+    newest = latest.first()
+    similarities: dict[str, list[float]] = {}
+    thresholds = {}
+    if newest is not None:
+        thresholds = newest.thresholds
+        for verdict, similarity in latest.filter(
+            model_version=newest.model_version, similarity__isnull=False
+        ).values_list("verdict", "similarity"):
+            similarities.setdefault(verdict, []).append(similarity)
+    return Dashboard(
+        by_status=by_status,
+        queue_length=queue.count(),
+        oldest_waiting=oldest.queued_for_review_at if oldest else None,
+        claimed_now=queue.filter(claimed_until__gte=now).count(),
+        per_moderator=per_moderator,
+        days=day_list,
+        decision_minutes_median=statistics.median(waits) if waits else None,
+        decision_minutes_p95=_percentile(waits, 0.95),
+        decisions_timed=len(waits),
+        overturns=overturns,
+        similarities=similarities,
+        thresholds=thresholds,
+        model_version=str(newest.model_version) if newest else "",
+    )
+
+
+def _overturns(human: QuerySet) -> list[dict]:
+    """Per category: decisions, approvals of held and rejections of passed ones."""
+    rows = human.filter(to_status__in=[Status.APPROVED, Status.REJECTED]).values_list(
+        "listing__category__name", "to_status", "model_verdict"
+    )
+    total, approved_hold, rejected_pass = Counter(), Counter(), Counter()
+    for category, to_status, verdict in rows:
+        total[category] += 1
+        if to_status == Status.APPROVED and verdict == ListingScore.Verdict.HOLD:
+            approved_hold[category] += 1
+        if to_status == Status.REJECTED and verdict == ListingScore.Verdict.PASS:
+            rejected_pass[category] += 1
+    return [
+        {
+            "category": category,
+            "decisions": total[category],
+            "approved_held": approved_hold[category],
+            "rejected_passed": rejected_pass[category],
+            "rate": (approved_hold[category] + rejected_pass[category])
+            / total[category],
+        }
+        for category in sorted(total)
+    ]
+
+
+BAND_OF_STATUS = {
+    Status.PASSED: "pass",
+    Status.APPROVED: "pass",
+    Status.REVIEW: "review",
+    Status.HELD: "hold",
+    Status.REJECTED: "hold",
+}
+
+
+def review_evidence(listing: Listing) -> dict:
+    """What a moderator needs to see about a listing, in display order."""
+    score = listing.score
+    images = list(listing.images.all())
+    by_index = {row["index"]: row for row in (score.images if score else [])}
+    rows = []
+    for number, image in enumerate(images, start=1):
+        seen = by_index.get(number, {})
+        bands = seen.get("bands", {})
+        rows.append(
+            {
+                "image": image,
+                "number": number,
+                "fields": [
+                    {
+                        "name": name,
+                        "similarity": seen.get(name),
+                        "band": bands.get(name),
+                    }
+                    for name in ("title", "description")
+                ],
+                "categories": [
+                    {**c, "listed": c["category"] == listing.category.name}
+                    for c in seen.get("categories", [])
+                ],
+                "listed_rank": seen.get("listed_rank"),
+                "category_ok": seen.get("category_ok", True),
+            }
+        )
+    decisions = list(listing.decisions.select_related("actor").order_by("-created_at"))
+    appeal = listing.appeals.select_related("rejection__actor").first()
+    return {
+        "score": score,
+        "images": rows,
+        "reasons": score.reasons if score else [],
+        "thresholds": score.thresholds if score else {},
+        "model_version": str(score.model_version) if score else "",
+        "decisions": decisions,
+        "appeal": appeal if listing.status == Status.APPEALED else None,
+        "scoring_error": listing.scoring_error,
+    }
 
 
 def listings_visible_to(*, user) -> QuerySet[Listing]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import random
 import socket
@@ -15,7 +16,7 @@ from functools import partial
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from clipmatch import conf
@@ -33,9 +34,11 @@ from clipmatch.services import (
 from listings.models import (
     Category,
     Listing,
+    ListingAppeal,
     ListingDecision,
     ListingImage,
     ListingScore,
+    ReviewClaim,
     ScoringAttempt,
 )
 from listings.webhooks.services import webhooks_record_decision
@@ -44,28 +47,24 @@ logger = logging.getLogger(__name__)
 Status = Listing.Status
 
 SYSTEM_STATES = {Status.PENDING, Status.PASSED, Status.REVIEW, Status.HELD}
-HUMAN_STATES = {Status.APPROVED, Status.REJECTED}
-# from -> the states a change may lead to. Moderators' decisions come in a later
-# issue; the system routes, re-routes and sends changed content back to PENDING.
+# States only a person can move a listing into.
+HUMAN_STATES = {Status.APPROVED, Status.REJECTED, Status.ESCALATED, Status.APPEALED}
+# States in which a listing waits in the review queue for a moderator.
+QUEUE_STATES = {Status.REVIEW, Status.HELD, Status.ESCALATED, Status.APPEALED}
+_DECIDED = {Status.APPROVED, Status.REJECTED}
+# from -> the states a change may lead to. The system routes and re-routes, and
+# sends changed content back to PENDING; moderators decide, escalate; sellers appeal.
 TRANSITIONS: dict[str, set[str]] = {
     Status.PENDING: {Status.PASSED, Status.REVIEW, Status.HELD},
     Status.PASSED: {Status.PENDING, Status.REVIEW, Status.HELD},
-    Status.REVIEW: {
-        Status.PENDING,
-        Status.PASSED,
-        Status.HELD,
-        Status.APPROVED,
-        Status.REJECTED,
-    },
-    Status.HELD: {
-        Status.PENDING,
-        Status.PASSED,
-        Status.REVIEW,
-        Status.APPROVED,
-        Status.REJECTED,
-    },
+    Status.REVIEW: {Status.PENDING, Status.PASSED, Status.HELD, Status.ESCALATED}
+    | _DECIDED,
+    Status.HELD: {Status.PENDING, Status.PASSED, Status.REVIEW, Status.ESCALATED}
+    | _DECIDED,
+    Status.ESCALATED: {Status.PENDING} | _DECIDED,
     Status.APPROVED: {Status.PENDING},
-    Status.REJECTED: {Status.PENDING},
+    Status.REJECTED: {Status.PENDING, Status.APPEALED},
+    Status.APPEALED: {Status.PENDING} | _DECIDED,
 }
 VERDICT_STATUS = {
     ListingScore.Verdict.PASS: Status.PASSED,
@@ -121,11 +120,39 @@ def listing_transition(
             raise TransitionNotAllowed(
                 f"Only a person can move a listing to {to_status}."
             )
+        now = timezone.now()
         listing.status = to_status
-        fields = ["status", "updated_at"]
+        fields = ["status", "updated_at", *_QUEUE_FIELDS]
         if score is not None:
             listing.score = score
             fields.append("score")
+        # The score the listing stands on, for the audit row: the one passed in when
+        # the system routes, the current one when a person decides.
+        basis = score or current.score
+        queued_at = (
+            current.queued_for_review_at if from_status in QUEUE_STATES else None
+        )
+        if to_status in QUEUE_STATES:
+            # The model re-routing between review and held keeps the stay's entry
+            # time and whoever holds it; an escalation or an appeal starts anew.
+            rerouted = {from_status, to_status} <= {Status.REVIEW, Status.HELD}
+            entered = queued_at if rerouted and queued_at else now
+            listing.queued_for_review_at = entered
+            listing.queue_reason = reason_code
+            listing.review_priority = review_priority(
+                score=basis, price=current.price, entered=entered, reason=reason_code
+            )
+            listing.claimed_by_id = current.claimed_by_id if rerouted else None
+            listing.claimed_until = current.claimed_until if rerouted else None
+            if not rerouted:
+                _claims_lost(listing.pk, now)
+        else:
+            listing.queued_for_review_at = None
+            listing.queue_reason = ""
+            listing.review_priority = 0.0
+            listing.claimed_by = None
+            listing.claimed_until = None
+            _claims_lost(listing.pk, now)
         listing.save(update_fields=fields)
         decision = ListingDecision.objects.create(
             listing=listing,
@@ -134,13 +161,83 @@ def listing_transition(
             to_status=to_status,
             reason_code=reason_code,
             reason=reason,
-            model_version=str(score.model_version) if score else "",
-            score=score.similarity if score else None,
-            thresholds=score.thresholds if score else {},
+            model_version=str(basis.model_version) if basis else "",
+            score=basis.similarity if basis else None,
+            thresholds=basis.thresholds if basis else {},
+            model_verdict=basis.verdict if basis else "",
+            queued_at=queued_at,
         )
         # Recorded with the decision, sent after commit.
         webhooks_record_decision(decision=decision)
         return decision
+
+
+def _claims_lost(listing_id: int, now: datetime) -> None:
+    """Whoever still held the listing lost it: it left their part of the queue."""
+    ReviewClaim.objects.filter(
+        listing_id=listing_id, outcome=ReviewClaim.Outcome.OPEN
+    ).update(outcome=ReviewClaim.Outcome.LOST, ended_at=now)
+
+
+_QUEUE_FIELDS = [
+    "queued_for_review_at",
+    "queue_reason",
+    "review_priority",
+    "claimed_by",
+    "claimed_until",
+]
+
+
+def mismatch_probability(*, score: ListingScore | None, reason: str = "") -> float:
+    """How likely the listing's photos and words disagree, from its score alone.
+
+    Each field's similarity is placed between its hold and pass thresholds: at the
+    hold cut-off the estimate is 0.88, at the pass cut-off 0.12, on a logistic
+    curve. The worst image and field decide. No score (scoring failed), an audit
+    sample, an appeal or a wrong category count as at least even odds: a person
+    must look, whatever the similarities say.
+    """
+    floor = 0.5 if score is None or reason in _EVEN_ODDS else 0.0
+    if score is None:
+        return floor
+    if score.audit_sample:
+        floor = 0.5
+    thresholds = score.thresholds or {}
+    margins = []
+    for image in score.images or []:
+        if not image.get("category_ok", True):
+            floor = max(floor, 0.5)
+        for name in ("title", "description"):
+            cut = thresholds.get(name)
+            sim = image.get(name)
+            if sim is None or not cut:
+                continue
+            half = max((cut["pass"] - cut["hold"]) / 2, 1e-3)
+            margins.append((sim - (cut["pass"] + cut["hold"]) / 2) / half)
+    if not margins:
+        return max(floor, 0.5)
+    exponent = min(max(2.0 * min(margins), -60.0), 60.0)
+    return max(floor, 1.0 / (1.0 + math.exp(exponent)))
+
+
+_EVEN_ODDS = {"appeal", "scoring_failed", "audit_sample"}
+
+
+def review_priority(
+    *, score: ListingScore | None, price: Decimal, entered: datetime, reason: str = ""
+) -> float:
+    """A queue position that orders listings by expected harm now.
+
+    Harm = P(mismatch) x exposure x e^(waiting / aging period), with exposure
+    log10(10 + price): a 990 item weighs 3, a free one 1. Its log is
+    ln(P x exposure) + now/T - entered/T, and now/T is the same for every row, so
+    the stored constant ln(P x exposure) - entered/T sorts the queue as harm
+    does at any moment, with a plain index and no arithmetic on dates in SQL.
+    """
+    p = max(mismatch_probability(score=score, reason=reason), 1e-6)
+    exposure = math.log10(10 + float(price or 0))
+    aging = conf.get("REVIEW_AGING_HOURS") * 3600
+    return math.log(p * exposure) - entered.timestamp() / aging
 
 
 def _locked(listing_id: int) -> Listing | None:
@@ -671,6 +768,331 @@ def schedules_ensure() -> tuple[object, bool]:
             "repeats": -1,
         },
     )
+
+
+# --- The review queue: claims, decisions, appeals ------------------------------------
+
+
+class StaleDecision(TransitionNotAllowed):
+    """A decision made on a view of the listing that is no longer true."""
+
+
+class ClaimLost(Exception):
+    """The moderator no longer holds the claim they act on."""
+
+
+class DecisionNotAllowed(Exception):
+    """The moderator may not make this decision (permission or conflict of interest)."""
+
+
+class AppealNotAllowed(Exception):
+    """The listing cannot be appealed now, or not by this user."""
+
+
+@dataclass(frozen=True)
+class ReviewFilters:
+    """What a moderator narrowed the queue to; empty values mean everything."""
+
+    category: int | None = None
+    band: str = ""
+    reason: str = ""
+    model_version: int | None = None
+
+
+DECISIONS = {
+    "approve": Status.APPROVED,
+    "reject": Status.REJECTED,
+    "escalate": Status.ESCALATED,
+}
+
+
+def reject_reasons() -> dict[str, str]:
+    """The configured reasons a moderator rejects for, code -> label."""
+    return {code: label for code, label in conf.get("REJECT_REASONS")}
+
+
+def review_claim_next(
+    *, moderator, filters: ReviewFilters | None = None, now: datetime | None = None
+) -> Listing | None:
+    """Hand the moderator the most urgent unclaimed item, claimed for a lease.
+
+    An item they already hold comes back first (a reload, a second tab). The claim
+    is a conditional UPDATE (only if nobody holds it or their lease ran out), which
+    PostgreSQL re-checks under the row lock and SQLite runs one writer at a time:
+    two moderators asking at the same moment never get the same listing, on either
+    database, with no lock held while the queue is read.
+    """
+    from listings.selectors import review_queue, review_states
+
+    now = now or timezone.now()
+    held = (
+        Listing.objects.filter(
+            claimed_by=moderator,
+            claimed_until__gte=now,
+            status__in=review_states(moderator),
+        )
+        .order_by("claimed_until")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if held is not None:
+        return review_claim(listing_id=held, moderator=moderator, now=now)
+    for _ in range(5):  # each round loses only to moderators who won a race
+        candidates = list(
+            review_queue(moderator=moderator, filters=filters, now=now)
+            .exclude(claimed_by=moderator)
+            .values_list("pk", flat=True)[:10]
+        )
+        if not candidates:
+            return None
+        for listing_id in candidates:
+            try:
+                return review_claim(listing_id=listing_id, moderator=moderator, now=now)
+            except ClaimLost:
+                continue
+    return None
+
+
+def review_claim(*, listing_id: int, moderator, now: datetime | None = None) -> Listing:
+    """Claim (or renew the claim on) one queue item for the moderator's lease."""
+    from listings.selectors import review_states
+
+    now = now or timezone.now()
+    until = now + timedelta(seconds=conf.get("REVIEW_LEASE_SECONDS"))
+    with transaction.atomic():
+        free = Q(claimed_by__isnull=True) | Q(claimed_until__lt=now)
+        taken = (
+            Listing.objects.filter(pk=listing_id, status__in=review_states(moderator))
+            .filter(free | Q(claimed_by=moderator))
+            .update(claimed_by=moderator, claimed_until=until)
+        )
+        if not taken:
+            raise ClaimLost(_claim_lost_message(listing_id, moderator, now))
+        claims = ReviewClaim.objects.filter(
+            listing_id=listing_id, outcome=ReviewClaim.Outcome.OPEN
+        )
+        mine = claims.filter(moderator=moderator).first()
+        # Someone else's open claim here has lapsed, or we could not have taken it.
+        claims.exclude(moderator=moderator).update(
+            outcome=ReviewClaim.Outcome.EXPIRED, ended_at=now
+        )
+        if mine:
+            mine.expires_at = until
+            mine.save(update_fields=["expires_at"])
+        else:
+            ReviewClaim.objects.create(
+                listing_id=listing_id,
+                moderator=moderator,
+                claimed_at=now,
+                expires_at=until,
+            )
+    return Listing.objects.select_related("category", "seller", "score").get(
+        pk=listing_id
+    )
+
+
+def _claim_lost_message(listing_id: int, moderator, now: datetime) -> str:
+    listing = Listing.objects.select_related("claimed_by").filter(pk=listing_id).first()
+    if listing is None:
+        return "The listing no longer exists."
+    if listing.status not in QUEUE_STATES:
+        return f"The listing is no longer in the queue (it is {listing.status} now)."
+    if listing.claimed_by and listing.claimed_until and listing.claimed_until >= now:
+        return f"{listing.claimed_by.get_username()} is reviewing this listing."
+    return "This listing is not in your queue."
+
+
+def review_release(
+    *, listing_id: int, moderator, skipped: bool = True, now: datetime | None = None
+) -> bool:
+    """Give a claimed item back to the queue; a skip keeps it from this moderator
+    for a while. False when they no longer held it."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        released = Listing.objects.filter(pk=listing_id, claimed_by=moderator).update(
+            claimed_by=None, claimed_until=None
+        )
+        ReviewClaim.objects.filter(
+            listing_id=listing_id, moderator=moderator, outcome=ReviewClaim.Outcome.OPEN
+        ).update(
+            outcome=ReviewClaim.Outcome.SKIPPED
+            if skipped
+            else ReviewClaim.Outcome.RELEASED,
+            ended_at=now,
+        )
+    return bool(released)
+
+
+def review_decide(
+    *,
+    listing_id: int,
+    moderator,
+    action: str,
+    expected_status: str,
+    expected_content_hash: str,
+    reason_code: str = "",
+    note: str = "",
+    now: datetime | None = None,
+) -> ListingDecision:
+    """Approve, reject (with a reason) or escalate a listing the moderator looked at.
+
+    The expected status and content hash are what the moderator saw: if the listing
+    changed, was decided by someone else, or another moderator holds it now, the
+    decision is refused with StaleDecision and nothing is written.
+    """
+    now = now or timezone.now()
+    to_status = DECISIONS.get(action)
+    if to_status is None:
+        raise ValueError(f"Unknown decision {action!r}.")
+    note = note.strip()
+    if action == "reject":
+        reasons = reject_reasons()
+        if reason_code not in reasons:
+            raise ValueError(
+                f"Pick a reason to reject: {', '.join(reasons)} (not {reason_code!r})."
+            )
+        if reason_code == "other" and not note:
+            raise ValueError("Rejecting for another reason needs a note.")
+    else:
+        reason_code = "approved" if action == "approve" else "escalated"
+    with transaction.atomic():
+        listing = _locked(listing_id)
+        if listing is None:
+            raise StaleDecision("The listing no longer exists.")
+        if listing.status != expected_status:
+            who = listing.decisions.exclude(actor=None).last()
+            by = (
+                f" by {who.actor_label}"
+                if who and who.to_status == listing.status
+                else ""
+            )
+            raise StaleDecision(
+                f"Not applied: the listing was {expected_status} when you opened it "
+                f"and is {listing.get_status_display().lower()}{by} now."
+            )
+        if listing.content_hash != expected_content_hash:
+            raise StaleDecision(
+                "Not applied: the seller changed the listing since you opened it."
+            )
+        if (
+            listing.claimed_by_id not in (None, moderator.pk)
+            and listing.claimed_until
+            and listing.claimed_until >= now
+        ):
+            raise StaleDecision(
+                f"Not applied: {listing.claimed_by.get_username()} is reviewing "
+                "this listing now."
+            )
+        _check_may_decide(listing, moderator, action)
+        ReviewClaim.objects.filter(
+            listing=listing, moderator=moderator, outcome=ReviewClaim.Outcome.OPEN
+        ).update(outcome=ReviewClaim.Outcome.DECIDED, ended_at=now)
+        return listing_transition(
+            listing=listing,
+            to_status=to_status,
+            actor=moderator,
+            reason_code=reason_code,
+            reason=note,
+            expected_status=expected_status,
+        )
+
+
+def _check_may_decide(listing: Listing, moderator, action: str) -> None:
+    if not moderator.has_perm("listings.moderate_listing"):
+        raise DecisionNotAllowed("Only moderators decide listings.")
+    if listing.status == Status.ESCALATED:
+        if action == "escalate":
+            raise DecisionNotAllowed("The listing is already escalated.")
+        if not moderator.has_perm("listings.decide_escalated"):
+            raise DecisionNotAllowed("Only a senior moderator decides escalations.")
+    if listing.status == Status.APPEALED:
+        if ListingDecision.objects.filter(
+            listing=listing, to_status=Status.REJECTED, actor=moderator
+        ).exists():
+            raise DecisionNotAllowed(
+                "You rejected this listing before: its appeal goes to someone else."
+            )
+
+
+def review_decide_bulk(
+    *,
+    listing_ids: list[int],
+    moderator,
+    action: str,
+    reason_code: str = "",
+    note: str = "",
+) -> tuple[list[ListingDecision], dict[int, str]]:
+    """Decide several listings as they are now (an admin action): each one goes
+    through review_decide, so claims held by others and forbidden changes are
+    refused per listing. Returns the decisions and the refusals by listing id."""
+    decided, refused = [], {}
+    current = Listing.objects.filter(pk__in=listing_ids).values_list(
+        "pk", "status", "content_hash"
+    )
+    for listing_id, status, content_hash in current:
+        try:
+            decided.append(
+                review_decide(
+                    listing_id=listing_id,
+                    moderator=moderator,
+                    action=action,
+                    expected_status=status,
+                    expected_content_hash=content_hash,
+                    reason_code=reason_code,
+                    note=note,
+                )
+            )
+        except (TransitionNotAllowed, DecisionNotAllowed) as exc:
+            refused[listing_id] = str(exc)
+    return decided, refused
+
+
+def listing_appeal(*, listing_id: int, seller, message: str) -> ListingAppeal:
+    """The seller contests the last rejection, once; the listing re-enters the
+    queue for a moderator other than the one who rejected it. A rejection of an
+    appeal is final (until the seller changes the listing, which rescores it)."""
+    message = message.strip()
+    if not message:
+        raise AppealNotAllowed("Say why the rejection is wrong.")
+    with transaction.atomic():
+        listing = _locked(listing_id)
+        if listing is None or listing.seller_id != seller.pk:
+            raise Listing.DoesNotExist(f"Listing {listing_id} does not exist.")
+        if listing.status != Status.REJECTED:
+            raise AppealNotAllowed("Only a rejected listing can be appealed.")
+        rejection = listing.decisions.filter(to_status=Status.REJECTED).last()
+        if ListingAppeal.objects.filter(rejection=rejection).exists():
+            raise AppealNotAllowed("This rejection has already been appealed.")
+        if rejection.from_status == Status.APPEALED:
+            raise AppealNotAllowed("The appeal has been decided; that is final.")
+        appeal = ListingAppeal.objects.create(
+            listing=listing, rejection=rejection, seller=seller, message=message
+        )
+        listing_transition(
+            listing=listing,
+            to_status=Status.APPEALED,
+            actor=seller,
+            reason_code="appeal",
+            reason=message,
+            expected_status=Status.REJECTED,
+        )
+    return appeal
+
+
+def listings_queue_rescore(*, listing_ids: list[int]) -> int:
+    """Queue a rescore with the active model for each listing, after commit."""
+    from django_q.tasks import async_task
+
+    def queue(listing_id: int) -> None:
+        async_task(
+            "listings.tasks.rescore_listing",
+            listing_id,
+            task_name=f"rescore-listing-{listing_id}",
+        )
+
+    for listing_id in listing_ids:
+        transaction.on_commit(partial(queue, listing_id), robust=True)
+    return len(listing_ids)
 
 
 class ListingNotEditable(Exception):

@@ -17,3 +17,10 @@ def reconcile_scoring() -> dict:
     from listings.services import scoring_reconcile
 
     return asdict(scoring_reconcile())
+
+
+def rescore_listing(listing_id: int) -> dict:
+    """Score a routed listing again with the active model and thresholds."""
+    from listings.services import listing_rescore
+
+    return asdict(listing_rescore(listing_id=listing_id))

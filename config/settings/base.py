@@ -147,6 +147,16 @@ CLIPMATCH = {
     "SCORING_RETRY_BACKOFF": env.int("CLIPMATCH_SCORING_RETRY_BACKOFF", default=30),
     "SCORING_STALE_AFTER": env.int("CLIPMATCH_SCORING_STALE_AFTER", default=300),
     "RECONCILE_EVERY_MINUTES": env.int("CLIPMATCH_RECONCILE_EVERY_MINUTES", default=1),
+    # The review queue: a claim lasts this long unless the page renews it.
+    "REVIEW_LEASE_SECONDS": env.int("CLIPMATCH_REVIEW_LEASE_SECONDS", default=300),
+    # Every this many hours of waiting multiplies an item's priority by e.
+    "REVIEW_AGING_HOURS": env.float("CLIPMATCH_REVIEW_AGING_HOURS", default=24.0),
+    # A skipped item stays out of that moderator's queue this long.
+    "REVIEW_SKIP_COOLDOWN_SECONDS": env.int(
+        "CLIPMATCH_REVIEW_SKIP_COOLDOWN_SECONDS", default=900
+    ),
+    # "REJECT_REASONS": [[code, label], ...] overrides the reasons a moderator picks
+    # from when rejecting (defaults in clipmatch/conf.py); "other" needs a note.
 }
 
 # --- REST API -------------------------------------------------------------------------
@@ -232,3 +242,5 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+LOGIN_URL = "admin:login"

@@ -49,3 +49,86 @@ class ListingImageFactory(factory.django.DjangoModelFactory):
 
     class Params:
         seed = factory.Sequence(lambda n: n)
+
+
+def moderator(username: str = "mod", *, senior: bool = False):
+    """A staff user with the review permissions (the senior one for escalations)."""
+    from django.contrib.auth.models import Permission
+
+    user = UserFactory(username=username, is_staff=True)
+    codenames = ["moderate_listing"] + (["decide_escalated"] if senior else [])
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="listings", codename__in=codenames
+        )
+    )
+    return get_user_model().objects.get(pk=user.pk)  # no stale permission cache
+
+
+def model_version(name: str = "clip-test"):
+    from clipmatch.models import ModelVersion
+
+    return ModelVersion.objects.get_or_create(
+        name=name, source=f"/models/{name}", fingerprint=name.ljust(64, "0")
+    )[0]
+
+
+def queue_item(
+    *,
+    status: str = "review",
+    title_similarity: float | None = None,
+    price: str = "49.90",
+    title: str = "red striped sneaker",
+    category_ok: bool = True,
+    **listing_fields,
+):
+    """A listing routed into the review queue by the system, optionally with a
+    score whose title similarity sits at a chosen place between thresholds
+    hold 0.2 and pass 0.3."""
+    from django.utils import timezone
+
+    from listings.models import ListingScore
+    from listings.services import listing_request_scoring, listing_transition
+
+    listing = ListingFactory(title=title, price=price, **listing_fields)
+    listing_request_scoring(listing_id=listing.pk)
+    listing.refresh_from_db()
+    score = None
+    if title_similarity is not None:
+        thresholds = {
+            "title": {"pass": 0.3, "hold": 0.2},
+            "description": {"pass": 0.3, "hold": 0.2},
+            "category_top_k": 1,
+        }
+        verdict = "hold" if title_similarity < 0.2 else "review"
+        if title_similarity >= 0.3:
+            verdict = "pass"
+        score = ListingScore.objects.create(
+            listing=listing,
+            model_version=model_version(),
+            content_hash=listing.content_hash,
+            verdict=verdict,
+            similarity=title_similarity,
+            thresholds=thresholds,
+            reasons=[f"Title similarity {title_similarity:.3f}."],
+            images=[
+                {
+                    "index": 1,
+                    "title": title_similarity,
+                    "description": None,
+                    "categories": [{"category": "sneaker", "similarity": 0.3}],
+                    "listed_rank": 1,
+                    "bands": {"title": verdict},
+                    "category_ok": category_ok,
+                }
+            ],
+            computed_at=timezone.now(),
+        )
+    listing_transition(
+        listing=listing,
+        to_status=status,
+        reason_code=f"scored_{status}",
+        score=score,
+    )
+    listing.refresh_from_db()
+    return listing

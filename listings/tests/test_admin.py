@@ -118,3 +118,90 @@ def test_the_admin_refuses_an_image_that_would_not_decode(admin_client_logged_in
     assert response.status_code == 200
     assert "the PNG has data after its end marker" in response.content.decode()
     assert not Listing.objects.filter(title="red mug").exists()
+
+
+def test_bulk_reject_asks_for_a_reason_then_decides_each_listing(
+    admin_client_logged_in,
+):
+    from listings.models import ListingDecision
+    from listings.tests.factories import queue_item
+
+    first, second = queue_item(title="one"), queue_item(title="two")
+    url = reverse("admin:listings_listing_changelist")
+    chosen = {"action": "reject_selected", "_selected_action": [first.pk, second.pk]}
+
+    form = admin_client_logged_in.post(url, chosen)
+    assert form.status_code == 200
+    assert "Wrong category" in form.content.decode()
+    assert not ListingDecision.objects.exclude(actor=None).exists()
+
+    done = admin_client_logged_in.post(
+        url, {**chosen, "apply": "1", "reason_code": "wrong_category"}, follow=True
+    )
+    assert "Rejected 2 listing(s)." in done.content.decode()
+    assert sorted(
+        ListingDecision.objects.exclude(actor=None).values_list(
+            "listing__title", "to_status", "reason_code", "actor__username"
+        )
+    ) == [
+        ("one", "rejected", "wrong_category", "boss"),
+        ("two", "rejected", "wrong_category", "boss"),
+    ]
+
+
+def test_bulk_approve_reports_listings_it_could_not_change(admin_client_logged_in):
+    from listings.tests.factories import ListingFactory, queue_item
+
+    waiting = queue_item(title="waiting")
+    pending = ListingFactory(title="still pending")
+    response = admin_client_logged_in.post(
+        reverse("admin:listings_listing_changelist"),
+        {"action": "approve_selected", "_selected_action": [waiting.pk, pending.pk]},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "Approved 1 listing(s)." in page
+    assert f"Listing {pending.pk} not changed" in page
+    assert Listing.objects.get(pk=waiting.pk).status == "approved"
+    assert Listing.objects.get(pk=pending.pk).status == "pending"
+
+
+def test_bulk_rescore_queues_one_task_per_listing(
+    admin_client_logged_in, django_capture_on_commit_callbacks, monkeypatch
+):
+    from listings.tests.factories import queue_item
+
+    queued_tasks = []
+    monkeypatch.setattr(
+        "django_q.tasks.async_task",
+        lambda func, *args, **kwargs: queued_tasks.append((func, args)),
+    )
+    items = [queue_item(title="a"), queue_item(title="b")]
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client_logged_in.post(
+            reverse("admin:listings_listing_changelist"),
+            {"action": "rescore_selected", "_selected_action": [i.pk for i in items]},
+        )
+    assert sorted(queued_tasks) == sorted(
+        ("listings.tasks.rescore_listing", (i.pk,)) for i in items
+    )
+
+
+def test_filters_by_band_and_by_how_long_ago_it_was_scored(admin_client_logged_in):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from listings.models import ListingScore
+    from listings.tests.factories import queue_item
+
+    queue_item(title="fresh hold", status="held", title_similarity=0.1)
+    old = queue_item(title="old review", title_similarity=0.25)
+    ListingScore.objects.filter(listing=old).update(
+        computed_at=timezone.now() - timedelta(days=10)
+    )
+    url = reverse("admin:listings_listing_changelist")
+    held = admin_client_logged_in.get(url, {"band": "hold"}).content.decode()
+    stale = admin_client_logged_in.get(url, {"scored_days_ago": "7"}).content.decode()
+    assert "fresh hold" in held and "old review" not in held
+    assert "old review" in stale and "fresh hold" not in stale

@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from listings import conf
-from listings.roles import MODERATORS
+from listings.roles import MODERATORS, SENIOR_MODERATORS
 from listings.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -88,8 +88,8 @@ def webhook_endpoint_deactivate(*, endpoint: WebhookEndpoint) -> WebhookEndpoint
 
 def _event_for(decision) -> str | None:
     """A person's decision, or the system routing a listing (scored or re-scored);
-    a listing going back to pending or deleted by its seller is not an event."""
-    if decision.reason_code == "deleted":
+    a listing going back to pending, deleted or appealed by its seller is not."""
+    if decision.reason_code in ("deleted", "appeal"):
         return None
     if decision.actor_id is not None:
         return Event.DECISION
@@ -132,7 +132,10 @@ def webhooks_record_decision(*, decision) -> list[int]:
         return []
     endpoints = (
         WebhookEndpoint.objects.filter(active=True)
-        .filter(Q(owner_id=listing.seller_id) | Q(owner__groups__name=MODERATORS))
+        .filter(
+            Q(owner_id=listing.seller_id)
+            | Q(owner__groups__name__in=[MODERATORS, SENIOR_MODERATORS])
+        )
         .distinct()
     )
     ids = []

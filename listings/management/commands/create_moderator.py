@@ -14,7 +14,9 @@ MODERATOR_PERMISSIONS = [
     "view_listingdecision",
     "view_category",
     "view_modelversion",
+    "moderate_listing",
 ]
+SENIOR_PERMISSIONS = [*MODERATOR_PERMISSIONS, "decide_escalated"]
 
 
 class Command(BaseCommand):
@@ -23,11 +25,24 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--username", default="moderator")
         parser.add_argument("--password", help="Default: a new random password.")
+        parser.add_argument(
+            "--senior",
+            action="store_true",
+            help="Also let them decide escalated listings (Senior moderators).",
+        )
 
     def handle(self, *args, **options):
-        group, _ = Group.objects.get_or_create(name="Moderators")
+        name, codenames = (
+            ("Senior moderators", SENIOR_PERMISSIONS)
+            if options["senior"]
+            else ("Moderators", MODERATOR_PERMISSIONS)
+        )
+        group, _ = Group.objects.get_or_create(name=name)
         group.permissions.set(
-            Permission.objects.filter(codename__in=MODERATOR_PERMISSIONS)
+            Permission.objects.filter(
+                content_type__app_label__in=["listings", "clipmatch"],
+                codename__in=codenames,
+            )
         )
         user, created = get_user_model().objects.get_or_create(
             username=options["username"], defaults={"is_staff": True}

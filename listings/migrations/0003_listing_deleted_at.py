@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("listings", "0001_initial"),
+        ("listings", "0002_review_queue"),
     ]
 
     operations = [

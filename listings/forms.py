@@ -1,0 +1,45 @@
+"""Forms of the review queue: its filters and a decision."""
+
+from __future__ import annotations
+
+from django import forms
+
+from clipmatch.models import ModelVersion
+from listings.models import Category, Listing, ListingScore
+from listings.selectors import review_queue_reasons
+from listings.services import DECISIONS, ReviewFilters
+
+
+class QueueFilterForm(forms.Form):
+    category = forms.ModelChoiceField(
+        Category.objects.all(), required=False, empty_label="All categories"
+    )
+    band = forms.ChoiceField(required=False)
+    reason = forms.ChoiceField(required=False)
+    model_version = forms.ModelChoiceField(
+        ModelVersion.objects.all(), required=False, empty_label="All models"
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["band"].choices = [("", "All bands"), *ListingScore.Verdict.choices]
+        self.fields["reason"].choices = [("", "All reasons"), *review_queue_reasons()]
+
+    def filters(self) -> ReviewFilters:
+        if not self.is_valid():
+            return ReviewFilters()
+        data = self.cleaned_data
+        return ReviewFilters(
+            category=data["category"].pk if data["category"] else None,
+            band=data["band"],
+            reason=data["reason"],
+            model_version=data["model_version"].pk if data["model_version"] else None,
+        )
+
+
+class DecisionForm(forms.Form):
+    action = forms.ChoiceField(choices=[(a, a) for a in DECISIONS])
+    reason_code = forms.CharField(required=False, max_length=40)
+    note = forms.CharField(required=False, max_length=2000)
+    expected_status = forms.ChoiceField(choices=Listing.Status.choices)
+    expected_content_hash = forms.CharField(max_length=64)

@@ -1,0 +1,150 @@
+"""A moderator clears a queue of 20 demo listings in a real browser, with the
+keyboard alone (Playwright driving Debian's Chromium, headless)."""
+
+import re
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from listings.models import Listing, ListingDecision
+from listings.tests.factories import moderator
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(settings.BASE_DIR) / "screenshots"
+# What the moderator does with each planted flaw: reject with reason key N.
+REJECT_KEY = {"wrong_category": "2", "wrong_colour": "1", "something_else": "1"}
+
+
+@pytest.fixture
+def demo_queue(transactional_db, sync_queue, use_model, bundled_model_dir):
+    """20 demo listings with planted flaws, scored by the bundled model with its
+    own thresholds: each lands in the queue with real evidence."""
+    from listings.demo import demo_seed
+
+    use_model(bundled_model_dir)
+    seeded = demo_seed(count=20, mismatch_rate=1.0, seed=5, size=128)
+    queued = Listing.objects.filter(status__in=["review", "held"]).count()
+    assert queued == 20, f"only {queued} of 20 demo listings were flagged"
+    return {item.listing_id: item.kind for item in seeded}
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (see README).")
+    # Playwright's sync API runs an event loop in this thread; the test's own
+    # database reads happen between its calls, never concurrently with them.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        yield page
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def current_listing(page) -> int | None:
+    holder = page.query_selector("[data-listing]")
+    return int(holder.get_attribute("data-listing")) if holder else None
+
+
+@pytest.mark.slow
+def test_a_moderator_clears_20_demo_listings_with_the_keyboard_alone(
+    live_server, demo_queue, browser_page
+):
+    page = browser_page
+    user = moderator("alice")
+    user.set_password("s3cret-pass")
+    user.save()
+
+    page.goto(f"{live_server.url}/review/")
+    assert "/admin/login/" in page.url
+    page.keyboard.type("alice")
+    page.keyboard.press("Tab")
+    page.keyboard.type("s3cret-pass")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url.endswith("/review/")
+    assert page.locator("tbody tr").count() == 20
+    assert page.locator("#waiting").inner_text() == "20 waiting for you."
+    shot(page, "queue")
+
+    with page.expect_navigation():
+        page.keyboard.press("Enter")  # start reviewing
+    page.keyboard.press("?")
+    assert page.locator("#help").is_visible()
+    shot(page, "keys")
+    page.keyboard.press("Escape")
+    assert not page.locator("#help").is_visible()
+
+    plan: dict[int, str] = {}
+    for step in range(20):
+        listing_id = current_listing(page)
+        assert listing_id in demo_queue, f"step {step}: not on an item ({page.url})"
+        assert listing_id not in plan, f"listing {listing_id} came back"
+        images = page.locator(".stage img")
+        if images.count() > 1:
+            page.keyboard.press("j")
+            assert images.nth(1).is_visible() and not images.nth(0).is_visible()
+            page.keyboard.press("k")
+            assert images.nth(0).is_visible()
+        if step == 0:
+            shot(page, "item")
+        kind = demo_queue[listing_id]
+        if step in (3, 11):
+            plan[listing_id] = "approved"
+            with page.expect_navigation():
+                page.keyboard.press("a")
+        elif step == 7:
+            plan[listing_id] = "escalated"
+            with page.expect_navigation():
+                page.keyboard.press("e")
+        elif step == 9:
+            plan[listing_id] = "rejected:other"
+            page.keyboard.press("r")
+            page.keyboard.press("5")  # "other" wants a note: focus moves there
+            page.keyboard.type("Photo is a screenshot of another shop.")
+            with page.expect_navigation():
+                page.keyboard.press("Enter")
+        else:
+            key = REJECT_KEY[kind]
+            plan[listing_id] = "rejected:" + (
+                "wrong_category" if key == "2" else "wrong_image"
+            )
+            page.keyboard.press("r")
+            with page.expect_navigation():
+                page.keyboard.press(key)
+        message = page.locator(".messages .success")
+        assert message.count() == 1, f"step {step}: {page.content()[:400]}"
+
+    assert current_listing(page) is None
+    assert page.locator("#empty").is_visible()
+    assert "The queue is empty" in page.locator(".messages").inner_text()
+
+    page.keyboard.press("d")
+    page.wait_for_url(re.compile(r"/review/dashboard/$"))
+    # The escalated one waits for a senior moderator.
+    assert page.locator("#queue-length .n").inner_text() == "1"
+    assert page.locator("#claimed-now .n").inner_text() == "0"
+    assert page.locator("svg.chart").count() == 2
+    shot(page, "dashboard")
+
+    decisions = ListingDecision.objects.filter(actor=user)
+    made = {
+        d.listing_id: d.to_status
+        + (f":{d.reason_code}" if d.to_status == "rejected" else "")
+        for d in decisions
+    }
+    assert made == plan
+    assert decisions.get(reason_code="other").reason == (
+        "Photo is a screenshot of another shop."
+    )
+    statuses = dict(Listing.objects.values_list("pk", "status"))
+    assert {statuses[pk] for pk, p in plan.items() if p == "escalated"} == {"escalated"}

@@ -1,0 +1,225 @@
+"""The moderators' review queue: thin views over the review services."""
+
+from __future__ import annotations
+
+from functools import wraps
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from clipmatch import conf
+from clipmatch.images import sniff_format
+from clipmatch.plots import bars_svg, histogram_svg
+from listings import selectors, services
+from listings.forms import DecisionForm, QueueFilterForm
+from listings.models import Listing, ListingImage
+
+CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+}
+
+
+def moderator_required(view):
+    """Staff with the moderate_listing permission; others are sent to log in or
+    refused."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        user = request.user
+        if not user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+        if not (user.is_staff and user.has_perm("listings.moderate_listing")):
+            raise PermissionDenied("The review queue is for moderators.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _filter_query(request) -> str:
+    """The queue filters of this request, to carry from item to item."""
+    keys = ("category", "band", "reason", "model_version")
+    kept = {k: request.GET.get(k) or request.POST.get(k) for k in keys}
+    return urlencode({k: v for k, v in kept.items() if v})
+
+
+def _with_query(url: str, query: str) -> str:
+    return f"{url}?{query}" if query else url
+
+
+@moderator_required
+def queue(request):
+    form = QueueFilterForm(request.GET or None)
+    waiting = selectors.review_queue(moderator=request.user, filters=form.filters())
+    items = list(waiting.select_related("category", "score", "claimed_by")[:50])
+    now = timezone.now()
+    for item in items:
+        item.harm = selectors.review_harm(item, now)
+        item.mismatch = services.mismatch_probability(
+            score=item.score, reason=item.queue_reason
+        )
+        item.reason_label = selectors.queue_reason_label(item.queue_reason)
+    return render(
+        request,
+        "review/queue.html",
+        {
+            "form": form,
+            "items": items,
+            "waiting": waiting.count(),
+            "query": _filter_query(request),
+        },
+    )
+
+
+@moderator_required
+def next_item(request):
+    form = QueueFilterForm(request.GET or None)
+    listing = services.review_claim_next(moderator=request.user, filters=form.filters())
+    if listing is None:
+        messages.info(request, "The queue is empty. Nothing is waiting for you.")
+        return redirect(_with_query(reverse("review:queue"), _filter_query(request)))
+    return redirect(
+        _with_query(reverse("review:item", args=[listing.pk]), _filter_query(request))
+    )
+
+
+@moderator_required
+def item(request, pk: int):
+    try:
+        listing = services.review_claim(listing_id=pk, moderator=request.user)
+    except services.ClaimLost as exc:
+        messages.warning(request, str(exc))
+        return redirect(_with_query(reverse("review:queue"), _filter_query(request)))
+    evidence = selectors.review_evidence(listing)
+    return render(
+        request,
+        "review/item.html",
+        {
+            "listing": listing,
+            "evidence": evidence,
+            "reject_reasons": list(services.reject_reasons().items()),
+            "query": _filter_query(request),
+            "lease_seconds": conf.get("REVIEW_LEASE_SECONDS"),
+            "mismatch": services.mismatch_probability(
+                score=listing.score, reason=listing.queue_reason
+            ),
+            "may_escalate": listing.status != Listing.Status.ESCALATED,
+        },
+    )
+
+
+@require_POST
+@moderator_required
+def decide(request, pk: int):
+    form = DecisionForm(request.POST)
+    query = _filter_query(request)
+    if not form.is_valid():
+        messages.error(request, "The decision was incomplete; nothing was changed.")
+        return redirect(_with_query(reverse("review:item", args=[pk]), query))
+    data = form.cleaned_data
+    try:
+        decision = services.review_decide(
+            listing_id=pk,
+            moderator=request.user,
+            action=data["action"],
+            reason_code=data["reason_code"],
+            note=data["note"],
+            expected_status=data["expected_status"],
+            expected_content_hash=data["expected_content_hash"],
+        )
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect(_with_query(reverse("review:item", args=[pk]), query))
+    except (services.TransitionNotAllowed, services.DecisionNotAllowed) as exc:
+        services.review_release(listing_id=pk, moderator=request.user, skipped=False)
+        messages.error(request, str(exc))
+        return redirect(_with_query(reverse("review:next"), query))
+    messages.success(
+        request,
+        f"{decision.get_to_status_display()}: “{decision.listing.title}”.",
+    )
+    return redirect(_with_query(reverse("review:next"), query))
+
+
+@require_POST
+@moderator_required
+def skip(request, pk: int):
+    services.review_release(listing_id=pk, moderator=request.user, skipped=True)
+    return redirect(_with_query(reverse("review:next"), _filter_query(request)))
+
+
+@require_POST
+@moderator_required
+def renew(request, pk: int):
+    try:
+        listing = services.review_claim(listing_id=pk, moderator=request.user)
+    except services.ClaimLost as exc:
+        return JsonResponse({"claimed": False, "message": str(exc)}, status=409)
+    return JsonResponse(
+        {"claimed": True, "claimed_until": listing.claimed_until.isoformat()}
+    )
+
+
+@moderator_required
+def image(request, pk: int):
+    """A listing's photo for moderators, typed by its bytes, never rendered as
+    anything but an image."""
+    picture = get_object_or_404(ListingImage, pk=pk)
+    try:
+        handle = picture.image.open("rb")
+    except OSError as exc:
+        raise Http404("The image file is missing.") from exc
+    kind = sniff_format(handle)
+    handle.seek(0)
+    response = FileResponse(
+        handle, content_type=CONTENT_TYPES.get(kind, "application/octet-stream")
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@moderator_required
+def dashboard(request):
+    data = selectors.dashboard()
+    thresholds = data.thresholds.get("title", {})
+    histogram = histogram_svg(
+        {
+            band: data.similarities.get(band, [])
+            for band in ("pass", "review", "hold")
+            if data.similarities.get(band)
+        },
+        lines={k: thresholds[k] for k in ("hold", "pass") if k in thresholds},
+        x_label="lowest image-title similarity",
+    )
+    overturn_chart = bars_svg(
+        [(row["category"], row["rate"]) for row in data.overturns]
+    )
+    oldest_hours = None
+    if data.oldest_waiting:
+        oldest_hours = (timezone.now() - data.oldest_waiting).total_seconds() / 3600
+    return render(
+        request,
+        "review/dashboard.html",
+        {
+            "data": data,
+            "statuses": [
+                (label, data.by_status.get(value, 0))
+                for value, label in Listing.Status.choices
+            ],
+            "histogram": histogram,
+            "overturn_chart": overturn_chart,
+            "oldest_hours": oldest_hours,
+        },
+    )
