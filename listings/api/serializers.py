@@ -6,7 +6,14 @@ from rest_framework import serializers
 
 from clipmatch import conf as clip_conf
 from listings import conf
-from listings.models import Category, Listing, ListingImage, ListingScore
+from listings.models import (
+    Category,
+    Listing,
+    ListingDecision,
+    ListingImage,
+    ListingScore,
+)
+from listings.roles import is_moderator
 from listings.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 
@@ -171,6 +178,7 @@ class ListingSerializer(serializers.ModelSerializer):
             "price",
             "status",
             "status_label",
+            "content_hash",
             "scoring_error",
             "score",
             "images",
@@ -241,3 +249,92 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
+
+
+class ReviewItemSerializer(ListingSerializer):
+    """A claimed queue item: the listing, why it is queued and until when it is
+    yours. Decide with its `status` and `content_hash` as the expected ones."""
+
+    claimed_until = serializers.DateTimeField(read_only=True, allow_null=True)
+    queue_reason = serializers.CharField(read_only=True)
+
+    class Meta(ListingSerializer.Meta):
+        fields = [*ListingSerializer.Meta.fields, "claimed_until", "queue_reason"]
+        read_only_fields = fields
+
+
+class ReviewFilterSerializer(serializers.Serializer):
+    category = serializers.SlugField(required=False, help_text="A category's slug.")
+    band = serializers.ChoiceField(choices=ListingScore.Verdict.choices, required=False)
+    reason = serializers.CharField(
+        required=False, max_length=40, help_text="Why items are queued."
+    )
+    model_version = serializers.IntegerField(required=False, min_value=1)
+
+
+class DecideSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["approve", "reject", "escalate"])
+    expected_status = serializers.ChoiceField(
+        choices=Listing.Status.choices, help_text="The status you saw."
+    )
+    expected_content_hash = serializers.CharField(
+        max_length=64, help_text="The content_hash you saw."
+    )
+    reason_code = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=40
+    )
+    note = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=2000
+    )
+
+
+class ReleaseSerializer(serializers.Serializer):
+    skip = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Keep the item away from you for a while (a skip).",
+    )
+
+
+class ReleasedSerializer(serializers.Serializer):
+    released = serializers.BooleanField()
+
+
+class AppealSerializer(serializers.Serializer):
+    message = serializers.CharField(max_length=2000, help_text="Why it is wrong.")
+
+
+class AppealResultSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    listing = serializers.IntegerField(source="listing_id")
+    message = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class DecisionSerializer(serializers.ModelSerializer):
+    """One row of a listing's history. Sellers see roles, not moderators' names."""
+
+    actor = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ListingDecision
+        fields = [
+            "id",
+            "from_status",
+            "to_status",
+            "reason_code",
+            "reason",
+            "actor",
+            "model_version",
+            "score",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_actor(self, obj) -> str:
+        if obj.actor_id is None:
+            return "system"
+        request = self.context.get("request")
+        if request is not None and is_moderator(request.user):
+            return obj.actor.get_username()
+        return "seller" if obj.actor_id == obj.listing.seller_id else "moderator"

@@ -9,6 +9,30 @@ urlpatterns = [
     path(
         "listings/<int:pk>/", views.ListingDetailView.as_view(), name="listing-detail"
     ),
+    path(
+        "listings/<int:pk>/decisions/",
+        views.ListingDecisionListView.as_view(),
+        name="listing-decisions",
+    ),
+    path(
+        "listings/<int:pk>/appeal/",
+        views.ListingAppealView.as_view(),
+        name="listing-appeal",
+    ),
+    path("review/next/", views.ReviewNextView.as_view(), name="review-next"),
+    path(
+        "review/<int:pk>/claim/", views.ReviewClaimView.as_view(), name="review-claim"
+    ),
+    path(
+        "review/<int:pk>/decide/",
+        views.ReviewDecideView.as_view(),
+        name="review-decide",
+    ),
+    path(
+        "review/<int:pk>/release/",
+        views.ReviewReleaseView.as_view(),
+        name="review-release",
+    ),
     path("check/", views.CheckView.as_view(), name="check"),
     path(
         "webhooks/", views.WebhookEndpointListCreateView.as_view(), name="webhook-list"

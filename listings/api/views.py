@@ -19,17 +19,27 @@ from rest_framework.views import APIView
 from clipmatch.engine import ModelLoadError
 from clipmatch.images import UnreadableImage
 from listings.api import serializers as s
-from listings.api.errors import ServiceUnavailable
-from listings.api.permissions import IsSeller, IsSellerOrModerator
+from listings.api.errors import Conflict, ServiceUnavailable
+from listings.api.permissions import IsModerator, IsSeller, IsSellerOrModerator
 from listings.api.uploads import read_images
-from listings.models import Listing
+from listings.models import Category, Listing
 from listings.selectors import listing_list, listing_status, listings_visible_to
 from listings.services import (
+    AppealNotAllowed,
+    ClaimLost,
+    DecisionNotAllowed,
     ListingNotEditable,
+    ReviewFilters,
+    TransitionNotAllowed,
+    listing_appeal,
     listing_create,
     listing_precheck,
     listing_soft_delete,
     listing_update,
+    review_claim,
+    review_claim_next,
+    review_decide,
+    review_release,
 )
 from listings.webhooks.models import WebhookEndpoint
 from listings.webhooks.services import (
@@ -276,6 +286,171 @@ class WebhookDeliveryListView(ListAPIView):
     @extend_schema(operation_id="v1_webhooks_deliveries_list")
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
+
+
+class ListingDecisionListView(ListAPIView):
+    """A listing's history, oldest first: every status change, who and why."""
+
+    serializer_class = s.DecisionSerializer
+    permission_classes = [IsSellerOrModerator]
+    pagination_class = None
+
+    def get_queryset(self):
+        listing = get_object_or_404(
+            listings_visible_to(user=self.request.user), pk=self.kwargs["pk"]
+        )
+        return listing.decisions.select_related("actor", "listing")
+
+    @extend_schema(operation_id="v1_listings_decisions_list")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class ListingAppealView(APIView):
+    """The seller contests the last rejection, once."""
+
+    permission_classes = [IsSeller]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(
+        request=s.AppealSerializer,
+        responses={201: s.AppealResultSerializer},
+        extensions={"x-extra-errors": ["409"]},
+    )
+    def post(self, request, pk: int):
+        serializer = s.AppealSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        get_object_or_404(listings_visible_to(user=request.user), pk=pk)
+        try:
+            appeal = listing_appeal(
+                listing_id=pk,
+                seller=request.user,
+                message=serializer.validated_data["message"],
+            )
+        except Listing.DoesNotExist as exc:
+            raise exceptions.NotFound() from exc
+        except AppealNotAllowed as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(s.AppealResultSerializer(appeal).data, status=201)
+
+
+def _review_item(listing_id: int) -> Listing:
+    return (
+        Listing.objects.select_related(
+            "category", "seller", "score", "score__model_version"
+        )
+        .prefetch_related("images")
+        .get(pk=listing_id)
+    )
+
+
+class ReviewNextView(APIView):
+    """Claim the most urgent item of the queue (or get back the one you hold)."""
+
+    permission_classes = [IsModerator]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(
+        request=None,
+        parameters=[s.ReviewFilterSerializer],
+        responses={200: s.ReviewItemSerializer, 204: None},
+    )
+    def post(self, request):
+        query = s.ReviewFilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = dict(query.validated_data)
+        if "category" in data:
+            data["category"] = (
+                Category.objects.filter(slug=data["category"])
+                .values_list("pk", flat=True)
+                .first()
+                or 0
+            )
+        try:
+            listing = review_claim_next(
+                moderator=request.user, filters=ReviewFilters(**data)
+            )
+        except DecisionNotAllowed as exc:
+            raise exceptions.PermissionDenied(str(exc)) from exc
+        if listing is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(
+            s.ReviewItemSerializer(
+                _review_item(listing.pk), context={"request": request}
+            ).data
+        )
+
+
+class ReviewClaimView(APIView):
+    """Claim one queue item (or renew your claim on it)."""
+
+    permission_classes = [IsModerator]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(
+        request=None,
+        responses={200: s.ReviewItemSerializer},
+        extensions={"x-extra-errors": ["409"]},
+    )
+    def post(self, request, pk: int):
+        get_object_or_404(listings_visible_to(user=request.user), pk=pk)
+        try:
+            review_claim(listing_id=pk, moderator=request.user)
+        except ClaimLost as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(
+            s.ReviewItemSerializer(_review_item(pk), context={"request": request}).data
+        )
+
+
+class ReviewDecideView(APIView):
+    """Approve, reject (with a reason) or escalate what you saw; a decision on a
+    view that is no longer true (changed, decided, claimed by another) is a 409."""
+
+    permission_classes = [IsModerator]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(
+        request=s.DecideSerializer,
+        responses={200: s.DecisionSerializer},
+        extensions={"x-extra-errors": ["409"]},
+    )
+    def post(self, request, pk: int):
+        serializer = s.DecideSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        get_object_or_404(listings_visible_to(user=request.user), pk=pk)
+        try:
+            decision = review_decide(
+                listing_id=pk, moderator=request.user, **serializer.validated_data
+            )
+        except DecisionNotAllowed as exc:
+            raise exceptions.PermissionDenied(str(exc)) from exc
+        except TransitionNotAllowed as exc:  # StaleDecision included
+            raise Conflict(str(exc)) from exc
+        except ValueError as exc:
+            raise exceptions.ValidationError({"reason_code": [str(exc)]}) from exc
+        return Response(
+            s.DecisionSerializer(decision, context={"request": request}).data
+        )
+
+
+class ReviewReleaseView(APIView):
+    """Give a claimed item back to the queue."""
+
+    permission_classes = [IsModerator]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(request=s.ReleaseSerializer, responses={200: s.ReleasedSerializer})
+    def post(self, request, pk: int):
+        serializer = s.ReleaseSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        get_object_or_404(listings_visible_to(user=request.user), pk=pk)
+        released = review_release(
+            listing_id=pk,
+            moderator=request.user,
+            skipped=serializer.validated_data["skip"],
+        )
+        return Response({"released": released})
 
 
 @csrf_exempt  # it changes nothing; a CSRF page would break the error shape

@@ -76,7 +76,15 @@ def other_seller(db):
 
 @pytest.fixture
 def moderator(db):
-    return _user_in("mo", "Moderators")
+    """A moderator as `create_moderator` makes one: staff, in the Moderators group
+    with the review permissions."""
+    from io import StringIO
+
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    call_command("create_moderator", username="mo", password="pw", stdout=StringIO())
+    return get_user_model().objects.get(username="mo")
 
 
 def token_client(user):
