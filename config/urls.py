@@ -22,7 +22,7 @@ api_v1 = [
         ModelVersionDetailView.as_view(),
         name="model-version-detail",
     ),
-    re_path(r"^.*$", api_not_found),
+    re_path(r"^[\s\S]*$", api_not_found),  # any path, newlines included
 ]
 
 urlpatterns = [

@@ -6,11 +6,13 @@ import random
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.db import transaction
 
 from listings.demo import categories_ensure
 from listings.services import (
     api_token_issue,
     listing_create,
+    listing_score,
     model_version_active,
     seller_ensure,
 )
@@ -21,8 +23,8 @@ SELLER, MODERATOR = "api-seller", "api-moderator"
 class Command(BaseCommand):
     help = (
         "Create the api-seller and api-moderator logins with tokens, the catalog's "
-        "categories, one listing of the seller and the active model's version row; "
-        "print the tokens. Idempotent."
+        "categories and three listings of the seller scored by the active model (one "
+        "honest, two mismatched); print the tokens. Idempotent."
     )
 
     def add_arguments(self, parser):
@@ -38,18 +40,28 @@ class Command(BaseCommand):
         call_command("create_moderator", username=MODERATOR, stdout=io.StringIO())
         moderator = get_user_model().objects.get(username=MODERATOR)
         if not seller.listings.exists():
+            # An honest listing and two planted mismatches, scored here by the real
+            # model so that the moderation endpoints have items to work on.
             rng = random.Random(0)
             product = catalog.random_product(rng)
-            buffer = io.BytesIO()
-            catalog.render_product(product, size=64, rng=rng).save(buffer, "PNG")
-            listing_create(
-                seller=seller,
-                title=catalog.product_title(product, rng),
-                description=catalog.product_description(product, rng),
-                category=categories[product.category],
-                price="10.00",
-                images=[("photo.png", buffer.getvalue())],
-            )
+            shown = [
+                product,
+                catalog.swap_attribute(product, "colour", rng),
+                catalog.swap_attribute(product, "category", rng),
+            ]
+            for picture in shown:
+                buffer = io.BytesIO()
+                catalog.render_product(picture, size=192, rng=rng).save(buffer, "PNG")
+                with transaction.atomic():
+                    listing = listing_create(
+                        seller=seller,
+                        title=catalog.product_title(product, rng),
+                        description=catalog.product_description(product, rng),
+                        category=categories[product.category],
+                        price="10.00",
+                        images=[("photo.png", buffer.getvalue())],
+                    )
+                listing_score(listing_id=listing.pk)
         model_version_active()  # records the configured model's version row
         tokens = {
             "seller_token": api_token_issue(user=seller),
