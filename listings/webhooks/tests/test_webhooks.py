@@ -323,3 +323,39 @@ def test_an_owner_lists_the_deliveries_of_an_endpoint(
         (str(delivery.event_id), "listing.verdict", "pending")
     ]
     assert other_seller_api.get(path).status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_each_attempt_and_sends_again_on_request(
+    client,
+    seller,
+    private_hosts_allowed,
+    queued,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    from django.contrib.auth import get_user_model
+
+    sent = []
+    monkeypatch.setattr("listings.webhooks.services._queue", sent.append)
+    listing = ListingImageFactory(listing__seller=seller).listing
+    with Receiver([500, 503]) as receiver:
+        webhook_endpoint_create(owner=seller, url=receiver.url, secret=SECRET)
+        listing_transition(listing=listing, to_status="held", reason_code="scored_hold")
+        delivery = WebhookDelivery.objects.get()
+        webhook_deliver(delivery_id=delivery.pk)
+    boss = get_user_model().objects.create_superuser("boss", "b@example.com", "pw")
+    client.force_login(boss)
+
+    page = client.get(f"/admin/webhooks/webhookdelivery/{delivery.pk}/change/")
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            "/admin/webhooks/webhookdelivery/",
+            {"action": "retry_now", "_selected_action": [delivery.pk]},
+        )
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "The receiver answered HTTP 500." in html
+    assert "boom" in html
+    assert sent == [delivery.pk]
