@@ -525,3 +525,27 @@ def test_wait_without_a_worker_answers_pending_after_the_wait(seller_api, sneake
     assert response.status_code == 201
     assert response.json()["status"] == "pending"
     assert 1 <= time.monotonic() - started < 3
+
+
+def test_a_body_over_djangos_limits_is_413_in_the_error_shape(
+    seller_api, seller, sneaker, settings
+):
+    listing = ListingFactory(seller=seller)
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+
+    big_json = seller_api.patch(
+        f"{URL}{listing.pk}/", {"description": "x" * 500}, format="json"
+    )
+    many_files = create(seller_api, [upload(1), upload(2), upload(3)])
+
+    assert big_json.status_code == 413
+    assert big_json.json() == {
+        "code": "too_large",
+        "message": "Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.",
+        "fields": {},
+    }
+    assert many_files.status_code == 413
+    assert many_files.json()["code"] == "too_large"
+    listing.refresh_from_db()
+    assert listing.description == "A red sneaker with white stripes, barely worn."
