@@ -280,10 +280,12 @@ def _finish(
             delivery.status = Delivery.DELIVERED
             delivery.delivered_at = timezone.now()
             delivery.last_error = ""
+            _drop_retry(delivery)
             outcome = "delivered"
         elif delivery.attempts >= conf.get("WEBHOOK_MAX_ATTEMPTS"):
             delivery.status = Delivery.FAILED
             delivery.last_error = error
+            _drop_retry(delivery)
             outcome = "failed"
         else:
             backoff = conf.get("WEBHOOK_RETRY_BACKOFF") * 2 ** (delivery.attempts - 1)
@@ -313,7 +315,7 @@ def _schedule_retry(delivery: WebhookDelivery) -> None:
     from django_q.models import Schedule
 
     Schedule.objects.update_or_create(
-        name=f"webhook-{delivery.pk}-retry",
+        name=_retry_name(delivery),
         defaults={
             "func": DELIVER_TASK,
             "args": repr((delivery.pk,)),
@@ -322,6 +324,17 @@ def _schedule_retry(delivery: WebhookDelivery) -> None:
             "next_run": delivery.next_attempt_at,
         },
     )
+
+
+def _drop_retry(delivery: WebhookDelivery) -> None:
+    # Done with: its one-off schedule, if it had one, is no longer needed.
+    from django_q.models import Schedule
+
+    Schedule.objects.filter(name=_retry_name(delivery)).delete()
+
+
+def _retry_name(delivery: WebhookDelivery) -> str:
+    return f"webhook-{delivery.pk}-retry"
 
 
 def webhooks_dispatch_due(*, now: datetime | None = None, limit: int = 500) -> list:

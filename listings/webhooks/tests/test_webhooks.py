@@ -210,6 +210,7 @@ def test_a_delivery_is_signed_retried_after_a_failure_and_never_sent_twice(
     assert first_status == "pending"
     assert retry.next_run == later
     assert retry.func == "listings.webhooks.tasks.deliver_webhook"
+    assert not Schedule.objects.filter(name=retry.name).exists()  # done with
     assert early.outcome == "skipped_pending"
     assert second.outcome == "delivered"
     assert again.outcome == "skipped_delivered"
