@@ -148,6 +148,11 @@ class ListingDetailView(GenericAPIView):
     )
     def patch(self, request, pk: int):
         listing = get_object_or_404(self.get_queryset(), pk=pk)
+        if listing.seller_id != request.user.pk:
+            # Refused before the body is read (the service refuses it too).
+            raise exceptions.PermissionDenied(
+                "Only the listing's seller can change it."
+            )
         serializer = s.ListingUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         changes = dict(serializer.validated_data)

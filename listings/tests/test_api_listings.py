@@ -345,10 +345,12 @@ def test_a_moderator_sees_a_listing_but_cannot_change_or_delete_it(
 
     assert moderator_api.get(path).status_code == 200
     changed = moderator_api.patch(path, {"title": "x"}, format="json")
+    invalid = moderator_api.patch(path, {"title": ""}, format="json")
     deleted = moderator_api.delete(path)
 
     assert changed.status_code == 403
     assert changed.json()["message"] == "Only the listing's seller can change it."
+    assert invalid.status_code == 403
     assert deleted.status_code == 403
     assert deleted.json()["message"] == "Only the listing's seller can delete it."
 

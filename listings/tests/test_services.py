@@ -439,3 +439,17 @@ def test_stored_file_names_come_from_the_bytes_not_the_uploader(queued):
     assert name.startswith(image.content_hash[:32])
     assert name.endswith(".png")
     assert "invoice" not in name
+
+
+def test_listing_update_refuses_anyone_but_the_seller(listing_with_image):
+    from listings.services import ListingNotEditable, listing_update
+    from listings.tests.factories import UserFactory
+
+    with pytest.raises(ListingNotEditable, match="Only the listing's seller can"):
+        listing_update(
+            listing=listing_with_image,
+            actor=UserFactory(username="stranger"),
+            changes={"title": "mine"},
+        )
+    listing_with_image.refresh_from_db()
+    assert listing_with_image.title == "red striped sneaker"
