@@ -360,3 +360,45 @@ def test_the_admin_shows_each_attempt_and_sends_again_on_request(
     assert "The receiver answered HTTP 500." in html
     assert "boom" in html
     assert sent == [delivery.pk]
+
+
+@pytest.mark.django_db
+def test_a_url_that_turned_private_is_refused_at_delivery_and_not_called(
+    seller, settings, monkeypatch
+):
+    monkeypatch.setattr("listings.webhooks.services._queue", lambda pk: None)
+    settings.CLIPMATCH_API = {
+        **settings.CLIPMATCH_API,
+        "WEBHOOK_ALLOW_PRIVATE_HOSTS": False,
+    }
+    # A name, so registration (which does no DNS) lets it through; it resolves to
+    # loopback when the delivery is sent.
+    webhook_endpoint_create(
+        owner=seller, url="http://localtest.invalid/", secret=SECRET
+    )
+    monkeypatch.setattr(
+        "listings.webhooks.services.socket.getaddrinfo",
+        lambda *a, **k: [(2, 1, 6, "", ("127.0.0.1", 80))],
+    )
+    listing = ListingImageFactory(listing__seller=seller).listing
+    with Receiver([200]) as receiver:
+        listing_transition(listing=listing, to_status="held", reason_code="scored_hold")
+        outcome = webhook_deliver(delivery_id=WebhookDelivery.objects.get().pk)
+
+    assert outcome.outcome == "retry"
+    assert outcome.detail == "The URL must not point at a private address."
+    assert receiver.requests == []
+
+
+@pytest.mark.django_db
+def test_only_http_urls_can_be_registered(seller_api):
+    response = seller_api.post(
+        "/api/v1/webhooks/",
+        {"url": "ftp://example.com/hook", "secret": SECRET},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "url": ["The URL must be http:// or https:// with a host."]
+    }
