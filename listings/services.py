@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
+import numpy as np
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -21,7 +22,14 @@ from django.utils import timezone
 from clipmatch import conf
 from clipmatch.engine import ModelLoadError
 from clipmatch.images import UnreadableImage, decode_image, sha256_hex
-from clipmatch.scoring import Assessment, assess, best_chunk_similarity, rank_categories
+from clipmatch.models import ThresholdVersion
+from clipmatch.scoring import (
+    FIELDS,
+    Assessment,
+    assess,
+    best_chunk_similarity,
+    rank_categories,
+)
 from clipmatch.services import (
     ActiveModel,
     category_vectors,
@@ -29,6 +37,7 @@ from clipmatch.services import (
     embeddings_texts,
     model_version_active,
     prompt_templates_for,
+    threshold_version_propose,
 )
 from listings.models import (
     Category,
@@ -72,6 +81,10 @@ VERDICT_STATUS = {
     ListingScore.Verdict.HOLD: Status.HELD,
 }
 SCORE_TASK = "listings.tasks.score_listing"
+
+
+class CalibrationError(Exception):
+    """Not enough or not the right decisions to propose thresholds from."""
 
 
 class TransitionNotAllowed(Exception):
@@ -324,7 +337,7 @@ def _assess(listing: Listing, active: ActiveModel) -> Assessment:
         description_sims=description_sims,
         category_rankings=rankings,
         listed_category=listing.category.name,
-        thresholds=active.thresholds,
+        thresholds=active.thresholds_for(listing.category.name),
     )
 
 
@@ -394,7 +407,8 @@ def _route(
         defaults={
             "verdict": assessment.verdict,
             "similarity": assessment.similarity,
-            "thresholds": active.thresholds.as_dict(),
+            "thresholds": active.thresholds_for(listing.category.name).as_dict(),
+            "threshold_version": active.threshold_version,
             "reasons": reasons,
             "images": assessment.images_as_dicts(),
             "audit_sample": audit,
@@ -639,4 +653,174 @@ def schedules_ensure() -> tuple[object, bool]:
             "minutes": conf.get("RECONCILE_EVERY_MINUTES"),
             "repeats": -1,
         },
+    )
+
+
+RESCORE_BATCH_TASK = "listings.tasks.rescore_batch"
+RESCORE_BATCH_SIZE = 100
+
+
+@dataclass
+class RescoreReport:
+    """What a rescore task did, by outcome."""
+
+    model_version_id: int
+    skipped: str = ""
+    batches: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+def catalog_rescore_queue(
+    *, model_version_id: int, batch_size: int = RESCORE_BATCH_SIZE
+) -> RescoreReport:
+    """Queue batches of the listings not yet scored by the active version.
+
+    Does nothing if another version was activated since: that one queued its own.
+    Safe to run twice: a listing already rescored is no longer stale.
+    """
+    from django_q.tasks import async_task
+
+    from listings.selectors import listings_for_rescore
+
+    report = RescoreReport(model_version_id)
+    active = model_version_active()
+    if active.version.pk != model_version_id:
+        report.skipped = f"{active.version} is active now"
+        return report
+    ids = list(
+        listings_for_rescore(active=active, stale_only=True)
+        .exclude(status=Status.PENDING)
+        .values_list("pk", flat=True)
+    )
+    for start in range(0, len(ids), batch_size):
+        async_task(
+            RESCORE_BATCH_TASK,
+            model_version_id,
+            ids[start : start + batch_size],
+            task_name=f"rescore-{model_version_id}-{start // batch_size}",
+        )
+        report.batches += 1
+    return report
+
+
+def listings_rescore_batch(
+    *, model_version_id: int, listing_ids: list[int]
+) -> RescoreReport:
+    """Rescore listings with the active model, if it is still the given version."""
+    report = RescoreReport(model_version_id)
+    active = model_version_active()
+    if active.version.pk != model_version_id:
+        report.skipped = f"{active.version} is active now"
+        return report
+    for listing_id in listing_ids:
+        outcome = listing_rescore(listing_id=listing_id, active=active).outcome
+        report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
+    return report
+
+
+def _field_scores(score: ListingScore) -> dict[str, float | None]:
+    """A listing's worst similarity per field, as routing saw it."""
+    result: dict[str, float | None] = {}
+    for name in FIELDS:
+        values = [i[name] for i in score.images if i.get(name) is not None]
+        result[name] = min(values) if values else None
+    return result
+
+
+def thresholds_propose_from_decisions(
+    *,
+    target: float = 0.9,
+    pass_target: float = 0.98,
+    min_decisions: int = 30,
+    holdout: float = 0.3,
+) -> ThresholdVersion:
+    """Propose thresholds for the active model from moderators' decisions.
+
+    The oldest decisions choose the cuts, globally and per category where a
+    category has at least `min_decisions` with both labels; the newest `holdout`
+    share is kept aside to show how the cuts do on decisions they never saw.
+    Nothing routes differently until a staff user applies the proposal.
+    """
+    from clipmatch import calibration
+    from listings.selectors import scores_for_calibration
+
+    active = model_version_active()
+    examples = scores_for_calibration(model_version_id=active.version.pk)
+    if len(examples) < 10:
+        raise CalibrationError(
+            f"Only {len(examples)} decided listings were scored by {active.version}; "
+            "at least 10 are needed."
+        )
+    n_fit = len(examples) - max(1, round(len(examples) * holdout))
+    fit, held_out = examples[:n_fit], examples[n_fit:]
+    if {r.label for r, _ in fit} != {0, 1}:
+        raise CalibrationError(
+            "The decisions to calibrate on need both approvals and mismatch rejections."
+        )
+
+    def propose(rows) -> dict:
+        cuts = {}
+        for name in FIELDS:
+            pairs = [(s[name], r.label) for r, s in rows if s[name] is not None]
+            if not pairs:
+                cuts[name] = {"pass": 1.0, "hold": -1.0, "fit": {"n": 0}, "notes": []}
+                continue
+            cuts[name] = calibration.propose(
+                [p[0] for p in pairs],
+                [p[1] for p in pairs],
+                target=target,
+                pass_target=pass_target,
+            )
+        return cuts
+
+    with_fields = [(r, _field_scores(s)) for r, s in fit]
+    global_cuts = propose(with_fields)
+    categories = {}
+    for name in sorted({r.category for r, _ in with_fields}):
+        rows = [(r, s) for r, s in with_fields if r.category == name]
+        if len(rows) >= min_decisions and {r.label for r, _ in rows} == {0, 1}:
+            categories[name] = propose(rows)
+
+    def plain(cuts: dict) -> dict:
+        return {f: {"pass": c["pass"], "hold": c["hold"]} for f, c in cuts.items()}
+
+    thresholds = {
+        **plain(global_cuts),
+        "category_top_k": active.thresholds.category_top_k,
+        "categories": {name: plain(c) for name, c in categories.items()},
+    }
+    held_rows = [(r, _field_scores(s)) for r, s in held_out]
+    held_figures = {}
+    for name in FIELDS:
+        scores, labels = [], []
+        for r, s in held_rows:
+            if s[name] is None:
+                continue
+            cut = thresholds["categories"].get(r.category, thresholds)[name]
+            # Each listing is judged by its own category's cuts, shifted to a
+            # common scale so that one set of figures covers them all.
+            scores.append(s[name] - cut["hold"])
+            labels.append(r.label)
+        held_figures[name] = (
+            calibration.rates(np.asarray(scores), np.asarray(labels), 0.0, np.inf)
+            if scores
+            else {"n": 0}
+        )
+    figures = {
+        "target_precision": target,
+        "pass_precision": pass_target,
+        "min_decisions": min_decisions,
+        "decisions": len(examples),
+        "fit": {"n": len(fit), "until": fit[-1][0].decided_at.isoformat()},
+        "held_out": {
+            "n": len(held_out),
+            "since": held_out[0][0].decided_at.isoformat(),
+            "hold": held_figures,
+        },
+        "global": global_cuts,
+        "categories": categories,
+        "previous": active.thresholds.as_dict(),
+    }
+    return threshold_version_propose(
+        version=active.version, thresholds=thresholds, figures=figures
     )

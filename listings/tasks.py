@@ -17,3 +17,21 @@ def reconcile_scoring() -> dict:
     from listings.services import scoring_reconcile
 
     return asdict(scoring_reconcile())
+
+
+def rescore_catalog(model_version_id: int) -> dict:
+    """Fan a rescore of the catalog out in batches, for a just-activated version."""
+    from listings.services import catalog_rescore_queue
+
+    return asdict(catalog_rescore_queue(model_version_id=model_version_id))
+
+
+def rescore_batch(model_version_id: int, listing_ids: list[int]) -> dict:
+    """Rescore one batch of listings if the version is still the active one."""
+    from listings.services import listings_rescore_batch
+
+    return asdict(
+        listings_rescore_batch(
+            model_version_id=model_version_id, listing_ids=listing_ids
+        )
+    )

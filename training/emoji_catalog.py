@@ -1,6 +1,6 @@
 """A labelled catalog of products that nobody on the team drew: colour emoji.
 
-    python -m training.emoji_catalog --font /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
+    python -m training.emoji_catalog [--font path/to/NotoColorEmoji.ttf]
 
 Google's Noto Color Emoji glyphs of everyday products (shoes, bags, tools,
 instruments...) are rendered with Pillow at random sizes, positions, rotations and

@@ -588,16 +588,20 @@ def finetune(
     train_seconds = time.time() - train_started
 
     tuned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    base_regression_auc = measure(regression.labels, base_regression, 0.0)["roc_auc"]
     candidates = []
     for alpha in config.wise_alphas:
         model.load_state_dict(wise_mix(base_state, tuned_state, alpha))
         scores = similarities(model, tokenizer, val, device)
+        kept = similarities(model, tokenizer, regression, device)
         candidates.append(
-            {"alpha": alpha, "val_roc_auc": measure(val.labels, scores, 0.0)["roc_auc"]}
+            {
+                "alpha": alpha,
+                "val_roc_auc": measure(val.labels, scores, 0.0)["roc_auc"],
+                "regression_roc_auc": measure(regression.labels, kept, 0.0)["roc_auc"],
+            }
         )
-    # The best on validation; among equals, the one closest to the base model.
-    chosen = max(candidates, key=lambda c: (round(c["val_roc_auc"], 6), -c["alpha"]))
-    alpha = chosen["alpha"]
+    alpha = choose_alpha(candidates, base_regression_auc, config.tolerance)
     model.load_state_dict(wise_mix(base_state, tuned_state, alpha))
     val_scores = similarities(model, tokenizer, val, device)
     regression_scores = similarities(model, tokenizer, regression, device)
@@ -673,6 +677,19 @@ def finetune(
     shutil.rmtree(checkpoint_path.parent, ignore_errors=True)
     log(summary(report))
     return report
+
+
+def choose_alpha(candidates: list[dict], base_regression: float, tolerance: float):
+    """The WiSE-FT mix that is best on validation among those that keep the
+    regression set within tolerance (all of them if none does, so that the refusal
+    reports the best the run could do); among equals, the one nearest the base."""
+    kept = [
+        c for c in candidates if base_regression - c["regression_roc_auc"] <= tolerance
+    ]
+    best = max(
+        kept or candidates, key=lambda c: (round(c["val_roc_auc"], 6), -c["alpha"])
+    )
+    return best["alpha"]
 
 
 def _mid(scores: np.ndarray) -> float:
