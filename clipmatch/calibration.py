@@ -5,6 +5,11 @@ rejected as mismatches is the hold's precision on mismatches, and the proposal
 takes the highest hold that reaches the target (catching the most mismatches). A
 listing at or above `pass` is published unseen; `pass` is the lowest cut whose
 passed listings are matches at the pass target. In between: review.
+
+"Reaches" is judged conservatively, by the lower end of a one-sided 95% Wilson
+interval of the precision rather than the precision seen: the cut that just meets
+the target on the decisions it was chosen from would miss it on new decisions
+about half of the time.
 """
 
 from __future__ import annotations
@@ -14,6 +19,17 @@ from collections.abc import Sequence
 import numpy as np
 
 FIELDS = ("title", "description")
+Z = 1.645  # one-sided 95%
+
+
+def wilson_lower(successes: int, n: int, z: float = Z) -> float:
+    """Lower bound of the Wilson score interval of a proportion."""
+    if n == 0:
+        return 0.0
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float((centre - spread) / (1 + z * z / n))
 
 
 def hold_cut(scores: np.ndarray, labels: np.ndarray, target: float) -> float | None:
@@ -27,7 +43,7 @@ def hold_cut(scores: np.ndarray, labels: np.ndarray, target: float) -> float | N
         # Holding the k lowest needs a cut above s[k-1] and at most s[k].
         if k < len(s) and s[k] == s[k - 1]:
             continue
-        if mismatches[k - 1] / k >= target:
+        if wilson_lower(int(mismatches[k - 1]), k) >= target:
             best = float(s[k]) if k < len(s) else float(s[-1]) + 1e-6
     return best
 
@@ -42,7 +58,7 @@ def pass_cut(scores: np.ndarray, labels: np.ndarray, target: float) -> float | N
     for k in range(1, len(s) + 1):
         if k < len(s) and s[k] == s[k - 1]:
             continue
-        if matches[k - 1] / k >= target:
+        if wilson_lower(int(matches[k - 1]), k) >= target:
             best = float(s[k - 1])
     return best
 
@@ -97,8 +113,8 @@ def propose(
         )
     pass_ = max(pass_, hold)
     return {
-        "pass": round(pass_, 6),
-        "hold": round(hold, 6),
-        "fit": rates(s, y, round(hold, 6), round(pass_, 6)),
+        "pass": pass_,
+        "hold": hold,
+        "fit": rates(s, y, hold, pass_),
         "notes": notes,
     }

@@ -38,7 +38,7 @@ REPORT_FILE = "finetune_report.json"
 CHECKPOINT = "checkpoint/state.pt"
 LOSSES = ("contrastive", "bce", "both")
 FREEZE = ("none", "vision", "text", "backbone")
-WISE_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+WISE_ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # Thresholds proposed for the result, from its validation scores (the app's
 # calibrate_thresholds refines them later from moderators' decisions).
 HOLD_MATCH_QUANTILE = 0.02

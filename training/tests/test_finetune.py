@@ -111,7 +111,7 @@ def test_the_wise_ft_mix_is_the_best_on_validation(tiny_clip_dir, catalog, tmp_p
     )
 
     candidates = report["wise_ft"]["candidates"]
-    assert [c["alpha"] for c in candidates] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert [c["alpha"] for c in candidates] == [n / 10 for n in range(11)]
     tuned = [c for c in candidates if c["alpha"] > 0]
     best = max(c["val_roc_auc"] for c in tuned)
     chosen = next(c for c in candidates if c["alpha"] == report["wise_ft"]["alpha"])
@@ -159,8 +159,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(
     resumed = finetune(interrupted, resume=True, progress=False, log=lines.append)
 
     assert lines[1] == (
-        f"resumed from {tmp_path / 'resumed' / 'checkpoint' / 'state.pt'} "
-        "after epoch 2"
+        f"resumed from {tmp_path / 'resumed' / 'checkpoint' / 'state.pt'} after epoch 2"
     )
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     a = load_file(tmp_path / "straight" / "model.safetensors")
