@@ -64,7 +64,7 @@ class FinetuneConfig:
     replay_n: int = 1000
     epochs: int = 3
     batch_size: int = 32
-    lr: float = 5e-5
+    lr: float = 2e-4
     weight_decay: float = 0.1
     warmup: float = 0.1
     loss: str = "both"

@@ -191,3 +191,19 @@ def test_clip_batch_test_scores_with_a_registered_version(second_model, tmp_path
     assert report["model_version"] == second_model.version
     assert report["n"] == 2
     assert report["threshold"] == 0.5
+
+
+def test_clip_info_shows_the_activated_version_not_the_settings_model(
+    tiny_clip_dir, use_model, second_model, staff
+):
+    use_model(tiny_clip_dir, PASS_ALL)
+    model_version_activate(version=second_model, actor=staff)
+    out = StringIO()
+
+    call_command("clip_info", "--json", "--no-load", stdout=out)
+
+    info = json.loads(out.getvalue())
+    assert info["model"] == second_model.source
+    assert info["version"] == second_model.version
+    assert info["activated"] is True
+    assert info["threshold_version"] is None
