@@ -95,7 +95,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return "No labelled scores were recorded for this version."
         return distribution_svg(histogram, obj.thresholds.get("title", {}))
 
-    @admin.action(description="Activate (new scores use it; rescore the catalog)")
+    @admin.action(
+        description="Activate (new scores use it; rescore the catalog)",
+        permissions=["change"],
+    )
     def activate(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(
@@ -132,7 +135,10 @@ class ThresholdVersionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Apply (scores from now on use these thresholds)")
+    @admin.action(
+        description="Apply (scores from now on use these thresholds)",
+        permissions=["change"],
+    )
     def apply(self, request, queryset):
         for proposal in queryset:
             try:

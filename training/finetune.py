@@ -569,6 +569,8 @@ def finetune(
         )
         for batch in bar:
             loss = _step_loss(model, tokenizer, bias, train, batch, config.loss, device)
+            if not loss.requires_grad:  # contrastive only, under two matches
+                continue
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -580,6 +582,11 @@ def finetune(
         bar.close()
         val_scores = similarities(model, tokenizer, val, device)
         val_auc = measure(val.labels, val_scores, 0.0)["roc_auc"]
+        if not running:
+            raise FinetuneError(
+                f"Epoch {epoch + 1} had no batch with a loss: with --loss "
+                "contrastive a batch needs at least two matching pairs."
+            )
         state.epoch = epoch + 1
         state.history.append(
             {

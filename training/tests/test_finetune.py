@@ -236,3 +236,41 @@ def test_a_bad_csv_is_refused_with_the_row_and_the_problem(tmp_path, content, me
 
     assert str(caught.value).startswith(f"training data: {path}")
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("loss", "how", "frozen", "trained"),
+    [
+        ("contrastive", "vision", "vision_model.", "text_model."),
+        ("bce", "text", "text_model.", "vision_model."),
+        ("both", "backbone", "vision_model.embeddings.", "visual_projection."),
+    ],
+)
+def test_frozen_parts_keep_the_base_weights_and_the_rest_learns(
+    tiny_clip_dir, catalog, tmp_path, loss, how, frozen, trained
+):
+    from safetensors.torch import load_file
+
+    base = load_file(tiny_clip_dir / "model.safetensors")
+    report = finetune(
+        config(
+            tiny_clip_dir,
+            catalog,
+            tmp_path / "out",
+            epochs=1,
+            loss=loss,
+            freeze=how,
+            trainable_blocks=1,
+            wise_alphas=(1.0,),
+        ),
+        progress=False,
+        log=quiet,
+    )
+    tuned = load_file(tmp_path / "out" / "model.safetensors")
+
+    frozen_keys = [k for k in base if k.startswith(frozen)]
+    trained_keys = [k for k in base if k.startswith(trained)]
+    assert frozen_keys and trained_keys
+    assert all(base[k].equal(tuned[k]) for k in frozen_keys)
+    assert any(not base[k].equal(tuned[k]) for k in trained_keys)
+    assert report["config"]["loss"] == loss
