@@ -77,8 +77,10 @@ def seed_catalog(n_decided: int, n_open: int):
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_from_decisions_finetune_register_activate_and_the_worker_rescores(
-    use_model, tiny_clip_dir, qcluster, tmp_path
+    use_model, tiny_clip_dir, qcluster, tmp_path, queued
 ):
+    # Seeding scores in this process (queued keeps the worker out of it); the
+    # worker's part is the rescore that activation queues.
     use_model(tiny_clip_dir, REVIEW_ALL)
     old = model_version_active().version
     decided, still_open = seed_catalog(n_decided=48, n_open=6)
