@@ -13,6 +13,7 @@ from clipmatch.models import ModelAuditEntry, ModelVersion, ThresholdVersion
 from clipmatch.services import (
     ModelVersionError,
     model_version_activate,
+    model_version_shadow,
     threshold_version_apply,
 )
 
@@ -54,23 +55,32 @@ def _fmt(value) -> str:
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["version", "active", "val_roc_auc", "activated_at", "created_at"]
+    list_display = [
+        "version",
+        "active",
+        "is_shadow",
+        "val_roc_auc",
+        "activated_at",
+        "created_at",
+    ]
     list_select_related = ["activated_by"]
     readonly_fields = [
         "name",
         "source",
         "fingerprint",
         "is_active",
+        "is_shadow",
         "activated_at",
         "activated_by",
         "metrics_table",
         "distribution",
+        "shadow_figures",
         "thresholds",
         "metrics",
         "created_at",
     ]
     exclude = ["report"]
-    actions = ["activate"]
+    actions = ["activate", "shadow"]
 
     def has_add_permission(self, request):
         return False
@@ -94,6 +104,44 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if not histogram:
             return "No labelled scores were recorded for this version."
         return distribution_svg(histogram, obj.thresholds.get("title", {}))
+
+    @admin.display(description="Shadow scores compared with the active ones")
+    def shadow_figures(self, obj: ModelVersion) -> str:
+        from listings.selectors import shadow_comparison
+
+        figures = shadow_comparison(candidate_id=obj.pk)
+        if not figures["compared"]:
+            return "-"
+        verdicts = format_html_join(", ", "{}: {}", sorted(figures["verdicts"].items()))
+        table = _metrics_table(figures.get("labelled", {}))
+        return format_html(
+            "{} listings; verdicts (active->candidate) {}<br>{}",
+            figures["compared"],
+            verdicts,
+            table,
+        )
+
+    @admin.action(
+        description="Score in shadow (beside the active model, never routing)",
+        permissions=["change"],
+    )
+    def shadow(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(
+                request,
+                "Select exactly one version to score in shadow.",
+                messages.ERROR,
+            )
+            return
+        version = queryset.get()
+        try:
+            model_version_shadow(version=version, actor=request.user)
+        except (ModelVersionError, ModelLoadError) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(
+            request, f"{version} scores in shadow; the catalog is queued for it."
+        )
 
     @admin.action(
         description="Activate (new scores use it; rescore the catalog)",

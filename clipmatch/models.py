@@ -12,7 +12,8 @@ class ModelVersion(models.Model):
     """One exact model (its weights' fingerprint) and its shipped thresholds.
 
     At most one row is active (a database constraint); while none is, the model
-    named in settings (CLIPMATCH_MODEL) scores.
+    named in settings (CLIPMATCH_MODEL) scores. At most one other row scores in
+    shadow: stored beside the active score, never routing.
     """
 
     name = models.CharField(max_length=200)
@@ -24,6 +25,11 @@ class ModelVersion(models.Model):
         default=dict, blank=True, help_text="The fine-tuning run that made it."
     )
     is_active = models.BooleanField(default=False, editable=False)
+    is_shadow = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Scores beside the active model, never routing.",
+    )
     activated_at = models.DateTimeField(null=True, blank=True, editable=False)
     activated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -44,6 +50,15 @@ class ModelVersion(models.Model):
                 fields=["is_active"],
                 condition=Q(is_active=True),
                 name="one_active_model_version",
+            ),
+            models.UniqueConstraint(
+                fields=["is_shadow"],
+                condition=Q(is_shadow=True),
+                name="one_shadow_model_version",
+            ),
+            models.CheckConstraint(
+                condition=~(Q(is_active=True) & Q(is_shadow=True)),
+                name="active_model_version_is_not_shadow",
             ),
         ]
         ordering = ["-created_at"]
@@ -134,6 +149,7 @@ class ModelAuditEntry(models.Model):
     class Action(models.TextChoices):
         REGISTERED = "registered", "Registered"
         ACTIVATED = "activated", "Activated"
+        SHADOWED = "shadowed", "Set to score in shadow"
         THRESHOLDS_APPLIED = "thresholds_applied", "Thresholds applied"
 
     action = models.CharField(max_length=20, choices=Action.choices)

@@ -25,6 +25,7 @@ from clipmatch.models import Embedding, ModelAuditEntry, ModelVersion, Threshold
 from clipmatch.scoring import Thresholds, ensemble
 
 RESCORE_TASK = "listings.tasks.rescore_catalog"
+SHADOW_TASK = "listings.tasks.shadow_catalog"
 
 
 def text_hash(text: str) -> str:
@@ -202,12 +203,18 @@ def model_version_activate(*, version: ModelVersion, actor) -> ModelAuditEntry:
         previous = ModelVersion.objects.filter(is_active=True).first()
         ModelVersion.objects.filter(is_active=True).update(is_active=False)
         current.is_active = True
+        current.is_shadow = False
         current.activated_at = timezone.now()
         current.activated_by = actor
         try:
             with transaction.atomic():
                 current.save(
-                    update_fields=["is_active", "activated_at", "activated_by"]
+                    update_fields=[
+                        "is_active",
+                        "is_shadow",
+                        "activated_at",
+                        "activated_by",
+                    ]
                 )
         except IntegrityError as exc:  # another activation won the race
             raise ModelVersionError(
@@ -222,6 +229,49 @@ def model_version_activate(*, version: ModelVersion, actor) -> ModelAuditEntry:
         transaction.on_commit(partial(_queue_rescore, current.pk), robust=True)
     version.refresh_from_db()
     return entry
+
+
+def model_version_shadow(*, version: ModelVersion, actor) -> ModelAuditEntry:
+    """Let a candidate score every listing scored from now on (and, queued after
+    the commit, the current catalog) beside the active model, without routing."""
+    if actor is None or not actor.is_staff:
+        raise ModelVersionError("Only a staff user can set a shadow model.")
+    source_for_version(version)
+    with transaction.atomic():
+        current = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if current.is_active:
+            raise ModelVersionError(
+                f"{current} is the active version, not a candidate."
+            )
+        if current.is_shadow:
+            raise ModelVersionError(f"{current} already scores in shadow.")
+        ModelVersion.objects.filter(is_shadow=True).update(is_shadow=False)
+        current.is_shadow = True
+        current.save(update_fields=["is_shadow"])
+        entry = ModelAuditEntry.objects.create(
+            action=ModelAuditEntry.Action.SHADOWED, model_version=current, actor=actor
+        )
+        transaction.on_commit(partial(_queue_shadow_catalog, current.pk), robust=True)
+    version.refresh_from_db()
+    return entry
+
+
+def model_version_shadowing() -> ActiveModel | None:
+    """The candidate scoring in shadow with its thresholds, or None."""
+    version = ModelVersion.objects.filter(is_shadow=True).first()
+    if version is None:
+        return None
+    return ActiveModel(
+        source=source_for_version(version),
+        version=version,
+        thresholds=_row_thresholds(version),
+    )
+
+
+def _queue_shadow_catalog(version_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task(SHADOW_TASK, version_id, task_name=f"shadow-catalog-{version_id}")
 
 
 def _queue_rescore(version_id: int) -> None:

@@ -155,6 +155,9 @@ class ListingScore(models.Model):
     reasons = models.JSONField(default=list)
     images = models.JSONField(default=list, help_text="Per-image evidence.")
     audit_sample = models.BooleanField(default=False)
+    shadow = models.BooleanField(
+        default=False, help_text="By a candidate model in shadow: never routes."
+    )
     computed_at = models.DateTimeField()
 
     class Meta:

@@ -118,3 +118,43 @@ def scores_for_calibration(
         if r.score_id in scores
         and scores[r.score_id].model_version_id == model_version_id
     ]
+
+
+def shadow_comparison(*, candidate_id: int) -> dict:
+    """How a candidate's shadow scores compare with the scores that routed the
+    same content: verdicts side by side, and on moderators' labels, both models'
+    ROC-AUC and precision/recall at their own pass thresholds."""
+    from clipmatch.evaluation import binary_metrics
+
+    shadow_scores = ListingScore.objects.filter(
+        model_version_id=candidate_id, shadow=True
+    ).select_related("listing__score")
+    verdicts: dict[str, int] = {}
+    by_listing = {}
+    for shadow in shadow_scores:
+        routed = shadow.listing.score
+        if routed is None or routed.content_hash != shadow.content_hash:
+            continue
+        key = f"{routed.verdict}->{shadow.verdict}"
+        verdicts[key] = verdicts.get(key, 0) + 1
+        by_listing[shadow.listing_id] = (routed, shadow)
+    labelled = [
+        (r.label, *by_listing[r.listing_id])
+        for r in listings_labelled_by_decisions()
+        if r.listing_id in by_listing
+    ]
+    result = {"compared": len(by_listing), "verdicts": dict(sorted(verdicts.items()))}
+    if len({label for label, _, _ in labelled}) == 2:
+        labels = [label for label, _, _ in labelled]
+        result["labelled"] = {
+            name: binary_metrics(
+                labels,
+                [x.similarity for x in scores],
+                scores[0].thresholds["title"]["pass"],
+            )
+            for name, scores in (
+                ("active", [routed for _, routed, _ in labelled]),
+                ("candidate", [shadow for _, _, shadow in labelled]),
+            )
+        }
+    return result

@@ -16,13 +16,13 @@ import numpy as np
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from clipmatch import conf
 from clipmatch.engine import ModelLoadError
 from clipmatch.images import UnreadableImage, decode_image, sha256_hex
-from clipmatch.models import ThresholdVersion
+from clipmatch.models import ModelVersion, ThresholdVersion
 from clipmatch.scoring import (
     FIELDS,
     Assessment,
@@ -36,6 +36,7 @@ from clipmatch.services import (
     embeddings_images,
     embeddings_texts,
     model_version_active,
+    model_version_shadowing,
     prompt_templates_for,
     threshold_version_propose,
 )
@@ -380,6 +381,8 @@ def _finish_scored(
             listing, active, assessment, attempt.content_hash, audit, now
         )
         _close(attempt, ScoringAttempt.Outcome.SCORED, now)
+        if ModelVersion.objects.filter(is_shadow=True).exists():
+            transaction.on_commit(partial(_queue_shadow, listing.pk), robust=True)
     return ScoreOutcome(listing.pk, "scored", to_status)
 
 
@@ -409,6 +412,7 @@ def _route(
             "similarity": assessment.similarity,
             "thresholds": active.thresholds_for(listing.category.name).as_dict(),
             "threshold_version": active.threshold_version,
+            "shadow": False,
             "reasons": reasons,
             "images": assessment.images_as_dicts(),
             "audit_sample": audit,
@@ -824,3 +828,102 @@ def thresholds_propose_from_decisions(
     return threshold_version_propose(
         version=active.version, thresholds=thresholds, figures=figures
     )
+
+
+SHADOW_SCORE_TASK = "listings.tasks.score_shadow"
+SHADOW_BATCH_TASK = "listings.tasks.shadow_batch"
+
+
+def _queue_shadow(listing_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task(SHADOW_SCORE_TASK, listing_id, task_name=f"shadow-{listing_id}")
+
+
+def listing_score_shadow(
+    *, listing_id: int, shadow: ActiveModel | None = None
+) -> ScoreOutcome:
+    """Score a routed listing's content with the shadow candidate and store it
+    beside the active score. Never routes; safe to repeat (one score per content
+    and model). A candidate whose files are gone raises, touching nothing."""
+    shadow = shadow or model_version_shadowing()
+    if shadow is None:
+        return ScoreOutcome(listing_id, "no_shadow")
+    listing = Listing.objects.select_related("category").filter(pk=listing_id).first()
+    if listing is None:
+        return ScoreOutcome(listing_id, "missing")
+    if listing.status == Status.PENDING or not listing.content_hash:
+        return ScoreOutcome(listing_id, "not_routed", listing.status)
+    content_hash = listing.content_hash
+    if ListingScore.objects.filter(
+        listing=listing, content_hash=content_hash, model_version=shadow.version
+    ).exists():
+        return ScoreOutcome(listing_id, "exists", listing.status)
+    try:
+        assessment = _assess(listing, shadow)
+    except UnreadableImage as exc:
+        return ScoreOutcome(listing_id, "failed", listing.status, str(exc))
+    ListingScore.objects.get_or_create(
+        listing=listing,
+        content_hash=content_hash,
+        model_version=shadow.version,
+        defaults={
+            "verdict": assessment.verdict,
+            "similarity": assessment.similarity,
+            "thresholds": shadow.thresholds_for(listing.category.name).as_dict(),
+            "reasons": assessment.reasons,
+            "images": assessment.images_as_dicts(),
+            "shadow": True,
+            "computed_at": timezone.now(),
+        },
+    )
+    return ScoreOutcome(listing_id, "shadow_scored", listing.status)
+
+
+def shadow_catalog_queue(
+    *, model_version_id: int, batch_size: int = RESCORE_BATCH_SIZE
+) -> RescoreReport:
+    """Queue shadow scoring, in batches, of routed listings the candidate has not
+    scored yet; nothing if it is no longer the shadow model."""
+    from django_q.tasks import async_task
+
+    report = RescoreReport(model_version_id)
+    shadow = ModelVersion.objects.filter(is_shadow=True).first()
+    if shadow is None or shadow.pk != model_version_id:
+        report.skipped = "not the shadow model any more"
+        return report
+    done = ListingScore.objects.filter(
+        model_version=shadow,
+        listing=OuterRef("pk"),
+        content_hash=OuterRef("content_hash"),
+    )
+    ids = list(
+        Listing.objects.exclude(status=Status.PENDING)
+        .exclude(Exists(done))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for start in range(0, len(ids), batch_size):
+        async_task(
+            SHADOW_BATCH_TASK,
+            model_version_id,
+            ids[start : start + batch_size],
+            task_name=f"shadow-{model_version_id}-{start // batch_size}",
+        )
+        report.batches += 1
+    return report
+
+
+def listings_shadow_batch(
+    *, model_version_id: int, listing_ids: list[int]
+) -> RescoreReport:
+    """Shadow-score listings if the version is still the shadow model."""
+    report = RescoreReport(model_version_id)
+    shadow = model_version_shadowing()
+    if shadow is None or shadow.version.pk != model_version_id:
+        report.skipped = "not the shadow model any more"
+        return report
+    for listing_id in listing_ids:
+        outcome = listing_score_shadow(listing_id=listing_id, shadow=shadow).outcome
+        report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
+    return report

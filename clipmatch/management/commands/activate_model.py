@@ -5,7 +5,11 @@ from django.core.management.base import BaseCommand, CommandError
 
 from clipmatch.engine import ModelLoadError
 from clipmatch.models import ModelVersion
-from clipmatch.services import ModelVersionError, model_version_activate
+from clipmatch.services import (
+    ModelVersionError,
+    model_version_activate,
+    model_version_shadow,
+)
 
 
 class Command(BaseCommand):
@@ -20,6 +24,11 @@ class Command(BaseCommand):
         parser.add_argument("--by", required=True, help="A staff username.")
         parser.add_argument(
             "--yes", action="store_true", help="Do not ask for confirmation."
+        )
+        parser.add_argument(
+            "--shadow",
+            action="store_true",
+            help="Score in shadow instead: beside the active model, never routing.",
         )
 
     def handle(self, *args, **options):
@@ -37,7 +46,18 @@ class Command(BaseCommand):
         actor = get_user_model().objects.filter(username=options["by"]).first()
         if actor is None:
             raise CommandError(f"No user {options['by']!r}.")
-        if not options["yes"] and options["interactive"] is not False:
+        if options["shadow"]:
+            try:
+                model_version_shadow(version=version, actor=actor)
+            except (ModelVersionError, ModelLoadError) as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"{version} scores in shadow; the catalog is queued for it."
+                )
+            )
+            return
+        if not options["yes"]:
             answer = input(f"Activate {version} and rescore the catalog? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
                 raise CommandError("Nothing changed.")
