@@ -34,7 +34,7 @@ from training.pairs import Pair, PairsError, open_images, read_pairs
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 META_FILE = "clipmatch.json"
-REPORT_FILE = "finetune_report.json"
+REPORT_FILE = "finetune_report.json"  # clipmatch.engine leaves it out of versions
 CHECKPOINT = "checkpoint/state.pt"
 LOSSES = ("contrastive", "bce", "both")
 FREEZE = ("none", "vision", "text", "backbone")
