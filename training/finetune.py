@@ -23,6 +23,7 @@ import math
 import random
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -181,27 +182,36 @@ def prepare(pairs: list[Pair], processor) -> PairSet:
     )
 
 
-def regression_csv_default(n: int) -> Path:
-    """A held-out split of the synthetic catalog, written once under training/data."""
-    from training.catalog import HELDOUT_SEED, write_catalog_csv
+def _cached_catalog(name: str, n: int, seed: int) -> Path:
+    """A synthetic catalog CSV under training/data, written once and only ever
+    seen whole: it is written aside and moved into place, so an interrupted
+    writer never leaves a short catalog behind for the next run."""
+    from training.catalog import write_catalog_csv
 
-    folder = DATA_DIR / f"regression-heldout-n{n}"
+    folder = DATA_DIR / name
     csv_path = folder / "catalog.csv"
     if not csv_path.exists():
-        write_catalog_csv(folder, n=n, seed=HELDOUT_SEED, size=128)
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=DATA_DIR))
+        write_catalog_csv(partial, n=n, seed=seed, size=128)
+        try:
+            partial.rename(folder)
+        except OSError:  # another run finished first: keep its copy
+            shutil.rmtree(partial, ignore_errors=True)
     return csv_path
+
+
+def regression_csv_default(n: int) -> Path:
+    """A held-out split of the synthetic catalog (the default regression set)."""
+    from training.catalog import HELDOUT_SEED
+
+    return _cached_catalog(f"regression-heldout-n{n}", n, HELDOUT_SEED)
 
 
 def replay_csv_default(n: int) -> Path:
-    """Pairs from the synthetic catalog's training seeds, written once: rehearsal
-    data from the domain of the default regression set, disjoint from it."""
-    from training.catalog import write_catalog_csv
-
-    folder = DATA_DIR / f"replay-train-seed0-n{n}"
-    csv_path = folder / "catalog.csv"
-    if not csv_path.exists():
-        write_catalog_csv(folder, n=n, seed=0, size=128)
-    return csv_path
+    """Pairs from the synthetic catalog's training seeds: rehearsal data from the
+    domain of the default regression set, disjoint from it."""
+    return _cached_catalog(f"replay-train-seed0-n{n}", n, 0)
 
 
 def mine_negatives(data: PairSet, rng: random.Random, per_positive: int) -> list[int]:

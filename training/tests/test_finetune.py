@@ -274,3 +274,16 @@ def test_frozen_parts_keep_the_base_weights_and_the_rest_learns(
     assert all(base[k].equal(tuned[k]) for k in frozen_keys)
     assert any(not base[k].equal(tuned[k]) for k in trained_keys)
     assert report["config"]["loss"] == loss
+
+
+def test_a_cached_synthetic_catalog_is_only_ever_seen_whole(tmp_path, monkeypatch):
+    from training import finetune as program
+
+    monkeypatch.setattr(program, "DATA_DIR", tmp_path)
+    (tmp_path / ".replay-train-seed0-n3-leftover").mkdir()  # a writer that died
+
+    path = program.replay_csv_default(3)
+
+    assert path == tmp_path / "replay-train-seed0-n3" / "catalog.csv"
+    assert len(path.read_text().splitlines()) == 4  # header and 3 pairs
+    assert program.replay_csv_default(3) == path
