@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
-import numpy as np
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -731,6 +730,36 @@ def _field_scores(score: ListingScore) -> dict[str, float | None]:
     return result
 
 
+def _judged(rows, thresholds: dict, fields: list[str]) -> dict:
+    """How cuts sort decided listings, each by its own category's cuts: held when
+    any of the fields is below its hold, passed when all are at or above pass."""
+    held = passed = held_mismatches = passed_matches = mismatches = n = 0
+    for row, scores in rows:
+        cuts = thresholds["categories"].get(row.category, thresholds)
+        present = [f for f in fields if scores[f] is not None]
+        if not present:
+            continue
+        n += 1
+        mismatches += row.label == 0
+        if any(scores[f] < cuts[f]["hold"] for f in present):
+            held += 1
+            held_mismatches += row.label == 0
+        elif all(scores[f] >= cuts[f]["pass"] for f in present):
+            passed += 1
+            passed_matches += row.label == 1
+    return {
+        "n": n,
+        "mismatches": mismatches,
+        "held": held,
+        "review": n - held - passed,
+        "passed": passed,
+        "hold_precision": held_mismatches / held if held else None,
+        "hold_recall": held_mismatches / mismatches if mismatches else None,
+        "pass_precision": passed_matches / passed if passed else None,
+        "mismatches_passed": passed - passed_matches,
+    }
+
+
 def thresholds_propose_from_decisions(
     *,
     target: float = 0.9,
@@ -794,22 +823,8 @@ def thresholds_propose_from_decisions(
         "categories": {name: plain(c) for name, c in categories.items()},
     }
     held_rows = [(r, _field_scores(s)) for r, s in held_out]
-    held_figures = {}
-    for name in FIELDS:
-        scores, labels = [], []
-        for r, s in held_rows:
-            if s[name] is None:
-                continue
-            cut = thresholds["categories"].get(r.category, thresholds)[name]
-            # Each listing is judged by its own category's cuts, shifted to a
-            # common scale so that one set of figures covers them all.
-            scores.append(s[name] - cut["hold"])
-            labels.append(r.label)
-        held_figures[name] = (
-            calibration.rates(np.asarray(scores), np.asarray(labels), 0.0, np.inf)
-            if scores
-            else {"n": 0}
-        )
+    held_figures = {name: _judged(held_rows, thresholds, [name]) for name in FIELDS}
+    held_figures["listing"] = _judged(held_rows, thresholds, list(FIELDS))
     figures = {
         "target_precision": target,
         "pass_precision": pass_target,

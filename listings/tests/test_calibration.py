@@ -167,6 +167,7 @@ def test_the_proposal_reaches_its_target_precision_on_held_out_decisions(decisio
     assert figures["hold"]["title"]["held"] == len(held)
     assert figures["hold"]["title"]["hold_precision"] == pytest.approx(precision)
     assert precision >= 0.9
+    assert figures["hold"]["listing"]["hold_precision"] == pytest.approx(precision)
     assert len(mismatches) / len(all_mismatches) >= 0.5  # it does hold mismatches
     assert (
         thresholds["categories"]["mug"]["title"]["hold"] > thresholds["title"]["hold"]
