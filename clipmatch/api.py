@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from clipmatch.models import ModelVersion
+from clipmatch.services import ModelVersionError, model_version_activate
+from listings.api.errors import Conflict
 from listings.api.permissions import IsModeratorOrStaff
 
 
@@ -25,6 +32,9 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "fingerprint",
             "thresholds",
             "metrics",
+            "is_active",
+            "is_shadow",
+            "activated_at",
             "created_at",
         ]
         read_only_fields = fields
@@ -50,3 +60,38 @@ class ModelVersionDetailView(RetrieveAPIView):
     serializer_class = ModelVersionSerializer
     permission_classes = [IsModeratorOrStaff]
     queryset = ModelVersion.objects.all()
+
+
+class CanActivateModels(BasePermission):
+    """Staff who may change model versions, as the admin's activate action asks."""
+
+    message = "Only staff who may change model versions can activate one."
+
+    def has_permission(self, request, view):
+        user = request.user
+        return bool(
+            user
+            and user.is_authenticated
+            and user.is_staff
+            and user.has_perm("clipmatch.change_modelversion")
+        )
+
+
+class ModelVersionActivateView(APIView):
+    """Make this version the one new scores use; the catalog is rescored after."""
+
+    permission_classes = [CanActivateModels]
+
+    @extend_schema(
+        request=None,
+        responses={200: ModelVersionSerializer},
+        extensions={"x-extra-errors": ["409"]},
+    )
+    def post(self, request, pk: int):
+        version = get_object_or_404(ModelVersion, pk=pk)
+        try:
+            model_version_activate(version=version, actor=request.user)
+        except ModelVersionError as exc:
+            raise Conflict(str(exc)) from exc
+        version.refresh_from_db()
+        return Response(ModelVersionSerializer(version).data)

@@ -22,6 +22,8 @@ from clipmatch import conf
 logger = logging.getLogger(__name__)
 
 META_FILE = "clipmatch.json"
+# About a model, not part of it: a fine-tuning run's report (timings and all).
+NOT_WEIGHTS = (META_FILE, "finetune_report.json")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
 
 
@@ -58,12 +60,15 @@ def resolve_model(ref: str) -> ModelSource:
 
 
 def _local_source(ref: str, path: Path) -> ModelSource:
-    # clipmatch.json (thresholds, metrics) is about the model, not part of it: editing
-    # it must not make a new version, or cached embeddings would be thrown away.
+    # clipmatch.json (thresholds, metrics) and a fine-tuning report are about the
+    # model, not part of it: editing them must not make a new version, or cached
+    # embeddings would be thrown away; equal weights are one version.
     files = sorted(
         p
         for p in path.rglob("*")
-        if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES) and p.name != META_FILE
+        if p.is_file()
+        and p.name.endswith(WEIGHT_SUFFIXES)
+        and p.name not in NOT_WEIGHTS
     )
     if not (path / "config.json").exists():
         raise ModelLoadError(

@@ -13,31 +13,16 @@ SERIES_COLOURS = {
     "mismatch": "#cf222e",
 }
 LINE_COLOURS = {"pass": "#1a7f37", "hold": "#cf222e"}
+FONT = 'font-family="system-ui,sans-serif" font-size="11"'
 
 
-def histogram_svg(
-    series: dict[str, list[float]],
-    *,
-    lines: dict[str, float] | None = None,
-    bins: int = 30,
-    width: int = 640,
-    height: int = 220,
-    x_label: str = "similarity",
-) -> SafeString:
-    """Stacked histograms of several series on one axis, with vertical lines.
-
-    ``series`` maps a label to its values, ``lines`` a label to an x position
-    (thresholds). Returns an inline <svg> element.
-    """
-    values = [v for vs in series.values() for v in vs]
-    marks = list((lines or {}).values())
-    if not values:
-        return mark_safe(
-            f'<svg class="chart" width="{width}" height="40" role="img">'
-            '<text x="8" y="24" fill="#57606a">No scores yet.</text></svg>'
-        )
-    low = min(values + marks)
-    high = max(values + marks)
+def bin_series(
+    series: dict[str, list[float]], *, bins: int = 30, extra: tuple[float, ...] = ()
+) -> tuple[dict[str, list[int]], list[float]]:
+    """Count each series on shared bins that also span the ``extra`` positions
+    (thresholds to draw). Returns the counts per series and the bin edges."""
+    values = [v for vs in series.values() for v in vs] + list(extra)
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
     if high - low < 1e-6:
         low, high = low - 0.05, high + 0.05
     pad = (high - low) * 0.03
@@ -47,24 +32,52 @@ def histogram_svg(
     for label, vs in series.items():
         for v in vs:
             counts[label][min(int((v - low) / step), bins - 1)] += 1
-    tallest = max(sum(counts[label][i] for label in series) for i in range(bins))
-    left, right, top, bottom = 40, 12, 22, 34
+    return counts, [low + step * i for i in range(bins + 1)]
+
+
+def histogram_svg(
+    counts: dict[str, list[int]],
+    edges: list[float],
+    *,
+    lines: dict[str, float] | None = None,
+    share: bool = False,
+    x_label: str = "similarity",
+    width: int = 640,
+    height: int = 220,
+) -> SafeString:
+    """Overlaid histograms on shared bins, with labelled vertical lines.
+
+    ``counts`` maps a series label to its count per bin (``len(edges) - 1``);
+    with ``share`` each series is drawn as its share of its own total, so that a
+    small class is as visible as a large one. ``lines`` maps a label (e.g. "hold",
+    "pass") to an x position.
+    """
+    lines = {k: float(v) for k, v in (lines or {}).items()}
+    if not any(sum(c) for c in counts.values()):
+        return mark_safe(
+            f'<svg class="chart" width="{width}" height="40" role="img" {FONT}>'
+            '<text x="8" y="24" fill="#57606a">No scores yet.</text></svg>'
+        )
+    low = min([edges[0], *lines.values()])
+    high = max([edges[-1], *lines.values()])
+    left, right, top, bottom = 40, 12, 34, 34
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def x(value: float) -> float:
         return left + (value - low) / (high - low) * plot_w
 
-    def y(count: float) -> float:
-        return top + plot_h - count / tallest * plot_h
+    def heights(label: str) -> list[float]:
+        total = sum(counts[label]) if share else 1
+        return [c / max(total, 1) for c in counts[label]]
 
+    tallest = max(max(heights(label)) for label in counts) or 1.0
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" '
-        f'height="{height}" role="img" xmlns="http://www.w3.org/2000/svg" '
-        'font-family="system-ui,sans-serif" font-size="11">',
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" '
-        f'y2="{top + plot_h}" stroke="#8c959f"/>',
-        f'<text x="{left - 6}" y="{top + 4}" text-anchor="end" fill="#57606a">'
-        f"{tallest}</text>",
+        f'height="{height}" role="img" xmlns="http://www.w3.org/2000/svg" {FONT}>',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" '
+        'fill="#f6f8fa"/>',
+        f'<text x="{left - 6}" y="{top + 8}" text-anchor="end" fill="#57606a">'
+        f"{f'{tallest:.0%}' if share else int(tallest)}</text>",
         f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" '
         'fill="#57606a">0</text>',
     ]
@@ -78,40 +91,38 @@ def histogram_svg(
         f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" text-anchor="middle" '
         f'fill="#57606a">{escape(x_label)}</text>'
     )
-    bar_w = plot_w / bins
-    for i in range(bins):
-        base = 0
-        for label in series:
-            n = counts[label][i]
-            if not n:
+    for label in counts:
+        colour = SERIES_COLOURS.get(label, "#6e7781")
+        for i, h in enumerate(heights(label)):
+            if not counts[label][i]:
                 continue
-            colour = SERIES_COLOURS.get(label, "#6e7781")
+            bar = h / tallest * plot_h
+            x0, x1 = x(edges[i]), x(edges[i + 1])
             parts.append(
-                f'<rect x="{left + i * bar_w + 0.5:.1f}" y="{y(base + n):.1f}" '
-                f'width="{max(bar_w - 1, 1):.1f}" height="{y(base) - y(base + n):.1f}" '
-                f'fill="{colour}" opacity="0.75"><title>{escape(label)}: {n}</title>'
-                "</rect>"
+                f'<rect x="{x0 + 0.5:.1f}" y="{top + plot_h - bar:.1f}" '
+                f'width="{max(x1 - x0 - 1, 0.5):.1f}" height="{bar:.1f}" '
+                f'fill="{colour}" fill-opacity="0.55"><title>{escape(label)}: '
+                f"{counts[label][i]}</title></rect>"
             )
-            base += n
-    for label, value in (lines or {}).items():
+    for n, (label, value) in enumerate(sorted(lines.items())):
         colour = LINE_COLOURS.get(label, "#24292f")
         parts.append(
-            f'<line x1="{x(value):.1f}" y1="{top - 4}" x2="{x(value):.1f}" '
+            f'<line x1="{x(value):.1f}" y1="{top}" x2="{x(value):.1f}" '
             f'y2="{top + plot_h}" stroke="{colour}" stroke-width="2" '
             'stroke-dasharray="4 3"/>'
-            f'<text x="{x(value):.1f}" y="{top - 8}" text-anchor="middle" '
+            f'<text x="{x(value) + 3:.1f}" y="{top + 12 + 12 * n}" '
             f'fill="{colour}">{escape(label)} {value:.3f}</text>'
         )
-    legend_x = left + 8
-    for label in series:
+    legend_x = left
+    for label in counts:
         colour = SERIES_COLOURS.get(label, "#6e7781")
+        text = f"{label} ({sum(counts[label])})"
         parts.append(
-            f'<rect x="{legend_x}" y="{top + 2}" width="10" height="10" '
-            f'fill="{colour}" opacity="0.75"/><text x="{legend_x + 14}" '
-            f'y="{top + 11}" fill="#24292f">{escape(label)} ({len(series[label])})'
-            "</text>"
+            f'<rect x="{legend_x}" y="8" width="10" height="10" fill="{colour}" '
+            f'fill-opacity="0.55"/><text x="{legend_x + 14}" y="17" '
+            f'fill="#24292f">{escape(text)}</text>'
         )
-        legend_x += 14 + 8 * (len(label) + 6)
+        legend_x += 24 + 7 * len(text)
     parts.append("</svg>")
     return mark_safe("".join(parts))
 
@@ -124,8 +135,7 @@ def bars_svg(
     label_w = 130
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" '
-        f'height="{height}" role="img" xmlns="http://www.w3.org/2000/svg" '
-        'font-family="system-ui,sans-serif" font-size="11">'
+        f'height="{height}" role="img" xmlns="http://www.w3.org/2000/svg" {FONT}>'
     ]
     for i, (label, value) in enumerate(rows):
         top = 6 + i * (bar_height + 6)

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 from PIL import Image
 
 from clipmatch import conf
-from clipmatch.engine import ClipEngine, ModelSource, get_engine, resolve_model
-from clipmatch.models import Embedding, ModelVersion
+from clipmatch.engine import (
+    ClipEngine,
+    ModelLoadError,
+    ModelSource,
+    get_engine,
+    resolve_model,
+)
+from clipmatch.models import Embedding, ModelAuditEntry, ModelVersion, ThresholdVersion
 from clipmatch.scoring import Thresholds, ensemble
+
+RESCORE_TASK = "listings.tasks.rescore_catalog"
+SHADOW_TASK = "listings.tasks.shadow_catalog"
 
 
 def text_hash(text: str) -> str:
@@ -23,14 +35,24 @@ def text_hash(text: str) -> str:
 
 @dataclass(frozen=True)
 class ActiveModel:
-    """The configured model, its database row and the thresholds in force."""
+    """The model that scores, its database row and the thresholds in force."""
 
     source: ModelSource
     version: ModelVersion
     thresholds: Thresholds
+    threshold_version: ThresholdVersion | None = None
+    per_category: dict = field(default_factory=dict)
 
     def engine(self) -> ClipEngine:
         return get_engine(self.source.ref, fingerprint=self.source.fingerprint)
+
+    def thresholds_for(self, category: str) -> Thresholds:
+        """A category's own applied thresholds where it has them, else the global."""
+        return self.per_category.get(category, self.thresholds)
+
+
+class ModelVersionError(Exception):
+    """A model version change that is not allowed; the message says why."""
 
 
 def thresholds_for(source: ModelSource) -> Thresholds:
@@ -51,20 +73,251 @@ def thresholds_for(source: ModelSource) -> Thresholds:
         raise ImproperlyConfigured(f"Bad thresholds for {source.ref!r}: {exc}") from exc
 
 
+def _row_thresholds(version: ModelVersion) -> Thresholds:
+    try:
+        return Thresholds.from_dict(version.thresholds)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"Bad thresholds for {version}: {exc}") from exc
+
+
+def source_for_version(version: ModelVersion) -> ModelSource:
+    """The files of a recorded version, refusing any that are gone or changed."""
+    try:
+        source = resolve_model(version.source)
+    except ModelLoadError as exc:
+        raise ModelLoadError(
+            f"The files of model version {version} are missing: {exc}"
+        ) from exc
+    if source.fingerprint != version.fingerprint:
+        raise ModelLoadError(
+            f"The files of model version {version} at {version.source} changed "
+            f"(fingerprint {version.fingerprint[:12]} became "
+            f"{source.fingerprint[:12]}); register them as a new version."
+        )
+    return source
+
+
 def model_version_active(ref: str | None = None) -> ActiveModel:
-    """Resolve the configured (or given) model and record its version row."""
-    source = resolve_model(ref or conf.get("MODEL"))
-    thresholds = thresholds_for(source)
-    version, _ = ModelVersion.objects.get_or_create(
-        fingerprint=source.fingerprint,
-        source=source.ref,
-        defaults={
-            "name": source.name,
-            "thresholds": thresholds.as_dict(),
-            "metrics": source.meta.get("metrics", {}),
-        },
+    """The activated version, else the configured (or given) model, with its row.
+
+    An activated version whose files are missing or changed raises ModelLoadError:
+    the settings' model is never used in its place.
+    """
+    activated = None if ref else ModelVersion.objects.filter(is_active=True).first()
+    if activated is not None:
+        source = source_for_version(activated)
+        version = activated
+        if source.ref == conf.get("MODEL"):
+            base = thresholds_for(source)
+        else:
+            base = _row_thresholds(activated)
+    else:
+        source = resolve_model(ref or conf.get("MODEL"))
+        base = thresholds_for(source)
+        version, _ = ModelVersion.objects.get_or_create(
+            fingerprint=source.fingerprint,
+            source=source.ref,
+            defaults={
+                "name": source.name,
+                "thresholds": base.as_dict(),
+                "metrics": source.meta.get("metrics", {}),
+            },
+        )
+    applied = (
+        ThresholdVersion.objects.filter(
+            model_version=version, status=ThresholdVersion.Status.APPLIED
+        )
+        .order_by("-applied_at", "-pk")
+        .first()
     )
-    return ActiveModel(source=source, version=version, thresholds=thresholds)
+    if applied is None:
+        return ActiveModel(source=source, version=version, thresholds=base)
+    data = dict(applied.thresholds)
+    data.setdefault("category_top_k", base.category_top_k)
+    per_category = {
+        name: Thresholds.from_dict({**cuts, "category_top_k": data["category_top_k"]})
+        for name, cuts in data.get("categories", {}).items()
+    }
+    return ActiveModel(
+        source=source,
+        version=version,
+        thresholds=Thresholds.from_dict(data),
+        threshold_version=applied,
+        per_category=per_category,
+    )
+
+
+def model_version_register(
+    *, path: str, report: dict, actor=None
+) -> tuple[ModelVersion, bool]:
+    """Record a fine-tuned model folder as a version with its metrics and
+    thresholds; refuses a run that its own checks refused."""
+    if not report.get("accepted"):
+        raise ModelVersionError(
+            "Not registered: " + " ".join(report.get("refusals") or ["refused."])
+        )
+    source = resolve_model(path)
+    thresholds = thresholds_for_registration(source)
+    with transaction.atomic():
+        version, created = ModelVersion.objects.update_or_create(
+            fingerprint=source.fingerprint,
+            source=source.ref,
+            defaults={
+                "name": source.name,
+                "thresholds": thresholds.as_dict(),
+                "metrics": source.meta.get("metrics", {}),
+                "report": report,
+            },
+        )
+        ModelAuditEntry.objects.create(
+            action=ModelAuditEntry.Action.REGISTERED,
+            model_version=version,
+            actor=actor,
+            detail={"path": source.ref, "created": created},
+        )
+    return version, created
+
+
+def thresholds_for_registration(source: ModelSource) -> Thresholds:
+    data = dict(source.meta.get("thresholds") or {})
+    data["category_top_k"] = source.meta.get("category_top_k", 0)
+    try:
+        return Thresholds.from_dict(data)
+    except ValueError as exc:
+        raise ModelVersionError(f"{source.path}: {exc}") from exc
+
+
+def model_version_activate(*, version: ModelVersion, actor) -> ModelAuditEntry:
+    """Make a version the one new scores use and queue a rescore of the catalog.
+
+    Its files must be there and unchanged. Writes who and when, and an audit entry,
+    in the same transaction; the rescore is queued after the commit.
+    """
+    if actor is None or not actor.is_staff:
+        raise ModelVersionError("Only a staff user can activate a model version.")
+    source_for_version(version)  # refuse missing or changed files now
+    with transaction.atomic():
+        current = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if current.is_active:
+            raise ModelVersionError(f"{current} is already the active version.")
+        previous = ModelVersion.objects.filter(is_active=True).first()
+        ModelVersion.objects.filter(is_active=True).update(is_active=False)
+        current.is_active = True
+        current.is_shadow = False
+        current.activated_at = timezone.now()
+        current.activated_by = actor
+        try:
+            with transaction.atomic():
+                current.save(
+                    update_fields=[
+                        "is_active",
+                        "is_shadow",
+                        "activated_at",
+                        "activated_by",
+                    ]
+                )
+        except IntegrityError as exc:  # another activation won the race
+            raise ModelVersionError(
+                "Another model version was activated at the same time; try again."
+            ) from exc
+        entry = ModelAuditEntry.objects.create(
+            action=ModelAuditEntry.Action.ACTIVATED,
+            model_version=current,
+            actor=actor,
+            detail={"previous": str(previous) if previous else "settings"},
+        )
+        transaction.on_commit(partial(_queue_rescore, current.pk), robust=True)
+    version.refresh_from_db()
+    return entry
+
+
+def model_version_shadow(*, version: ModelVersion, actor) -> ModelAuditEntry:
+    """Let a candidate score every listing scored from now on (and, queued after
+    the commit, the current catalog) beside the active model, without routing."""
+    if actor is None or not actor.is_staff:
+        raise ModelVersionError("Only a staff user can set a shadow model.")
+    source_for_version(version)
+    with transaction.atomic():
+        current = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if current.is_active:
+            raise ModelVersionError(
+                f"{current} is the active version, not a candidate."
+            )
+        if current.is_shadow:
+            raise ModelVersionError(f"{current} already scores in shadow.")
+        ModelVersion.objects.filter(is_shadow=True).update(is_shadow=False)
+        current.is_shadow = True
+        current.save(update_fields=["is_shadow"])
+        entry = ModelAuditEntry.objects.create(
+            action=ModelAuditEntry.Action.SHADOWED, model_version=current, actor=actor
+        )
+        transaction.on_commit(partial(_queue_shadow_catalog, current.pk), robust=True)
+    version.refresh_from_db()
+    return entry
+
+
+def model_version_shadowing() -> ActiveModel | None:
+    """The candidate scoring in shadow with its thresholds, or None."""
+    version = ModelVersion.objects.filter(is_shadow=True).first()
+    if version is None:
+        return None
+    return ActiveModel(
+        source=source_for_version(version),
+        version=version,
+        thresholds=_row_thresholds(version),
+    )
+
+
+def _queue_shadow_catalog(version_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task(SHADOW_TASK, version_id, task_name=f"shadow-catalog-{version_id}")
+
+
+def _queue_rescore(version_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task(RESCORE_TASK, version_id, task_name=f"rescore-catalog-{version_id}")
+
+
+def threshold_version_propose(
+    *, version: ModelVersion, thresholds: dict, figures: dict
+) -> ThresholdVersion:
+    """Store a proposal; it routes nothing until a staff user applies it."""
+    Thresholds.from_dict(thresholds)  # refuse malformed cut-offs now
+    for name, cuts in thresholds.get("categories", {}).items():
+        try:
+            Thresholds.from_dict(cuts)
+        except ValueError as exc:
+            raise ModelVersionError(f"Category {name!r}: {exc}") from exc
+    return ThresholdVersion.objects.create(
+        model_version=version, thresholds=thresholds, figures=figures
+    )
+
+
+def threshold_version_apply(*, proposal: ThresholdVersion, actor) -> ModelAuditEntry:
+    """Put a proposal in force for its model; scores made after it record it."""
+    if actor is None or not actor.is_staff:
+        raise ModelVersionError("Only a staff user can apply thresholds.")
+    with transaction.atomic():
+        current = ThresholdVersion.objects.select_for_update().get(pk=proposal.pk)
+        if current.status != ThresholdVersion.Status.PROPOSED:
+            raise ModelVersionError(
+                f"Thresholds #{current.pk} are {current.status}, not proposed."
+            )
+        current.status = ThresholdVersion.Status.APPLIED
+        current.applied_at = timezone.now()
+        current.applied_by = actor
+        current.save(update_fields=["status", "applied_at", "applied_by"])
+        entry = ModelAuditEntry.objects.create(
+            action=ModelAuditEntry.Action.THRESHOLDS_APPLIED,
+            model_version=current.model_version,
+            threshold_version=current,
+            actor=actor,
+            detail={"thresholds": current.thresholds},
+        )
+    proposal.refresh_from_db()
+    return entry
 
 
 def _cached(version: ModelVersion, kind: str, hashes: Sequence[str]) -> dict:

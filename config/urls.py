@@ -7,7 +7,11 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from clipmatch.api import ModelVersionDetailView, ModelVersionListView
+from clipmatch.api import (
+    ModelVersionActivateView,
+    ModelVersionDetailView,
+    ModelVersionListView,
+)
 from listings.api.views import api_not_found
 
 admin.site.site_header = "clipmatch moderation"
@@ -21,6 +25,11 @@ api_v1 = [
         "model-versions/<int:pk>/",
         ModelVersionDetailView.as_view(),
         name="model-version-detail",
+    ),
+    path(
+        "model-versions/<int:pk>/activate/",
+        ModelVersionActivateView.as_view(),
+        name="model-version-activate",
     ),
     re_path(r"^[\s\S]*$", api_not_found),  # any path, newlines included
 ]

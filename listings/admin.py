@@ -236,13 +236,12 @@ class ListingAdmin(admin.ModelAdmin):
         permissions=["moderate"],
     )
     def rescore_selected(self, request, queryset):
-        count = listings_queue_rescore(
-            listing_ids=list(queryset.values_list("pk", flat=True))
-        )
+        listing_ids = list(queryset.values_list("pk", flat=True))
+        listings_queue_rescore(listing_ids=listing_ids)
         self.message_user(
             request,
-            f"Queued {count} listing(s) for rescoring; approved and rejected ones "
-            "keep their human decision.",
+            f"Queued {len(listing_ids)} listing(s) for rescoring with the active "
+            "model; approved and rejected ones keep their human decision.",
         )
 
     def has_moderate_permission(self, request) -> bool:

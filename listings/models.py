@@ -9,7 +9,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from clipmatch.images import FORMAT_EXTENSIONS, sniff_format, validate_image_file
-from clipmatch.models import ModelVersion
+from clipmatch.models import ModelVersion, ThresholdVersion
 
 
 class Category(models.Model):
@@ -185,9 +185,19 @@ class ListingScore(models.Model):
         null=True, help_text="Lowest raw cosine of an image with the title."
     )
     thresholds = models.JSONField(default=dict)
+    threshold_version = models.ForeignKey(
+        ThresholdVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        help_text="Applied thresholds used; empty: the shipped ones.",
+    )
     reasons = models.JSONField(default=list)
     images = models.JSONField(default=list, help_text="Per-image evidence.")
     audit_sample = models.BooleanField(default=False)
+    shadow = models.BooleanField(
+        default=False, help_text="By a candidate model in shadow: never routes."
+    )
     computed_at = models.DateTimeField()
 
     class Meta:

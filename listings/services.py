@@ -16,20 +16,29 @@ from functools import partial
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from clipmatch import conf
 from clipmatch.engine import ModelLoadError
 from clipmatch.images import UnreadableImage, decode_image, sha256_hex
-from clipmatch.scoring import Assessment, assess, best_chunk_similarity, rank_categories
+from clipmatch.models import ModelVersion, ThresholdVersion
+from clipmatch.scoring import (
+    FIELDS,
+    Assessment,
+    assess,
+    best_chunk_similarity,
+    rank_categories,
+)
 from clipmatch.services import (
     ActiveModel,
     category_vectors,
     embeddings_images,
     embeddings_texts,
     model_version_active,
+    model_version_shadowing,
     prompt_templates_for,
+    threshold_version_propose,
 )
 from listings.models import (
     Category,
@@ -72,6 +81,10 @@ VERDICT_STATUS = {
     ListingScore.Verdict.HOLD: Status.HELD,
 }
 SCORE_TASK = "listings.tasks.score_listing"
+
+
+class CalibrationError(Exception):
+    """Not enough or not the right decisions to propose thresholds from."""
 
 
 class TransitionNotAllowed(Exception):
@@ -452,7 +465,7 @@ def content_assess(
         description_sims=description_sims,
         category_rankings=rankings,
         listed_category=category_name,
-        thresholds=active.thresholds,
+        thresholds=active.thresholds_for(category_name),
     )
 
 
@@ -495,6 +508,8 @@ def _finish_scored(
             listing, active, assessment, attempt.content_hash, audit, now
         )
         _close(attempt, ScoringAttempt.Outcome.SCORED, now)
+        if ModelVersion.objects.filter(is_shadow=True).exists():
+            transaction.on_commit(partial(_queue_shadow, listing.pk), robust=True)
     return ScoreOutcome(listing.pk, "scored", to_status)
 
 
@@ -522,7 +537,9 @@ def _route(
         defaults={
             "verdict": assessment.verdict,
             "similarity": assessment.similarity,
-            "thresholds": active.thresholds.as_dict(),
+            "thresholds": active.thresholds_for(listing.category.name).as_dict(),
+            "threshold_version": active.threshold_version,
+            "shadow": False,
             "reasons": reasons,
             "images": assessment.images_as_dicts(),
             "audit_sample": audit,
@@ -532,7 +549,17 @@ def _route(
     to_status = Status.REVIEW if audit else VERDICT_STATUS[assessment.verdict]
     if to_status == listing.status:
         listing.score = score
-        listing.save(update_fields=["score", "updated_at"])
+        fields = ["score", "updated_at"]
+        if listing.status in QUEUE_STATES and listing.queued_for_review_at:
+            # Same place in the queue, a new estimate of the harm.
+            listing.review_priority = review_priority(
+                score=score,
+                price=listing.price,
+                entered=listing.queued_for_review_at,
+                reason=listing.queue_reason,
+            )
+            fields.append("review_priority")
+        listing.save(update_fields=fields)
         return to_status
     listing_transition(
         listing=listing,
@@ -1079,20 +1106,315 @@ def listing_appeal(*, listing_id: int, seller, message: str) -> ListingAppeal:
     return appeal
 
 
-def listings_queue_rescore(*, listing_ids: list[int]) -> int:
-    """Queue a rescore with the active model for each listing, after commit."""
+RESCORE_BATCH_TASK = "listings.tasks.rescore_batch"
+RESCORE_BATCH_SIZE = 100
+
+
+def listings_queue_rescore(
+    *, listing_ids: list[int], batch_size: int = RESCORE_BATCH_SIZE
+) -> int:
+    """Queue these listings for a rescore with the active model, in batches, after
+    commit (an admin action); returns how many batches."""
     from django_q.tasks import async_task
 
-    def queue(listing_id: int) -> None:
+    version_id = model_version_active().version.pk
+    batches = [
+        listing_ids[start : start + batch_size]
+        for start in range(0, len(listing_ids), batch_size)
+    ]
+    for number, batch in enumerate(batches):
+        transaction.on_commit(
+            partial(
+                async_task,
+                RESCORE_BATCH_TASK,
+                version_id,
+                batch,
+                task_name=f"rescore-{version_id}-selected-{batch[0]}-{number}",
+            ),
+            robust=True,
+        )
+    return len(batches)
+
+
+@dataclass
+class RescoreReport:
+    """What a rescore task did, by outcome."""
+
+    model_version_id: int
+    skipped: str = ""
+    batches: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+def catalog_rescore_queue(
+    *, model_version_id: int, batch_size: int = RESCORE_BATCH_SIZE
+) -> RescoreReport:
+    """Queue batches of the listings not yet scored by the active version.
+
+    Does nothing if another version was activated since: that one queued its own.
+    Safe to run twice: a listing already rescored is no longer stale.
+    """
+    from django_q.tasks import async_task
+
+    from listings.selectors import listings_for_rescore
+
+    report = RescoreReport(model_version_id)
+    active = model_version_active()
+    if active.version.pk != model_version_id:
+        report.skipped = f"{active.version} is active now"
+        return report
+    ids = list(
+        listings_for_rescore(active=active, stale_only=True)
+        .exclude(status=Status.PENDING)
+        .values_list("pk", flat=True)
+    )
+    for start in range(0, len(ids), batch_size):
         async_task(
-            "listings.tasks.rescore_listing",
-            listing_id,
-            task_name=f"rescore-listing-{listing_id}",
+            RESCORE_BATCH_TASK,
+            model_version_id,
+            ids[start : start + batch_size],
+            task_name=f"rescore-{model_version_id}-{start // batch_size}",
+        )
+        report.batches += 1
+    return report
+
+
+def listings_rescore_batch(
+    *, model_version_id: int, listing_ids: list[int]
+) -> RescoreReport:
+    """Rescore listings with the active model, if it is still the given version."""
+    report = RescoreReport(model_version_id)
+    active = model_version_active()
+    if active.version.pk != model_version_id:
+        report.skipped = f"{active.version} is active now"
+        return report
+    for listing_id in listing_ids:
+        outcome = listing_rescore(listing_id=listing_id, active=active).outcome
+        report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
+    return report
+
+
+def _field_scores(score: ListingScore) -> dict[str, float | None]:
+    """A listing's worst similarity per field, as routing saw it."""
+    result: dict[str, float | None] = {}
+    for name in FIELDS:
+        values = [i[name] for i in score.images if i.get(name) is not None]
+        result[name] = min(values) if values else None
+    return result
+
+
+def _judged(rows, thresholds: dict, fields: list[str]) -> dict:
+    """How cuts sort decided listings, each by its own category's cuts: held when
+    any of the fields is below its hold, passed when all are at or above pass."""
+    held = passed = held_mismatches = passed_matches = mismatches = n = 0
+    for row, scores in rows:
+        cuts = thresholds["categories"].get(row.category, thresholds)
+        present = [f for f in fields if scores[f] is not None]
+        if not present:
+            continue
+        n += 1
+        mismatches += row.label == 0
+        if any(scores[f] < cuts[f]["hold"] for f in present):
+            held += 1
+            held_mismatches += row.label == 0
+        elif all(scores[f] >= cuts[f]["pass"] for f in present):
+            passed += 1
+            passed_matches += row.label == 1
+    return {
+        "n": n,
+        "mismatches": mismatches,
+        "held": held,
+        "review": n - held - passed,
+        "passed": passed,
+        "hold_precision": held_mismatches / held if held else None,
+        "hold_recall": held_mismatches / mismatches if mismatches else None,
+        "pass_precision": passed_matches / passed if passed else None,
+        "mismatches_passed": passed - passed_matches,
+    }
+
+
+def thresholds_propose_from_decisions(
+    *,
+    target: float = 0.9,
+    pass_target: float = 0.98,
+    min_decisions: int = 30,
+    holdout: float = 0.3,
+) -> ThresholdVersion:
+    """Propose thresholds for the active model from moderators' decisions.
+
+    The oldest decisions choose the cuts, globally and per category where a
+    category has at least `min_decisions` with both labels; the newest `holdout`
+    share is kept aside to show how the cuts do on decisions they never saw.
+    Nothing routes differently until a staff user applies the proposal.
+    """
+    from clipmatch import calibration
+    from listings.selectors import scores_for_calibration
+
+    active = model_version_active()
+    examples = scores_for_calibration(model_version_id=active.version.pk)
+    if len(examples) < 10:
+        raise CalibrationError(
+            f"Only {len(examples)} decided listings were scored by {active.version}; "
+            "at least 10 are needed."
+        )
+    n_fit = len(examples) - max(1, round(len(examples) * holdout))
+    fit, held_out = examples[:n_fit], examples[n_fit:]
+    if {r.label for r, _ in fit} != {0, 1}:
+        raise CalibrationError(
+            "The decisions to calibrate on need both approvals and mismatch rejections."
         )
 
+    def propose(rows) -> dict:
+        cuts = {}
+        for name in FIELDS:
+            pairs = [(s[name], r.label) for r, s in rows if s[name] is not None]
+            if not pairs:
+                cuts[name] = {"pass": 1.0, "hold": -1.0, "fit": {"n": 0}, "notes": []}
+                continue
+            cuts[name] = calibration.propose(
+                [p[0] for p in pairs],
+                [p[1] for p in pairs],
+                target=target,
+                pass_target=pass_target,
+            )
+        return cuts
+
+    with_fields = [(r, _field_scores(s)) for r, s in fit]
+    global_cuts = propose(with_fields)
+    categories = {}
+    for name in sorted({r.category for r, _ in with_fields}):
+        rows = [(r, s) for r, s in with_fields if r.category == name]
+        if len(rows) >= min_decisions and {r.label for r, _ in rows} == {0, 1}:
+            categories[name] = propose(rows)
+
+    def plain(cuts: dict) -> dict:
+        return {f: {"pass": c["pass"], "hold": c["hold"]} for f, c in cuts.items()}
+
+    thresholds = {
+        **plain(global_cuts),
+        "category_top_k": active.thresholds.category_top_k,
+        "categories": {name: plain(c) for name, c in categories.items()},
+    }
+    held_rows = [(r, _field_scores(s)) for r, s in held_out]
+    held_figures = {name: _judged(held_rows, thresholds, [name]) for name in FIELDS}
+    held_figures["listing"] = _judged(held_rows, thresholds, list(FIELDS))
+    figures = {
+        "target_precision": target,
+        "pass_precision": pass_target,
+        "min_decisions": min_decisions,
+        "decisions": len(examples),
+        "fit": {"n": len(fit), "until": fit[-1][0].decided_at.isoformat()},
+        "held_out": {
+            "n": len(held_out),
+            "since": held_out[0][0].decided_at.isoformat(),
+            "hold": held_figures,
+        },
+        "global": global_cuts,
+        "categories": categories,
+        "previous": active.thresholds.as_dict(),
+    }
+    return threshold_version_propose(
+        version=active.version, thresholds=thresholds, figures=figures
+    )
+
+
+SHADOW_SCORE_TASK = "listings.tasks.score_shadow"
+SHADOW_BATCH_TASK = "listings.tasks.shadow_batch"
+
+
+def _queue_shadow(listing_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task(SHADOW_SCORE_TASK, listing_id, task_name=f"shadow-{listing_id}")
+
+
+def listing_score_shadow(
+    *, listing_id: int, shadow: ActiveModel | None = None
+) -> ScoreOutcome:
+    """Score a routed listing's content with the shadow candidate and store it
+    beside the active score. Never routes; safe to repeat (one score per content
+    and model). A candidate whose files are gone raises, touching nothing."""
+    shadow = shadow or model_version_shadowing()
+    if shadow is None:
+        return ScoreOutcome(listing_id, "no_shadow")
+    listing = Listing.objects.select_related("category").filter(pk=listing_id).first()
+    if listing is None:
+        return ScoreOutcome(listing_id, "missing")
+    if listing.status == Status.PENDING or not listing.content_hash:
+        return ScoreOutcome(listing_id, "not_routed", listing.status)
+    content_hash = listing.content_hash
+    if ListingScore.objects.filter(
+        listing=listing, content_hash=content_hash, model_version=shadow.version
+    ).exists():
+        return ScoreOutcome(listing_id, "exists", listing.status)
+    try:
+        assessment = _assess(listing, shadow)
+    except UnreadableImage as exc:
+        return ScoreOutcome(listing_id, "failed", listing.status, str(exc))
+    ListingScore.objects.get_or_create(
+        listing=listing,
+        content_hash=content_hash,
+        model_version=shadow.version,
+        defaults={
+            "verdict": assessment.verdict,
+            "similarity": assessment.similarity,
+            "thresholds": shadow.thresholds_for(listing.category.name).as_dict(),
+            "reasons": assessment.reasons,
+            "images": assessment.images_as_dicts(),
+            "shadow": True,
+            "computed_at": timezone.now(),
+        },
+    )
+    return ScoreOutcome(listing_id, "shadow_scored", listing.status)
+
+
+def shadow_catalog_queue(
+    *, model_version_id: int, batch_size: int = RESCORE_BATCH_SIZE
+) -> RescoreReport:
+    """Queue shadow scoring, in batches, of routed listings the candidate has not
+    scored yet; nothing if it is no longer the shadow model."""
+    from django_q.tasks import async_task
+
+    report = RescoreReport(model_version_id)
+    shadow = ModelVersion.objects.filter(is_shadow=True).first()
+    if shadow is None or shadow.pk != model_version_id:
+        report.skipped = "not the shadow model any more"
+        return report
+    done = ListingScore.objects.filter(
+        model_version=shadow,
+        listing=OuterRef("pk"),
+        content_hash=OuterRef("content_hash"),
+    )
+    ids = list(
+        Listing.objects.exclude(status=Status.PENDING)
+        .exclude(Exists(done))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for start in range(0, len(ids), batch_size):
+        async_task(
+            SHADOW_BATCH_TASK,
+            model_version_id,
+            ids[start : start + batch_size],
+            task_name=f"shadow-{model_version_id}-{start // batch_size}",
+        )
+        report.batches += 1
+    return report
+
+
+def listings_shadow_batch(
+    *, model_version_id: int, listing_ids: list[int]
+) -> RescoreReport:
+    """Shadow-score listings if the version is still the shadow model."""
+    report = RescoreReport(model_version_id)
+    shadow = model_version_shadowing()
+    if shadow is None or shadow.version.pk != model_version_id:
+        report.skipped = "not the shadow model any more"
+        return report
     for listing_id in listing_ids:
-        transaction.on_commit(partial(queue, listing_id), robust=True)
-    return len(listing_ids)
+        outcome = listing_score_shadow(listing_id=listing_id, shadow=shadow).outcome
+        report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
+    return report
 
 
 class ListingNotEditable(Exception):

@@ -19,8 +19,44 @@ def reconcile_scoring() -> dict:
     return asdict(scoring_reconcile())
 
 
-def rescore_listing(listing_id: int) -> dict:
-    """Score a routed listing again with the active model and thresholds."""
-    from listings.services import listing_rescore
+def rescore_catalog(model_version_id: int) -> dict:
+    """Fan a rescore of the catalog out in batches, for a just-activated version."""
+    from listings.services import catalog_rescore_queue
 
-    return asdict(listing_rescore(listing_id=listing_id))
+    return asdict(catalog_rescore_queue(model_version_id=model_version_id))
+
+
+def rescore_batch(model_version_id: int, listing_ids: list[int]) -> dict:
+    """Rescore one batch of listings if the version is still the active one."""
+    from listings.services import listings_rescore_batch
+
+    return asdict(
+        listings_rescore_batch(
+            model_version_id=model_version_id, listing_ids=listing_ids
+        )
+    )
+
+
+def score_shadow(listing_id: int) -> dict:
+    """Score one routed listing with the shadow candidate, beside the active score."""
+    from listings.services import listing_score_shadow
+
+    return asdict(listing_score_shadow(listing_id=listing_id))
+
+
+def shadow_catalog(model_version_id: int) -> dict:
+    """Fan shadow scoring of the catalog out in batches, for a new candidate."""
+    from listings.services import shadow_catalog_queue
+
+    return asdict(shadow_catalog_queue(model_version_id=model_version_id))
+
+
+def shadow_batch(model_version_id: int, listing_ids: list[int]) -> dict:
+    """Shadow-score one batch if the version is still the shadow candidate."""
+    from listings.services import listings_shadow_batch
+
+    return asdict(
+        listings_shadow_batch(
+            model_version_id=model_version_id, listing_ids=listing_ids
+        )
+    )

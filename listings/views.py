@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from clipmatch import conf
 from clipmatch.images import sniff_format
-from clipmatch.plots import bars_svg, histogram_svg
+from clipmatch.plots import bars_svg, bin_series, histogram_svg
 from listings import selectors, services
 from listings.forms import DecisionForm, QueueFilterForm
 from listings.models import Listing, ListingImage
@@ -194,14 +194,17 @@ def image(request, pk: int):
 def dashboard(request):
     data = selectors.dashboard()
     thresholds = data.thresholds.get("title", {})
-    histogram = histogram_svg(
+    cuts = {k: thresholds[k] for k in ("hold", "pass") if k in thresholds}
+    counts, edges = bin_series(
         {
-            band: data.similarities.get(band, [])
+            band: data.similarities[band]
             for band in ("pass", "review", "hold")
             if data.similarities.get(band)
         },
-        lines={k: thresholds[k] for k in ("hold", "pass") if k in thresholds},
-        x_label="lowest image-title similarity",
+        extra=tuple(cuts.values()),
+    )
+    histogram = histogram_svg(
+        counts, edges, lines=cuts, x_label="lowest image-title similarity"
     )
     overturn_chart = bars_svg(
         [(row["category"], row["rate"]) for row in data.overturns]

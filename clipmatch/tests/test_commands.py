@@ -34,6 +34,7 @@ def run(*args) -> str:
     return out.getvalue()
 
 
+@pytest.mark.django_db
 def test_clip_info_reports_model_version_device_and_thresholds(
     tiny_clip_dir, use_model
 ):

@@ -170,3 +170,17 @@ def test_changed_weights_make_a_new_version(tiny_clip_dir, tmp_path):
         fh.write(b"\0")
 
     assert resolve_model(str(copy)).fingerprint != before
+
+
+def test_a_fine_tuning_report_beside_the_weights_is_not_part_of_the_version(
+    tmp_path,
+):
+    from clipmatch.engine import resolve_model
+    from conftest import build_tiny_clip
+
+    path = build_tiny_clip(tmp_path / "tuned", seed=4)
+    before = resolve_model(str(path)).fingerprint
+
+    (path / "finetune_report.json").write_text('{"wall_seconds": 71.0}')
+
+    assert resolve_model(str(path)).fingerprint == before

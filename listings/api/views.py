@@ -220,7 +220,7 @@ class CheckView(APIView):
             "similarity": assessment.similarity,
             "reasons": assessment.reasons,
             "images": assessment.images_as_dicts(),
-            "thresholds": result.active.thresholds.as_dict(),
+            "thresholds": result.active.thresholds_for(data["category"].name).as_dict(),
             "model_version": result.active.version,
         }
         return Response(s.CheckResultSerializer(body).data)

@@ -166,25 +166,29 @@ def test_bulk_approve_reports_listings_it_could_not_change(admin_client_logged_i
     assert Listing.objects.get(pk=pending.pk).status == "pending"
 
 
-def test_bulk_rescore_queues_one_task_per_listing(
-    admin_client_logged_in, django_capture_on_commit_callbacks, monkeypatch
+def test_bulk_rescore_routes_the_selected_listing_by_the_thresholds_now_in_force(
+    admin_client_logged_in,
+    scored_listing,
+    use_model,
+    tiny_clip_dir,
+    sync_queue,
+    django_capture_on_commit_callbacks,
 ):
-    from listings.tests.factories import queue_item
+    from listings.tests.conftest import HOLD_ALL
 
-    queued_tasks = []
-    monkeypatch.setattr(
-        "django_q.tasks.async_task",
-        lambda func, *args, **kwargs: queued_tasks.append((func, args)),
-    )
-    items = [queue_item(title="a"), queue_item(title="b")]
+    assert scored_listing.status == "passed"
+    use_model(tiny_clip_dir, HOLD_ALL)
     with django_capture_on_commit_callbacks(execute=True):
-        admin_client_logged_in.post(
+        response = admin_client_logged_in.post(
             reverse("admin:listings_listing_changelist"),
-            {"action": "rescore_selected", "_selected_action": [i.pk for i in items]},
+            {"action": "rescore_selected", "_selected_action": [scored_listing.pk]},
+            follow=True,
         )
-    assert sorted(queued_tasks) == sorted(
-        ("listings.tasks.rescore_listing", (i.pk,)) for i in items
-    )
+    assert "Queued 1 listing(s) for rescoring" in response.content.decode()
+    scored_listing.refresh_from_db()
+    assert scored_listing.status == "held"
+    assert scored_listing.score.thresholds["title"] == HOLD_ALL["title"]
+    assert scored_listing.decisions.last().reason_code == "rescored"
 
 
 def test_filters_by_band_and_by_how_long_ago_it_was_scored(admin_client_logged_in):

@@ -171,3 +171,33 @@ def test_the_docs_page_is_served_with_local_assets(client):
         "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
     )
     assert "cdn.jsdelivr.net" not in page
+
+
+def test_staff_who_may_change_models_activate_a_version_and_others_cannot(
+    moderator_api, tiny_model, tiny_clip_dir, monkeypatch
+):
+    from django.contrib.auth import get_user_model
+
+    from listings.tests.conftest import token_client
+
+    queued_rescores = []
+    monkeypatch.setattr("clipmatch.services._queue_rescore", queued_rescores.append)
+    version = model_version_active().version
+    admin_api = token_client(
+        get_user_model().objects.create_superuser("root", "r@example.com", "pw")
+    )
+    path = f"/api/v1/model-versions/{version.pk}/activate/"
+
+    refused = moderator_api.post(path)
+    activated = admin_api.post(path)
+    again = admin_api.post(path)
+
+    assert refused.status_code == 403
+    assert refused.json()["message"] == (
+        "Only staff who may change model versions can activate one."
+    )
+    assert activated.status_code == 200
+    assert activated.json()["is_active"] is True
+    assert again.status_code == 409
+    assert again.json()["message"] == f"{version} is already the active version."
+    assert ModelVersion.objects.get(pk=version.pk).is_active

@@ -269,3 +269,33 @@ def test_a_non_moderator_cannot_decide():
     item = queue_item()
     with pytest.raises(DecisionNotAllowed, match="Only moderators"):
         decide(item, UserFactory(username="staffer", is_staff=True))
+
+
+def test_a_rescore_that_keeps_an_item_in_review_updates_its_place_in_line(
+    tiny_clip_dir, use_model, queued
+):
+    from listings.services import listing_rescore, listing_score
+    from listings.tests.conftest import REVIEW_ALL
+    from listings.tests.factories import ListingImageFactory
+
+    use_model(tiny_clip_dir, REVIEW_ALL)
+    listing = ListingImageFactory().listing
+    listing_score(listing_id=listing.pk)
+    listing.refresh_from_db()
+    assert listing.status == Status.REVIEW
+    entered, before = listing.queued_for_review_at, listing.review_priority
+    sims = [
+        image[field]
+        for image in listing.score.images
+        for field in ("title", "description")
+    ]
+    # A narrower review band that still holds every similarity: the listing stays
+    # in review, each similarity sits nearer the hold cut, the estimate rises.
+    hold = min(sims) - 0.01
+    narrower = {"pass": 1.0, "hold": hold}
+    use_model(tiny_clip_dir, {"title": narrower, "description": narrower})
+    listing_rescore(listing_id=listing.pk)
+    listing.refresh_from_db()
+    assert listing.status == Status.REVIEW
+    assert listing.queued_for_review_at == entered
+    assert listing.review_priority > before

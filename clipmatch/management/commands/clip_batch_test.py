@@ -14,42 +14,25 @@ from clipmatch.evaluation import binary_metrics
 from clipmatch.images import UnreadableImage, decode_image
 from clipmatch.management.common import add_model_argument, engine_and_thresholds
 from clipmatch.scoring import best_chunk_similarity
-
-REQUIRED = ("image_path", "text")
+from training import pairs as pairs_module
 
 
 def read_pairs(csv_path: Path) -> list[dict]:
     """Rows of image_path,text[,label] with paths made absolute; errors name the row."""
-    if not csv_path.is_file():
-        raise CommandError(f"No CSV file at {csv_path}.")
-    with csv_path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        columns = reader.fieldnames or []
-        missing = [c for c in REQUIRED if c not in columns]
-        if missing:
-            raise CommandError(
-                f"{csv_path}: missing column(s) {', '.join(missing)}; "
-                "expected image_path,text[,label]."
-            )
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            label = (row.get("label") or "").strip()
-            if "label" in columns and label not in ("0", "1"):
-                raise CommandError(
-                    f"{csv_path} row {line}: label must be 0 or 1, not {label!r}."
-                )
-            rows.append(
-                {
-                    "row": line,
-                    "image_path": row["image_path"],
-                    "path": (csv_path.parent / row["image_path"]).resolve(),
-                    "text": row["text"],
-                    "label": int(label) if label else None,
-                }
-            )
-    if not rows:
-        raise CommandError(f"{csv_path} has no rows.")
-    return rows
+    try:
+        pairs = pairs_module.read_pairs(csv_path)
+    except pairs_module.PairsError as exc:
+        raise CommandError(str(exc)) from exc
+    return [
+        {
+            "row": p.row,
+            "image_path": p.image_path,
+            "path": p.path,
+            "text": p.text,
+            "label": p.label,
+        }
+        for p in pairs
+    ]
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from clipmatch import conf
 from clipmatch.engine import ModelLoadError, get_engine, resolve_model
 from clipmatch.management.common import add_model_argument
-from clipmatch.services import thresholds_for
+from clipmatch.services import model_version_active, thresholds_for
 
 
 class Command(BaseCommand):
@@ -26,21 +26,37 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        ref = options["model"] or conf.get("MODEL")
+        ref = options["model"]
         try:
-            source = resolve_model(ref)
-            thresholds = thresholds_for(source)
-            info = {
-                "model": ref,
-                "path": str(source.path),
-                "version": source.version,
-                "fingerprint": source.fingerprint,
-                "device_setting": conf.get("DEVICE"),
-                "thresholds": thresholds.as_dict(),
-                "metrics": source.meta.get("metrics", {}),
-            }
+            if ref:
+                source = resolve_model(ref)
+                thresholds = thresholds_for(source)
+                info = {"model": ref, "activated": False}
+            else:
+                # The activated version if there is one, else the settings' model.
+                active = model_version_active()
+                source, thresholds = active.source, active.thresholds
+                info = {
+                    "model": source.ref,
+                    "activated": active.version.is_active,
+                    "threshold_version": (
+                        active.threshold_version.pk
+                        if active.threshold_version
+                        else None
+                    ),
+                }
+            info.update(
+                {
+                    "path": str(source.path),
+                    "version": source.version,
+                    "fingerprint": source.fingerprint,
+                    "device_setting": conf.get("DEVICE"),
+                    "thresholds": thresholds.as_dict(),
+                    "metrics": source.meta.get("metrics", {}),
+                }
+            )
             if not options["no_load"]:
-                engine = get_engine(ref)
+                engine = get_engine(source.ref, fingerprint=source.fingerprint)
                 info["device"] = engine.device
                 info["context_length"] = engine.context_length
         except (ModelLoadError, ImproperlyConfigured) as exc:

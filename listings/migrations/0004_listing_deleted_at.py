@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("listings", "0002_review_queue"),
+        ("listings", "0003_listingscore_shadow_threshold_version"),
     ]
 
     operations = [

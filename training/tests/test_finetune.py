@@ -1,0 +1,289 @@
+"""The fine-tuning program on a tiny real CLIP checkpoint and a small catalog."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from PIL import Image
+
+from training.finetune import (
+    FinetuneConfig,
+    FinetuneError,
+    choose_alpha,
+    finetune,
+    load_pairs,
+)
+from training.pairs import write_pairs
+
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 180, 40),
+    "blue": (30, 60, 220),
+    "yellow": (240, 220, 20),
+    "black": (15, 15, 15),
+    "white": (245, 245, 245),
+}
+
+
+def colour_catalog(folder, *, renders: int, seed: int, flip: bool = False):
+    """Squares of one colour on noise; match = its colour's name, mismatch =
+    another's. With flip, the labels are swapped: what training learns is wrong
+    there (a regression set that tuning must make worse)."""
+    rng = random.Random(seed)
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    rows = []
+    names = list(COLOURS)
+    for name, rgb in COLOURS.items():
+        for k in range(renders):
+            image = Image.effect_noise((32, 32), 40).convert("RGB")
+            side = rng.randint(14, 26)
+            x, y = rng.randint(0, 32 - side), rng.randint(0, 32 - side)
+            image.paste(rgb, (x, y, x + side, y + side))
+            rel = f"img/{name}-{seed}-{k}.png"
+            image.save(folder / rel)
+            other = rng.choice([n for n in names if n != name])
+            rows.append({"image_path": rel, "text": f"a {name} box", "label": 1})
+            rows.append({"image_path": rel, "text": f"a {other} box", "label": 0})
+    if flip:
+        for row in rows:
+            row["label"] = 1 - row["label"]
+    return write_pairs(folder / "pairs.csv", rows)
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    root = tmp_path_factory.mktemp("colours")
+    return {
+        "train": colour_catalog(root / "train", renders=10, seed=1),
+        "val": colour_catalog(root / "val", renders=4, seed=2),
+        "regression": colour_catalog(root / "regression", renders=3, seed=3),
+        "flipped": colour_catalog(root / "flipped", renders=3, seed=3, flip=True),
+    }
+
+
+def config(tiny_clip_dir, catalog, output, **overrides) -> FinetuneConfig:
+    values = {
+        "base": str(tiny_clip_dir),
+        "output": str(output),
+        "train_csv": [str(catalog["train"])],
+        "val_csv": [str(catalog["val"])],
+        "regression_csv": str(catalog["regression"]),
+        "epochs": 4,
+        "batch_size": 16,
+        "lr": 2e-3,
+        "threads": 1,
+        "tolerance": 1.0,
+    }
+    values.update(overrides)
+    return FinetuneConfig(**values)
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+def test_a_fine_tune_on_a_small_catalog_raises_validation_roc_auc(
+    tiny_clip_dir, catalog, tmp_path
+):
+    report = finetune(
+        config(tiny_clip_dir, catalog, tmp_path / "out"), progress=False, log=quiet
+    )
+
+    val = report["metrics"]["validation"]
+    assert val["tuned"]["roc_auc"] >= val["base"]["roc_auc"] + 0.2
+    assert val["tuned"]["roc_auc"] >= 0.9
+    saved = json.loads((tmp_path / "out" / "clipmatch.json").read_text())
+    assert saved["thresholds"] == report["thresholds"]
+    assert saved["name"] == "out"
+    assert (tmp_path / "out" / "model.safetensors").exists()
+    assert not (tmp_path / "out" / "checkpoint").exists()
+    on_disk = json.loads((tmp_path / "out" / "finetune_report.json").read_text())
+    assert on_disk["accepted"] is True
+
+
+def test_the_wise_ft_mix_is_the_best_on_validation(tiny_clip_dir, catalog, tmp_path):
+    report = finetune(
+        config(tiny_clip_dir, catalog, tmp_path / "out", epochs=2),
+        progress=False,
+        log=quiet,
+    )
+
+    candidates = report["wise_ft"]["candidates"]
+    assert [c["alpha"] for c in candidates] == [n / 10 for n in range(11)]
+    tuned = [c for c in candidates if c["alpha"] > 0]
+    best = max(c["val_roc_auc"] for c in tuned)
+    chosen = next(c for c in candidates if c["alpha"] == report["wise_ft"]["alpha"])
+    assert chosen["alpha"] > 0
+    assert chosen["val_roc_auc"] == pytest.approx(best, abs=1e-6)
+    assert report["metrics"]["validation"]["tuned"]["roc_auc"] == pytest.approx(
+        chosen["val_roc_auc"]
+    )
+
+
+def test_choose_alpha_prefers_validation_within_the_regression_tolerance():
+    candidates = [
+        {"alpha": 0.0, "val_roc_auc": 0.5, "regression_roc_auc": 0.99},
+        {"alpha": 0.5, "val_roc_auc": 0.8, "regression_roc_auc": 0.98},
+        {"alpha": 1.0, "val_roc_auc": 0.9, "regression_roc_auc": 0.90},
+    ]
+
+    assert choose_alpha(candidates, 0.99, 0.02) == (0.5, True)
+    assert choose_alpha(candidates, 0.99, 0.2) == (1.0, True)
+    assert choose_alpha(candidates, 0.99, 0.001) == (1.0, False)
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(
+    tiny_clip_dir, catalog, tmp_path
+):
+    from safetensors.torch import load_file
+
+    straight = finetune(
+        config(tiny_clip_dir, catalog, tmp_path / "straight", epochs=3),
+        progress=False,
+        log=quiet,
+    )
+
+    def crash(epoch: int) -> None:
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    interrupted = config(tiny_clip_dir, catalog, tmp_path / "resumed", epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(interrupted, progress=False, log=quiet, on_epoch_end=crash)
+    assert (tmp_path / "resumed" / "checkpoint" / "state.pt").exists()
+    with pytest.raises(FinetuneError, match="holds an unfinished run"):
+        finetune(interrupted, progress=False, log=quiet)
+    lines = []
+    resumed = finetune(interrupted, resume=True, progress=False, log=lines.append)
+
+    assert lines[1] == (
+        f"resumed from {tmp_path / 'resumed' / 'checkpoint' / 'state.pt'} after epoch 2"
+    )
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    a = load_file(tmp_path / "straight" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key] - b[key]).abs().max().item() < 1e-5, key
+    assert resumed["metrics"]["validation"]["tuned"]["roc_auc"] == pytest.approx(
+        straight["metrics"]["validation"]["tuned"]["roc_auc"], abs=1e-6
+    )
+
+
+def test_a_run_that_makes_the_regression_set_worse_is_refused_and_says_why(
+    tiny_clip_dir, catalog, tmp_path
+):
+    report = finetune(
+        config(
+            tiny_clip_dir,
+            catalog,
+            tmp_path / "out",
+            regression_csv=str(catalog["flipped"]),
+            tolerance=0.02,
+        ),
+        progress=False,
+        log=quiet,
+    )
+
+    regression = report["metrics"]["regression"]
+    drop = regression["base"]["roc_auc"] - regression["tuned"]["roc_auc"]
+    assert drop > 0.02
+    assert report["accepted"] is False
+    assert report["refusals"] == [
+        f"regression ROC-AUC fell from {regression['base']['roc_auc']:.4f} to "
+        f"{regression['tuned']['roc_auc']:.4f} (by {drop:.4f}, tolerance 0.0200)."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "image_path,text,label\nimg/a.png,a red box,1\nimg/gone.png,a box,0\n",
+            "row 3: image file img/gone.png does not exist.",
+        ),
+        (
+            "image_path,text,label\nimg/a.png,a red box,1\nimg/bad.png,a box,0\n",
+            "row 3: image img/bad.png cannot be read (UnidentifiedImageError",
+        ),
+        (
+            "image,caption,label\nimg/a.png,a red box,1\n",
+            "missing column(s) image_path, text; expected image_path,text,label "
+            "(found image,caption,label).",
+        ),
+        (
+            "image_path,text\nimg/a.png,a red box\n",
+            "missing column(s) label",
+        ),
+        (
+            "image_path,text,label\nimg/a.png,a red box,1\nimg/a.png,a box,yes\n",
+            "row 3: label must be 0 or 1, not 'yes'.",
+        ),
+    ],
+    ids=["missing-file", "unreadable-image", "wrong-columns", "no-label", "bad-label"],
+)
+def test_a_bad_csv_is_refused_with_the_row_and_the_problem(tmp_path, content, message):
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "img" / "a.png")
+    (tmp_path / "img" / "bad.png").write_bytes(b"not a png at all")
+    path = tmp_path / "pairs.csv"
+    path.write_text(content)
+
+    with pytest.raises(FinetuneError) as caught:
+        load_pairs([path], "training")
+
+    assert str(caught.value).startswith(f"training data: {path}")
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("loss", "how", "frozen", "trained"),
+    [
+        ("contrastive", "vision", "vision_model.", "text_model."),
+        ("bce", "text", "text_model.", "vision_model."),
+        ("both", "backbone", "vision_model.embeddings.", "visual_projection."),
+    ],
+)
+def test_frozen_parts_keep_the_base_weights_and_the_rest_learns(
+    tiny_clip_dir, catalog, tmp_path, loss, how, frozen, trained
+):
+    from safetensors.torch import load_file
+
+    base = load_file(tiny_clip_dir / "model.safetensors")
+    report = finetune(
+        config(
+            tiny_clip_dir,
+            catalog,
+            tmp_path / "out",
+            epochs=1,
+            loss=loss,
+            freeze=how,
+            trainable_blocks=1,
+            wise_alphas=(1.0,),
+        ),
+        progress=False,
+        log=quiet,
+    )
+    tuned = load_file(tmp_path / "out" / "model.safetensors")
+
+    frozen_keys = [k for k in base if k.startswith(frozen)]
+    trained_keys = [k for k in base if k.startswith(trained)]
+    assert frozen_keys and trained_keys
+    assert all(base[k].equal(tuned[k]) for k in frozen_keys)
+    assert any(not base[k].equal(tuned[k]) for k in trained_keys)
+    assert report["config"]["loss"] == loss
+
+
+def test_a_cached_synthetic_catalog_is_only_ever_seen_whole(tmp_path, monkeypatch):
+    from training import finetune as program
+
+    monkeypatch.setattr(program, "DATA_DIR", tmp_path)
+    (tmp_path / ".replay-train-seed0-n3-leftover").mkdir()  # a writer that died
+
+    path = program.replay_csv_default(3)
+
+    assert path == tmp_path / "replay-train-seed0-n3" / "catalog.csv"
+    assert len(path.read_text().splitlines()) == 4  # header and 3 pairs
+    assert program.replay_csv_default(3) == path
