@@ -1115,25 +1115,37 @@ def listings_queue_rescore(
 ) -> int:
     """Queue these listings for a rescore with the active model, in batches, after
     commit (an admin action); returns how many batches."""
+    version_id = model_version_active().version.pk
+    transaction.on_commit(
+        partial(
+            _queue_batches,
+            RESCORE_BATCH_TASK,
+            version_id,
+            listing_ids,
+            batch_size,
+            f"rescore-{version_id}-selected-{listing_ids[0] if listing_ids else 0}",
+        ),
+        robust=True,
+    )
+    return -(-len(listing_ids) // batch_size)
+
+
+def _queue_batches(
+    task: str, version_id: int, ids: list[int], batch_size: int, name: str
+) -> int:
+    """Queue ``task(version_id, batch)`` for each batch of ids; how many batches."""
     from django_q.tasks import async_task
 
-    version_id = model_version_active().version.pk
-    batches = [
-        listing_ids[start : start + batch_size]
-        for start in range(0, len(listing_ids), batch_size)
-    ]
-    for number, batch in enumerate(batches):
-        transaction.on_commit(
-            partial(
-                async_task,
-                RESCORE_BATCH_TASK,
-                version_id,
-                batch,
-                task_name=f"rescore-{version_id}-selected-{batch[0]}-{number}",
-            ),
-            robust=True,
+    batches = 0
+    for start in range(0, len(ids), batch_size):
+        async_task(
+            task,
+            version_id,
+            ids[start : start + batch_size],
+            task_name=f"{name}-{start // batch_size}",
         )
-    return len(batches)
+        batches += 1
+    return batches
 
 
 @dataclass
@@ -1154,7 +1166,6 @@ def catalog_rescore_queue(
     Does nothing if another version was activated since: that one queued its own.
     Safe to run twice: a listing already rescored is no longer stale.
     """
-    from django_q.tasks import async_task
 
     from listings.selectors import listings_for_rescore
 
@@ -1168,14 +1179,13 @@ def catalog_rescore_queue(
         .exclude(status=Status.PENDING)
         .values_list("pk", flat=True)
     )
-    for start in range(0, len(ids), batch_size):
-        async_task(
-            RESCORE_BATCH_TASK,
-            model_version_id,
-            ids[start : start + batch_size],
-            task_name=f"rescore-{model_version_id}-{start // batch_size}",
-        )
-        report.batches += 1
+    report.batches = _queue_batches(
+        RESCORE_BATCH_TASK,
+        model_version_id,
+        ids,
+        batch_size,
+        f"rescore-{model_version_id}",
+    )
     return report
 
 
@@ -1373,7 +1383,6 @@ def shadow_catalog_queue(
 ) -> RescoreReport:
     """Queue shadow scoring, in batches, of routed listings the candidate has not
     scored yet; nothing if it is no longer the shadow model."""
-    from django_q.tasks import async_task
 
     report = RescoreReport(model_version_id)
     shadow = ModelVersion.objects.filter(is_shadow=True).first()
@@ -1391,14 +1400,13 @@ def shadow_catalog_queue(
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    for start in range(0, len(ids), batch_size):
-        async_task(
-            SHADOW_BATCH_TASK,
-            model_version_id,
-            ids[start : start + batch_size],
-            task_name=f"shadow-{model_version_id}-{start // batch_size}",
-        )
-        report.batches += 1
+    report.batches = _queue_batches(
+        SHADOW_BATCH_TASK,
+        model_version_id,
+        ids,
+        batch_size,
+        f"shadow-{model_version_id}",
+    )
     return report
 
 
