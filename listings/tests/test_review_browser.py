@@ -30,19 +30,10 @@ def demo_queue(transactional_db, sync_queue, use_model, bundled_model_dir):
 
 
 @pytest.fixture
-def browser_page(monkeypatch):
+def chromium() -> str:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (see README).")
-    # Playwright's sync API runs an event loop in this thread; the test's own
-    # database reads happen between its calls, never concurrently with them.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        yield page
-        browser.close()
+    return CHROMIUM
 
 
 def shot(page, name: str) -> None:
@@ -57,14 +48,39 @@ def current_listing(page) -> int | None:
 
 @pytest.mark.slow
 def test_a_moderator_clears_20_demo_listings_with_the_keyboard_alone(
-    live_server, demo_queue, browser_page
+    live_server, demo_queue, chromium
 ):
-    page = browser_page
+    from playwright.sync_api import sync_playwright
+
     user = moderator("alice")
     user.set_password("s3cret-pass")
     user.save()
+    # No database access while the browser is open: Playwright's sync API runs an
+    # event loop in this thread, and Django would open (and leak) another
+    # connection for that context. The checks come after.
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        plan = work_the_queue(page, live_server.url, demo_queue)
+        browser.close()
 
-    page.goto(f"{live_server.url}/review/")
+    decisions = ListingDecision.objects.filter(actor=user)
+    made = {
+        d.listing_id: d.to_status
+        + (f":{d.reason_code}" if d.to_status == "rejected" else "")
+        for d in decisions
+    }
+    assert made == plan
+    assert decisions.get(reason_code="other").reason == (
+        "Photo is a screenshot of another shop."
+    )
+    statuses = dict(Listing.objects.values_list("pk", "status"))
+    assert {statuses[pk] for pk, p in plan.items() if p == "escalated"} == {"escalated"}
+
+
+def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]:
+    """Log in and clear the queue with the keyboard; what was decided, by id."""
+    page.goto(f"{url}/review/")
     assert "/admin/login/" in page.url
     page.keyboard.type("alice")
     page.keyboard.press("Tab")
@@ -135,16 +151,4 @@ def test_a_moderator_clears_20_demo_listings_with_the_keyboard_alone(
     assert page.locator("#claimed-now .n").inner_text() == "0"
     assert page.locator("svg.chart").count() == 2
     shot(page, "dashboard")
-
-    decisions = ListingDecision.objects.filter(actor=user)
-    made = {
-        d.listing_id: d.to_status
-        + (f":{d.reason_code}" if d.to_status == "rejected" else "")
-        for d in decisions
-    }
-    assert made == plan
-    assert decisions.get(reason_code="other").reason == (
-        "Photo is a screenshot of another shop."
-    )
-    statuses = dict(Listing.objects.values_list("pk", "status"))
-    assert {statuses[pk] for pk, p in plan.items() if p == "escalated"} == {"escalated"}
+    return plan
