@@ -11,6 +11,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from clipmatch.engine import ModelLoadError
 from clipmatch.models import ModelVersion
 from clipmatch.services import ModelVersionError, model_version_activate
 from listings.api.errors import Conflict
@@ -91,7 +92,8 @@ class ModelVersionActivateView(APIView):
         version = get_object_or_404(ModelVersion, pk=pk)
         try:
             model_version_activate(version=version, actor=request.user)
-        except ModelVersionError as exc:
+        except (ModelVersionError, ModelLoadError) as exc:
+            # Already active, or its files are missing or changed: nothing changed.
             raise Conflict(str(exc)) from exc
         version.refresh_from_db()
         return Response(ModelVersionSerializer(version).data)

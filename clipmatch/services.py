@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 from django.core.exceptions import ImproperlyConfigured
@@ -55,14 +56,25 @@ class ModelVersionError(Exception):
     """A model version change that is not allowed; the message says why."""
 
 
+def _is_configured_model(source: ModelSource) -> bool:
+    configured = conf.get("MODEL")
+    if source.ref == configured:
+        return True
+    local = Path(configured).expanduser()
+    return local.is_dir() and local.resolve() == Path(source.path).resolve()
+
+
 def thresholds_for(source: ModelSource) -> Thresholds:
-    """Thresholds from settings, else those shipped beside the model; never invented."""
-    configured = conf.get("THRESHOLDS")
+    """Thresholds from settings for the configured model, else those shipped beside
+    the model; never invented, never borrowed from another model (raw cosines
+    differ per model)."""
+    configured = conf.get("THRESHOLDS") if _is_configured_model(source) else None
     data = configured or source.meta.get("thresholds")
     if not data:
         raise ImproperlyConfigured(
             f"No thresholds for model {source.ref!r}: raw CLIP cosines differ per "
-            "model, so set CLIPMATCH_THRESHOLDS (see the README) after calibrating."
+            "model, so ship them in its clipmatch.json or, for the configured "
+            "model, set CLIPMATCH_THRESHOLDS (see the README) after calibrating."
         )
     data = dict(data)
     top_k = conf.get("CATEGORY_TOP_K") or data.get("category_top_k")

@@ -24,3 +24,13 @@ def is_seller(user) -> bool:
 
 def is_moderator(user) -> bool:
     return has_role(user, MODERATORS) or has_role(user, SENIOR_MODERATORS)
+
+
+def actor_as_seen_by(decision, viewer) -> str:
+    """Who made a decision, as the viewer may see it: moderators see names;
+    sellers see "system", "seller" or "moderator", never a moderator's name."""
+    if decision.actor_id is None:
+        return "system"
+    if is_moderator(viewer):
+        return decision.actor.get_username()
+    return "seller" if decision.actor_id == decision.listing.seller_id else "moderator"

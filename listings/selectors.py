@@ -65,7 +65,9 @@ def review_queue(*, moderator, filters=None, now: datetime | None = None) -> Que
     now = now or timezone.now()
     states = review_states(moderator)
     # A listing its seller deleted is hidden everywhere, the queue included.
-    qs = Listing.objects.filter(status__in=states, deleted_at__isnull=True).filter(
+    # Nor does a moderator review their own listing.
+    qs = Listing.objects.filter(status__in=states, deleted_at__isnull=True)
+    qs = qs.exclude(seller=moderator).filter(
         Q(claimed_by__isnull=True) | Q(claimed_until__lt=now) | Q(claimed_by=moderator)
     )
     cooldown = timedelta(seconds=conf.get("REVIEW_SKIP_COOLDOWN_SECONDS"))
@@ -113,6 +115,7 @@ QUEUE_REASON_LABELS = {
     "scoring_failed": "scoring failed",
     "escalated": "escalated",
     "appeal": "seller appealed",
+    "edited_after_rejection": "changed after a rejection",
     "rescored": "rescored",
 }
 

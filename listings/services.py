@@ -233,7 +233,7 @@ def mismatch_probability(*, score: ListingScore | None, reason: str = "") -> flo
     return max(floor, 1.0 / (1.0 + math.exp(exponent)))
 
 
-_EVEN_ODDS = {"appeal", "scoring_failed", "audit_sample"}
+_EVEN_ODDS = {"appeal", "scoring_failed", "audit_sample", "edited_after_rejection"}
 
 
 def review_priority(
@@ -501,6 +501,12 @@ def _finish_scored(
         listing, done = _still_current(attempt, now)
         if done:
             return done
+        if _model_superseded(active):
+            # Another version was activated while this one worked: score again
+            # with the one in force rather than route by a replaced model.
+            _close(attempt, ScoringAttempt.Outcome.SUPERSEDED, now)
+            transaction.on_commit(partial(_queue, listing.pk), robust=True)
+            return ScoreOutcome(listing.pk, "superseded", listing.status)
         audit = assessment.verdict == ListingScore.Verdict.PASS and (
             random.random() < conf.get("AUDIT_RATE")
         )
@@ -511,6 +517,21 @@ def _finish_scored(
         if ModelVersion.objects.filter(is_shadow=True).exists():
             transaction.on_commit(partial(_queue_shadow, listing.pk), robust=True)
     return ScoreOutcome(listing.pk, "scored", to_status)
+
+
+def _model_superseded(active: ActiveModel) -> bool:
+    """Whether another model version has been activated since ``active`` was
+    resolved. Locks the version row, so an activation (which updates it) either
+    commits before this check or waits for the caller's transaction."""
+    still_active = (
+        ModelVersion.objects.select_for_update()
+        .filter(pk=active.version.pk)
+        .values_list("is_active", flat=True)
+        .first()
+    )
+    if active.version.is_active:
+        return not still_active
+    return ModelVersion.objects.filter(is_active=True).exists()
 
 
 def _route(
@@ -530,6 +551,15 @@ def _route(
     reasons = list(assessment.reasons)
     if audit:
         reasons.append("Picked at random for an audit of passed listings.")
+    to_status = Status.REVIEW if audit else VERDICT_STATUS[assessment.verdict]
+    if to_status == Status.PASSED and _last_human_call_was_no(listing):
+        # The model cannot see every reason a person rejected for (a prohibited
+        # item, a misleading text): an edit goes back to a person, never live.
+        to_status = Status.REVIEW
+        reason_code = "edited_after_rejection"
+        reasons.append(
+            "Changed after a moderator rejected or escalated it: a person looks again."
+        )
     score, _ = ListingScore.objects.update_or_create(
         listing=listing,
         content_hash=content_hash,
@@ -546,7 +576,6 @@ def _route(
             "computed_at": now,
         },
     )
-    to_status = Status.REVIEW if audit else VERDICT_STATUS[assessment.verdict]
     if to_status == listing.status:
         listing.score = score
         fields = ["score", "updated_at"]
@@ -572,6 +601,18 @@ def _route(
     return to_status
 
 
+def _last_human_call_was_no(listing: Listing) -> bool:
+    """Whether the last person to decide this listing rejected or escalated it
+    (or the seller appealed a rejection), and nobody approved it since."""
+    last = (
+        ListingDecision.objects.filter(listing=listing, to_status__in=HUMAN_STATES)
+        .order_by("-created_at", "-id")
+        .values_list("to_status", flat=True)
+        .first()
+    )
+    return last is not None and last != Status.APPROVED
+
+
 def listing_rescore(
     *, listing_id: int, active: ActiveModel | None = None
 ) -> ScoreOutcome:
@@ -591,18 +632,26 @@ def listing_rescore(
     active = active or model_version_active()
     try:
         assessment = _assess(listing, active)
+    except ImageStorageError as exc:  # storage trouble: this listing, not the batch
+        logger.warning("Rescoring listing %s: %s", listing_id, exc)
+        return ScoreOutcome(listing_id, "failed", listing.status, str(exc))
     except UnreadableImage as exc:
         with transaction.atomic():
             listing = _locked(listing_id)
             if listing.status != status or listing.content_hash != content_hash:
                 return ScoreOutcome(listing_id, "superseded", listing.status)
-            if listing.status == Status.REVIEW:
+            if listing.status in (Status.REVIEW, Status.HELD):
+                # Already in front of a person; a held listing stays held.
+                listing.scoring_error = f"Rescoring failed: {exc}"
+                listing.save(update_fields=["scoring_error"])
                 return ScoreOutcome(listing_id, "failed", listing.status, str(exc))
             to_status = _quarantine(listing, str(exc), failures=1, permanent=True)
         return ScoreOutcome(listing_id, "failed", to_status, str(exc))
     with transaction.atomic():
         listing = _locked(listing_id)
         if listing.status != status or listing.content_hash != content_hash:
+            return ScoreOutcome(listing_id, "superseded", listing.status)
+        if _model_superseded(active):
             return ScoreOutcome(listing_id, "superseded", listing.status)
         previous = listing.score
         audit = bool(
@@ -857,6 +906,7 @@ def review_claim_next(
             claimed_by=moderator,
             claimed_until__gte=now,
             status__in=review_states(moderator),
+            deleted_at__isnull=True,
         )
         .order_by("claimed_until")
         .values_list("pk", flat=True)
@@ -889,7 +939,12 @@ def review_claim(*, listing_id: int, moderator, now: datetime | None = None) -> 
     with transaction.atomic():
         free = Q(claimed_by__isnull=True) | Q(claimed_until__lt=now)
         taken = (
-            Listing.objects.filter(pk=listing_id, status__in=review_states(moderator))
+            Listing.objects.filter(
+                pk=listing_id,
+                status__in=review_states(moderator),
+                deleted_at__isnull=True,
+            )
+            .exclude(seller=moderator)
             .filter(free | Q(claimed_by=moderator))
             .update(claimed_by=moderator, claimed_until=until)
         )
@@ -922,6 +977,10 @@ def _claim_lost_message(listing_id: int, moderator, now: datetime) -> str:
     listing = Listing.objects.select_related("claimed_by").filter(pk=listing_id).first()
     if listing is None:
         return "The listing no longer exists."
+    if listing.deleted_at is not None:
+        return "The seller deleted this listing."
+    if listing.seller_id == moderator.pk:
+        return "This is your own listing: someone else reviews it."
     if listing.status not in QUEUE_STATES:
         return f"The listing is no longer in the queue (it is {listing.status} now)."
     if listing.claimed_by and listing.claimed_until and listing.claimed_until >= now:
@@ -986,6 +1045,8 @@ def review_decide(
         listing = _locked(listing_id)
         if listing is None:
             raise StaleDecision("The listing no longer exists.")
+        if listing.deleted_at is not None:
+            raise StaleDecision("Not applied: the seller deleted this listing.")
         if listing.status != expected_status:
             who = listing.decisions.exclude(actor=None).last()
             by = (
@@ -1027,6 +1088,8 @@ def review_decide(
 def _check_may_decide(listing: Listing, moderator, action: str) -> None:
     if not moderator.has_perm("listings.moderate_listing"):
         raise DecisionNotAllowed("Only moderators decide listings.")
+    if listing.seller_id == moderator.pk:
+        raise DecisionNotAllowed("You cannot decide your own listing.")
     if listing.status == Status.ESCALATED:
         if action == "escalate":
             raise DecisionNotAllowed("The listing is already escalated.")
@@ -1487,7 +1550,14 @@ def listing_soft_delete(*, listing: Listing, actor) -> ListingDecision:
         if current.seller_id != getattr(actor, "pk", None):
             raise ListingNotEditable("Only the listing's seller can delete it.")
         current.deleted_at = timezone.now()
-        current.save(update_fields=["deleted_at", "updated_at"])
+        # It leaves the review queue, and whoever held it loses the claim.
+        current.claimed_by = None
+        current.claimed_until = None
+        current.queued_for_review_at = None
+        current.queue_reason = ""
+        current.review_priority = 0.0
+        current.save(update_fields=["deleted_at", "updated_at", *_QUEUE_FIELDS])
+        _claims_lost(current.pk, current.deleted_at)
         listing.deleted_at = current.deleted_at
         return ListingDecision.objects.create(
             listing=current,

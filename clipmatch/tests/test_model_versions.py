@@ -8,6 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 
+from clipmatch.engine import ModelLoadError
 from clipmatch.models import ModelAuditEntry, ModelVersion
 from clipmatch.services import (
     ModelVersionError,
@@ -133,7 +134,7 @@ def test_only_staff_activate(second_model):
 def test_a_version_whose_files_are_gone_cannot_be_activated(second_model, staff):
     shutil.rmtree(second_model.source)
 
-    with pytest.raises(Exception, match="are missing"):
+    with pytest.raises(ModelLoadError, match="are missing"):
         model_version_activate(version=second_model, actor=staff)
 
     assert not ModelVersion.objects.filter(is_active=True).exists()
@@ -207,3 +208,60 @@ def test_clip_info_shows_the_activated_version_not_the_settings_model(
     assert info["version"] == second_model.version
     assert info["activated"] is True
     assert info["threshold_version"] is None
+
+
+def test_a_score_computed_by_a_model_replaced_meanwhile_is_not_routed(
+    tiny_clip_dir,
+    use_model,
+    second_model,
+    staff,
+    queued,
+    django_capture_on_commit_callbacks,
+):
+    from listings.models import ScoringAttempt
+    from listings.services import _assess, _finish_scored, model_version_active
+
+    use_model(tiny_clip_dir, PASS_ALL)
+    listing = ListingImageFactory().listing
+    listing_request_scoring(listing_id=listing.pk)
+    listing.refresh_from_db()
+    before = model_version_active()  # the worker resolved the model...
+    assessment = _assess(listing, before)  # ...and ran it, then:
+    model_version_activate(version=second_model, actor=staff)
+    attempt = ScoringAttempt.objects.create(
+        listing=listing,
+        content_hash=listing.content_hash,
+        started_at=listing.created_at,
+    )
+    queued.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = _finish_scored(attempt, before, assessment)
+
+    assert outcome.outcome == "superseded"
+    listing.refresh_from_db()
+    assert listing.status == Listing.Status.PENDING
+    assert listing.scores.count() == 0
+    assert queued == [listing.pk]  # scored again, by the version now in force
+    attempt.refresh_from_db()
+    assert attempt.outcome == ScoringAttempt.Outcome.SUPERSEDED
+
+
+def test_a_rescore_batch_for_a_replaced_version_routes_nothing(
+    tiny_clip_dir, use_model, second_model, staff, queued
+):
+    from listings.services import listing_rescore, model_version_active
+
+    use_model(tiny_clip_dir, PASS_ALL)
+    listing = ListingImageFactory().listing
+    listing_request_scoring(listing_id=listing.pk)
+    listing_score(listing_id=listing.pk)
+    old = model_version_active()
+    model_version_activate(version=second_model, actor=staff)
+
+    outcome = listing_rescore(listing_id=listing.pk, active=old)
+
+    assert outcome.outcome == "superseded"
+    listing.refresh_from_db()
+    assert listing.score.model_version == old.version
+    assert listing.scores.count() == 1

@@ -13,7 +13,7 @@ from listings.models import (
     ListingImage,
     ListingScore,
 )
-from listings.roles import is_moderator
+from listings.roles import actor_as_seen_by
 from listings.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 
@@ -332,9 +332,5 @@ class DecisionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_actor(self, obj) -> str:
-        if obj.actor_id is None:
-            return "system"
         request = self.context.get("request")
-        if request is not None and is_moderator(request.user):
-            return obj.actor.get_username()
-        return "seller" if obj.actor_id == obj.listing.seller_id else "moderator"
+        return actor_as_seen_by(obj, request.user if request else None)

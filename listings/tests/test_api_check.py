@@ -201,3 +201,31 @@ def test_staff_who_may_change_models_activate_a_version_and_others_cannot(
     assert again.status_code == 409
     assert again.json()["message"] == f"{version} is already the active version."
     assert ModelVersion.objects.get(pk=version.pk).is_active
+
+
+def test_activating_a_version_whose_files_are_gone_is_a_409_not_a_500(
+    tiny_model, tmp_path, monkeypatch
+):
+    import shutil
+
+    from django.contrib.auth import get_user_model
+
+    from clipmatch.services import model_version_register
+    from conftest import build_tiny_clip
+    from listings.tests.conftest import token_client
+
+    path = build_tiny_clip(tmp_path / "gone", seed=4)
+    version, _ = model_version_register(
+        path=str(path), report={"accepted": True, "refusals": []}
+    )
+    shutil.rmtree(path)
+    admin_api = token_client(
+        get_user_model().objects.create_superuser("root", "r@example.com", "pw")
+    )
+
+    response = admin_api.post(f"/api/v1/model-versions/{version.pk}/activate/")
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "conflict"
+    assert "are missing" in response.json()["message"]
+    assert not ModelVersion.objects.filter(is_active=True).exists()

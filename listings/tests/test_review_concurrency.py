@@ -66,6 +66,7 @@ def test_eight_moderators_drain_200_items_each_handed_out_and_decided_once(
         thread.start()
     for thread in threads:
         thread.join(timeout=300)
+    assert not [t.name for t in threads if t.is_alive()]
     assert errors == []
     claims = Counter(pk for ids in handed.values() for pk in ids)
     assert len(claims) == ITEMS

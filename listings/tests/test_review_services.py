@@ -299,3 +299,61 @@ def test_a_rescore_that_keeps_an_item_in_review_updates_its_place_in_line(
     assert listing.status == Status.REVIEW
     assert listing.queued_for_review_at == entered
     assert listing.review_priority > before
+
+
+def test_a_moderator_never_gets_or_decides_their_own_listing():
+    alice = moderator("alice")
+    own = queue_item(title="alice's own", seller=alice)
+    assert review_claim_next(moderator=alice) is None
+    with pytest.raises(ClaimLost, match="your own listing"):
+        review_claim(listing_id=own.pk, moderator=alice)
+    with pytest.raises(DecisionNotAllowed, match="your own listing"):
+        decide(own, alice, "approve")
+    assert review_claim_next(moderator=moderator("bob")).pk == own.pk
+
+
+def test_a_deleted_listing_leaves_the_queue_and_its_claim(queued):
+    from listings.services import listing_soft_delete
+
+    item = queue_item(title="deleted")
+    alice = moderator("alice")
+    seen = review_claim_next(moderator=alice)
+    listing_soft_delete(listing=item, actor=item.seller)
+
+    assert review_claim_next(moderator=alice) is None
+    with pytest.raises(StaleDecision, match="the seller deleted this listing"):
+        review_decide(
+            listing_id=item.pk,
+            moderator=alice,
+            action="reject",
+            reason_code="wrong_image",
+            expected_status=seen.status,
+            expected_content_hash=seen.content_hash,
+        )
+    listing = Listing.objects.get(pk=item.pk)
+    assert (listing.claimed_by, listing.queued_for_review_at) == (None, None)
+    assert ReviewClaim.objects.get().outcome == "lost"
+
+
+def test_an_edit_after_a_rejection_goes_back_to_a_person_even_if_the_model_passes_it(
+    tiny_clip_dir, use_model, queued
+):
+    from listings.services import listing_score
+    from listings.tests.conftest import PASS_ALL
+    from listings.tests.factories import ListingImageFactory
+
+    use_model(tiny_clip_dir, PASS_ALL)  # the model passes everything
+    item = ListingImageFactory().listing
+    listing_request_scoring(listing_id=item.pk)
+    Listing.objects.filter(pk=item.pk).update(status=Status.REVIEW)  # e.g. an audit
+    decide(item, moderator("alice"), "reject", reason_code="prohibited")
+
+    Listing.objects.filter(pk=item.pk).update(description="Same thing. ")
+    listing_request_scoring(listing_id=item.pk)
+    listing_score(listing_id=item.pk)
+
+    listing = Listing.objects.get(pk=item.pk)
+    assert listing.status == Status.REVIEW
+    assert listing.queue_reason == "edited_after_rejection"
+    assert listing.score.verdict == "pass"
+    assert "a person looks again" in " ".join(listing.score.reasons)

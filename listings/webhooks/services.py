@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from listings import conf
-from listings.roles import MODERATORS, SENIOR_MODERATORS
+from listings.roles import MODERATORS, SENIOR_MODERATORS, actor_as_seen_by
 from listings.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def _event_for(decision) -> str | None:
     return None
 
 
-def _payload(decision, event: str, event_id) -> dict:
+def _payload(decision, event: str, event_id, viewer) -> dict:
     listing = decision.listing
     return {
         "id": str(event_id),
@@ -116,7 +116,7 @@ def _payload(decision, event: str, event_id) -> dict:
             "to_status": decision.to_status,
             "reason_code": decision.reason_code,
             "reason": decision.reason,
-            "actor": decision.actor.get_username() if decision.actor_id else None,
+            "actor": actor_as_seen_by(decision, viewer),
             "model_version": decision.model_version,
             "score": decision.score,
         },
@@ -146,7 +146,8 @@ def webhooks_record_decision(*, decision) -> list[int]:
         delivery = WebhookDelivery(
             endpoint=endpoint, decision=decision, event=event, next_attempt_at=now
         )
-        delivery.payload = _payload(decision, event, delivery.event_id)
+        # The seller's endpoint never learns a moderator's name.
+        delivery.payload = _payload(decision, event, delivery.event_id, endpoint.owner)
         delivery.save()
         ids.append(delivery.pk)
         transaction.on_commit(partial(_queue, delivery.pk), robust=True)

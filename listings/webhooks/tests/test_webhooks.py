@@ -150,7 +150,7 @@ def test_a_verdict_records_one_delivery_for_the_seller_and_for_moderators_only(
     assert payload["decision"]["from_status"] == "pending"
     assert payload["decision"]["to_status"] == "passed"
     assert payload["decision"]["reason_code"] == "scored_pass"
-    assert payload["decision"]["actor"] is None
+    assert payload["decision"]["actor"] == "system"
 
 
 @pytest.mark.django_db
@@ -160,6 +160,9 @@ def test_system_routing_is_a_verdict_and_a_moderators_call_a_decision(
     monkeypatch.setattr("listings.webhooks.services._queue", lambda pk: None)
     listing = ListingImageFactory(listing__seller=seller).listing
     webhook_endpoint_create(owner=seller, url="http://127.0.0.1:9/a", secret=SECRET)
+    back_office = webhook_endpoint_create(
+        owner=moderator, url="http://127.0.0.1:9/c", secret=SECRET
+    )
 
     listing_transition(listing=listing, to_status="review", reason_code="scored_review")
     listing_transition(
@@ -171,13 +174,19 @@ def test_system_routing_is_a_verdict_and_a_moderators_call_a_decision(
     )
     listing_transition(listing=listing, to_status="pending", reason_code="content")
 
-    verdict, decision = WebhookDelivery.objects.order_by("id")
+    sellers = WebhookDelivery.objects.exclude(endpoint=back_office).order_by("id")
+    verdict, decision = sellers
     assert verdict.event == "listing.verdict"
     assert verdict.payload["decision"]["to_status"] == "review"
     assert decision.event == "listing.decision"
-    assert decision.payload["decision"]["actor"] == "mo"
+    # The seller learns that a moderator decided, never which one.
+    assert decision.payload["decision"]["actor"] == "moderator"
     assert decision.payload["decision"]["to_status"] == "rejected"
     assert decision.payload["decision"]["reason"] == "The photo shows a mug."
+    moderators = WebhookDelivery.objects.filter(
+        endpoint=back_office, event="listing.decision"
+    ).get()
+    assert moderators.payload["decision"]["actor"] == "mo"
 
 
 @pytest.mark.django_db
