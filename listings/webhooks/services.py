@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import json
 import logging
@@ -37,17 +38,37 @@ class WebhookURLRefused(ValueError):
     """A webhook URL that must not be called; the message says why."""
 
 
-def webhook_url_check(url: str, *, resolve: bool) -> None:
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Global, and so is any IPv4 address embedded in an IPv6 one (mapped,
+    compatible or NAT64), which `is_global` alone lets through."""
+    if not address.is_global:
+        return False
+    if address.version == 6:
+        embedded = address.ipv4_mapped
+        if embedded is None and (int(address) >> 32 == 0 or address in NAT64):
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return embedded.is_global
+    return True
+
+
+def webhook_url_check(url: str, *, resolve: bool) -> str | None:
     """Refuse URLs that are not http(s) or that point inside our own network.
 
-    With `resolve`, the host's addresses are looked up (at delivery time); without,
-    only a literal address or "localhost" is refused (at registration, no DNS).
+    With `resolve`, the host's addresses are looked up (at delivery time) and the
+    checked address to connect to is returned, so that a second lookup (DNS
+    rebinding) cannot lead the request elsewhere; without, only a literal address
+    or "localhost" is refused (at registration, no DNS). None when private hosts
+    are allowed or nothing was resolved: then the host is connected to as named.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WebhookURLRefused("The URL must be http:// or https:// with a host.")
     if conf.get("WEBHOOK_ALLOW_PRIVATE_HOSTS"):
-        return
+        return None
     host = parts.hostname
     if host == "localhost" or host.endswith(".localhost"):
         raise WebhookURLRefused("The URL must not point at a private address.")
@@ -55,15 +76,16 @@ def webhook_url_check(url: str, *, resolve: bool) -> None:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
         if not resolve:
-            return
+            return None
         try:
             infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise WebhookURLRefused(f"The host {host} cannot be resolved.") from exc
         addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     for address in addresses:
-        if not address.is_global:
+        if not _is_public(address):
             raise WebhookURLRefused("The URL must not point at a private address.")
+    return str(addresses[0])
 
 
 def webhook_endpoint_create(
@@ -176,7 +198,54 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the address that was checked, whatever DNS says now; the Host
+    header still names the URL's host."""
+
+    def __init__(self, *args, address: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._address = address
+
+    def connect(self):
+        self.sock = socket.create_connection(
+            (self._address, self.port), self.timeout, self.source_address
+        )
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """As above, with TLS verified against the URL's host name (SNI too)."""
+
+    def __init__(self, *args, address: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._address = address
+
+    def connect(self):
+        sock = socket.create_connection(
+            (self._address, self.port), self.timeout, self.source_address
+        )
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def _opener(address: str | None) -> urllib.request.OpenerDirector:
+    handlers: list = [urllib.request.ProxyHandler({}), _NoRedirects]
+    if address is not None:
+
+        class Pinned(urllib.request.HTTPHandler):
+            def http_open(self, req):
+                return self.do_open(
+                    partial(_PinnedHTTPConnection, address=address), req
+                )
+
+        class PinnedTLS(urllib.request.HTTPSHandler):
+            def https_open(self, req):
+                return self.do_open(
+                    partial(_PinnedHTTPSConnection, address=address),
+                    req,
+                    context=self._context,
+                )
+
+        handlers += [Pinned, PinnedTLS]
+    return urllib.request.build_opener(*handlers)
 
 
 @dataclass
@@ -224,8 +293,8 @@ def webhook_deliver(
         error = "The endpoint was deactivated."
     else:
         try:
-            webhook_url_check(endpoint.url, resolve=True)
-            status_code, excerpt = _post(delivery)
+            address = webhook_url_check(endpoint.url, resolve=True)
+            status_code, excerpt = _post(delivery, address)
             if not 200 <= status_code < 300:
                 error = f"The receiver answered HTTP {status_code}."
         except WebhookURLRefused as exc:
@@ -235,7 +304,7 @@ def webhook_deliver(
     return _finish(delivery, now, started, status_code, error, excerpt)
 
 
-def _post(delivery: WebhookDelivery) -> tuple[int, str]:
+def _post(delivery: WebhookDelivery, address: str | None) -> tuple[int, str]:
     body = webhook_body(delivery)
     signature = webhook_sign(
         secret=delivery.endpoint.secret, timestamp=int(time.time()), body=body
@@ -253,7 +322,8 @@ def _post(delivery: WebhookDelivery) -> tuple[int, str]:
         },
     )
     try:
-        with _opener.open(request, timeout=conf.get("WEBHOOK_TIMEOUT")) as response:
+        opener = _opener(address)
+        with opener.open(request, timeout=conf.get("WEBHOOK_TIMEOUT")) as response:
             return response.status, response.read(500).decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:  # 3xx (not followed), 4xx, 5xx
         return exc.code, exc.read(500).decode("utf-8", "replace")

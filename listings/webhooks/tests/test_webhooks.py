@@ -3,8 +3,10 @@
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
+import urllib.error
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -16,8 +18,10 @@ from listings.services import listing_score, listing_transition
 from listings.tests.factories import ListingImageFactory
 from listings.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from listings.webhooks.services import (
+    WebhookURLRefused,
     webhook_deliver,
     webhook_endpoint_create,
+    webhook_url_check,
     webhooks_dispatch_due,
 )
 
@@ -411,3 +415,46 @@ def test_only_http_urls_can_be_registered(seller_api):
     assert response.json()["fields"] == {
         "url": ["The URL must be http:// or https:// with a host."]
     }
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::ffff:127.0.0.1]/hook",  # IPv4-mapped
+        "http://[::127.0.0.1]/hook",  # IPv4-compatible
+        "http://[64:ff9b::7f00:1]/hook",  # NAT64 of 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of 169.254.169.254
+    ],
+)
+def test_loopback_hidden_in_an_ipv6_address_is_refused(url):
+    with pytest.raises(WebhookURLRefused, match="private address"):
+        webhook_url_check(url, resolve=False)
+
+
+def test_the_request_goes_to_the_checked_address_not_a_second_lookup(monkeypatch):
+    """DNS rebinding: public for the check, loopback a moment later. The
+    connection must go to the address that was checked."""
+    from listings.webhooks.services import _opener
+
+    answers = iter(["93.184.216.34", "127.0.0.1", "127.0.0.1"])
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, port, *a, **kw: [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))
+        ],
+    )
+    dialled = []
+
+    def create_connection(address, *args, **kwargs):
+        dialled.append(address)
+        raise ConnectionRefusedError("not on this network")
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+
+    checked = webhook_url_check("http://rebind.example:8080/hook", resolve=True)
+    with pytest.raises(urllib.error.URLError):
+        _opener(checked).open("http://rebind.example:8080/hook", timeout=1)
+
+    assert checked == "93.184.216.34"
+    assert dialled == [("93.184.216.34", 8080)]
