@@ -123,6 +123,14 @@ def png_bytes(colour=(200, 30, 30), size=(48, 40), mode="RGB", seed=0) -> bytes:
 
 
 @pytest.fixture
+def queued(monkeypatch):
+    """Record the listing ids handed to the task queue instead of queueing them."""
+    calls: list[int] = []
+    monkeypatch.setattr("listings.services._queue", calls.append)
+    return calls
+
+
+@pytest.fixture
 def sync_queue(monkeypatch):
     """Run async_task inline (django-q2 reads its settings once, at import)."""
     from django_q.conf import Conf

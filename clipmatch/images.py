@@ -19,6 +19,13 @@ FORMAT_EXTENSIONS = {
     "WEBP": ".webp",
     "GIF": ".gif",
 }
+FORMAT_CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

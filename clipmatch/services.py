@@ -119,7 +119,7 @@ def model_version_active(ref: str | None = None) -> ActiveModel:
     if activated is not None:
         source = source_for_version(activated)
         version = activated
-        if source.ref == conf.get("MODEL"):
+        if _is_configured_model(source):
             base = thresholds_for(source)
         else:
             base = _row_thresholds(activated)

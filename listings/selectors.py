@@ -3,6 +3,7 @@ moderators' decisions as labels."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -101,8 +102,6 @@ def review_queue(*, moderator, filters=None, now: datetime | None = None) -> Que
 
 def review_harm(listing: Listing, now: datetime | None = None) -> float:
     """The expected harm now of a queue item, from its stored priority."""
-    import math
-
     now = now or timezone.now()
     aging = conf.get("REVIEW_AGING_HOURS") * 3600
     return math.exp(min(listing.review_priority + now.timestamp() / aging, 700))

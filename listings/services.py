@@ -160,12 +160,7 @@ def listing_transition(
             if not rerouted:
                 _claims_lost(listing.pk, now)
         else:
-            listing.queued_for_review_at = None
-            listing.queue_reason = ""
-            listing.review_priority = 0.0
-            listing.claimed_by = None
-            listing.claimed_until = None
-            _claims_lost(listing.pk, now)
+            _leave_queue(listing, now)
         listing.save(update_fields=fields)
         decision = ListingDecision.objects.create(
             listing=listing,
@@ -183,6 +178,17 @@ def listing_transition(
         # Recorded with the decision, sent after commit.
         webhooks_record_decision(decision=decision)
         return decision
+
+
+def _leave_queue(listing: Listing, now: datetime) -> None:
+    """Clear the queue fields (the caller saves _QUEUE_FIELDS); whoever held the
+    listing loses the claim."""
+    listing.queued_for_review_at = None
+    listing.queue_reason = ""
+    listing.review_priority = 0.0
+    listing.claimed_by = None
+    listing.claimed_until = None
+    _claims_lost(listing.pk, now)
 
 
 def _claims_lost(listing_id: int, now: datetime) -> None:
@@ -1550,14 +1556,8 @@ def listing_soft_delete(*, listing: Listing, actor) -> ListingDecision:
         if current.seller_id != getattr(actor, "pk", None):
             raise ListingNotEditable("Only the listing's seller can delete it.")
         current.deleted_at = timezone.now()
-        # It leaves the review queue, and whoever held it loses the claim.
-        current.claimed_by = None
-        current.claimed_until = None
-        current.queued_for_review_at = None
-        current.queue_reason = ""
-        current.review_priority = 0.0
+        _leave_queue(current, current.deleted_at)
         current.save(update_fields=["deleted_at", "updated_at", *_QUEUE_FIELDS])
-        _claims_lost(current.pk, current.deleted_at)
         listing.deleted_at = current.deleted_at
         return ListingDecision.objects.create(
             listing=current,

@@ -15,19 +15,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from clipmatch import conf
-from clipmatch.images import sniff_format
+from clipmatch.images import FORMAT_CONTENT_TYPES, sniff_format
 from clipmatch.plots import bars_svg, bin_series, histogram_svg
 from listings import selectors, services
 from listings.forms import DecisionForm, QueueFilterForm
 from listings.models import Listing, ListingImage
-
-CONTENT_TYPES = {
-    "JPEG": "image/jpeg",
-    "MPO": "image/jpeg",
-    "PNG": "image/png",
-    "WEBP": "image/webp",
-    "GIF": "image/gif",
-}
 
 
 def moderator_required(view):
@@ -182,7 +174,7 @@ def image(request, pk: int):
     kind = sniff_format(handle)
     handle.seek(0)
     response = FileResponse(
-        handle, content_type=CONTENT_TYPES.get(kind, "application/octet-stream")
+        handle, content_type=FORMAT_CONTENT_TYPES.get(kind, "application/octet-stream")
     )
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"

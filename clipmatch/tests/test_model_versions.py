@@ -27,13 +27,6 @@ ACCEPTED = {"accepted": True, "refusals": [], "metrics": {"validation": {}}}
 
 
 @pytest.fixture
-def queued(monkeypatch):
-    calls: list[int] = []
-    monkeypatch.setattr("listings.services._queue", calls.append)
-    return calls
-
-
-@pytest.fixture
 def staff():
     return UserFactory(username="lead", is_staff=True)
 

@@ -22,14 +22,6 @@ REVIEW_ALL = {
 
 
 @pytest.fixture
-def queued(monkeypatch):
-    """Record the listing ids handed to the task queue instead of queueing them."""
-    calls: list[int] = []
-    monkeypatch.setattr("listings.services._queue", calls.append)
-    return calls
-
-
-@pytest.fixture
 def tiny_model(use_model, tiny_clip_dir):
     use_model(tiny_clip_dir, PASS_ALL)
     return tiny_clip_dir
