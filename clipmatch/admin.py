@@ -7,7 +7,7 @@ distributions and offers the two changes a staff user makes, through services.
 from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
-from clipmatch.engine import ModelLoadError
+from clipmatch.inference.engine import ModelLoadError
 from clipmatch.models import ModelAuditEntry, ModelVersion, ThresholdVersion
 from clipmatch.plots import histogram_svg
 from clipmatch.services import (

@@ -11,7 +11,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clipmatch.engine import ModelLoadError
+from clipmatch.inference.engine import ModelLoadError
 from clipmatch.models import ModelVersion
 from clipmatch.services import ModelVersionError, model_version_activate
 from listings.api.errors import Conflict

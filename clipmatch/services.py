@@ -15,15 +15,15 @@ from django.utils import timezone
 from PIL import Image
 
 from clipmatch import conf
-from clipmatch.engine import (
+from clipmatch.inference.engine import (
     ClipEngine,
     ModelLoadError,
     ModelSource,
-    get_engine,
     resolve_model,
 )
+from clipmatch.inference.scoring import Thresholds, ensemble
 from clipmatch.models import Embedding, ModelAuditEntry, ModelVersion, ThresholdVersion
-from clipmatch.scoring import Thresholds, ensemble
+from clipmatch.runtime import get_engine
 
 RESCORE_TASK = "listings.tasks.rescore_catalog"
 SHADOW_TASK = "listings.tasks.shadow_catalog"

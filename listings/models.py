@@ -8,7 +8,8 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from clipmatch.images import FORMAT_EXTENSIONS, sniff_format, validate_image_file
+from clipmatch.images import validate_image_file
+from clipmatch.inference.images import FORMAT_EXTENSIONS, sniff_format
 from clipmatch.models import ModelVersion, ThresholdVersion
 
 

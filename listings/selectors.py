@@ -394,7 +394,7 @@ def shadow_comparison(*, candidate_id: int) -> dict:
     """How a candidate's shadow scores compare with the scores that routed the
     same content: verdicts side by side, and on moderators' labels, both models'
     ROC-AUC and precision/recall at their own pass thresholds."""
-    from clipmatch.evaluation import binary_metrics
+    from clipmatch.inference.metrics import binary_metrics
 
     shadow_scores = ListingScore.objects.filter(
         model_version_id=candidate_id, shadow=True

@@ -20,16 +20,17 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from clipmatch import conf
-from clipmatch.engine import ModelLoadError
-from clipmatch.images import UnreadableImage, decode_image, sha256_hex
-from clipmatch.models import ModelVersion, ThresholdVersion
-from clipmatch.scoring import (
+from clipmatch.images import decode_image
+from clipmatch.inference.engine import ModelLoadError
+from clipmatch.inference.images import UnreadableImage, sha256_hex
+from clipmatch.inference.scoring import (
     FIELDS,
     Assessment,
     assess,
     best_chunk_similarity,
     rank_categories,
 )
+from clipmatch.models import ModelVersion, ThresholdVersion
 from clipmatch.services import (
     ActiveModel,
     category_vectors,
@@ -1326,7 +1327,7 @@ def thresholds_propose_from_decisions(
     share is kept aside to show how the cuts do on decisions they never saw.
     Nothing routes differently until a staff user applies the proposal.
     """
-    from clipmatch import calibration
+    from clipmatch.inference import calibration
     from listings.selectors import scores_for_calibration
 
     active = model_version_active()

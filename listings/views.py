@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from clipmatch import conf
-from clipmatch.images import FORMAT_CONTENT_TYPES, sniff_format
+from clipmatch.inference.images import FORMAT_CONTENT_TYPES, sniff_format
 from clipmatch.plots import bars_svg, bin_series, histogram_svg
 from listings import selectors, services
 from listings.forms import DecisionForm, QueueFilterForm

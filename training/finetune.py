@@ -35,7 +35,9 @@ from training.pairs import Pair, PairsError, open_images, read_pairs
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 META_FILE = "clipmatch.json"
-REPORT_FILE = "finetune_report.json"  # clipmatch.engine leaves it out of versions
+REPORT_FILE = (
+    "finetune_report.json"  # clipmatch.inference.engine leaves it out of versions
+)
 CHECKPOINT = "checkpoint/state.pt"
 LOSSES = ("contrastive", "bce", "both")
 FREEZE = ("none", "vision", "text", "backbone")
@@ -309,7 +311,7 @@ def similarities(model, tokenizer, data: PairSet, device: str) -> np.ndarray:
 
 
 def measure(labels: Sequence[int], scores: np.ndarray, threshold: float) -> dict:
-    from clipmatch.evaluation import binary_metrics
+    from clipmatch.inference.metrics import binary_metrics
 
     return binary_metrics(list(labels), scores.tolist(), threshold)
 

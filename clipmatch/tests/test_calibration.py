@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from clipmatch.calibration import hold_cut, pass_cut, propose, wilson_lower
+from clipmatch.inference.calibration import hold_cut, pass_cut, propose, wilson_lower
 
 
 def test_wilson_lower_bound_is_below_the_observed_share_and_tightens_with_n():

@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
-from clipmatch.engine import ClipEngine, ModelLoadError, get_engine, resolve_model
-from clipmatch.scoring import best_chunk_similarity
+from clipmatch.inference.engine import ClipEngine, ModelLoadError, resolve_model
+from clipmatch.inference.scoring import best_chunk_similarity
+from clipmatch.runtime import get_engine
 from conftest import png_bytes
 
 
@@ -175,7 +176,7 @@ def test_changed_weights_make_a_new_version(tiny_clip_dir, tmp_path):
 def test_a_fine_tuning_report_beside_the_weights_is_not_part_of_the_version(
     tmp_path,
 ):
-    from clipmatch.engine import resolve_model
+    from clipmatch.inference.engine import resolve_model
     from conftest import build_tiny_clip
 
     path = build_tiny_clip(tmp_path / "tuned", seed=4)

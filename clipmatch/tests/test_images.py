@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipmatch.images import UnreadableImage, decode_image
+from clipmatch.images import decode_image
+from clipmatch.inference.images import UnreadableImage
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
@@ -57,29 +58,32 @@ def test_a_format_outside_the_allow_list_is_refused():
         decode_image(data)
 
 
-def test_too_many_pixels_are_refused_before_decoding():
+def test_too_many_pixels_are_refused_before_decoding(settings):
+    settings.CLIPMATCH = {**settings.CLIPMATCH, "MAX_IMAGE_PIXELS": 5_000_000}
     data = encode(Image.new("L", (3000, 2000)), "PNG")
 
     with pytest.raises(
         UnreadableImage, match="3000x2000 pixels, the limit is 5,000,000"
     ):
-        decode_image(data, max_pixels=5_000_000)
+        decode_image(data)
 
 
-def test_pillows_bomb_warning_is_an_error(monkeypatch):
+def test_pillows_bomb_warning_is_an_error(monkeypatch, settings):
+    settings.CLIPMATCH = {**settings.CLIPMATCH, "MAX_IMAGE_PIXELS": 10_000}
     # Pillow warns above MAX_IMAGE_PIXELS and only raises at twice that.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     data = encode(Image.new("RGB", (40, 40)), "PNG")
 
     with pytest.raises(UnreadableImage, match="Image too large"):
-        decode_image(data, max_pixels=10_000)
+        decode_image(data)
 
 
-def test_too_many_bytes_are_refused():
+def test_too_many_bytes_are_refused(settings):
+    settings.CLIPMATCH = {**settings.CLIPMATCH, "MAX_IMAGE_BYTES": 100}
     data = encode(Image.effect_noise((64, 64), 60).convert("RGB"), "PNG")
 
     with pytest.raises(UnreadableImage, match=f"{len(data):,} bytes, the limit is 100"):
-        decode_image(data, max_bytes=100)
+        decode_image(data)
 
 
 def test_exif_orientation_is_applied():

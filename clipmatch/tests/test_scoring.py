@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from clipmatch.evaluation import binary_metrics
-from clipmatch.scoring import (
+from clipmatch.inference.metrics import binary_metrics
+from clipmatch.inference.scoring import (
     Thresholds,
     assess,
     best_chunk_similarity,

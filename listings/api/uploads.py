@@ -5,11 +5,11 @@ from __future__ import annotations
 from rest_framework import status
 
 from clipmatch import conf as clip_conf
-from clipmatch.images import (
+from clipmatch.images import decode_image
+from clipmatch.inference.images import (
     ImageTooLarge,
     UnreadableImage,
     UnsupportedImageType,
-    decode_image,
 )
 from listings.api.errors import FieldError
 

@@ -16,8 +16,8 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clipmatch.engine import ModelLoadError
-from clipmatch.images import UnreadableImage
+from clipmatch.inference.engine import ModelLoadError
+from clipmatch.inference.images import UnreadableImage
 from listings.api import serializers as s
 from listings.api.errors import Conflict, ServiceUnavailable
 from listings.api.permissions import IsModerator, IsSeller, IsSellerOrModerator

@@ -101,7 +101,8 @@ FORK_SCRIPT = """
 import multiprocessing, os, sys
 import django
 django.setup()
-import listings.tasks, listings.services, clipmatch.services, clipmatch.engine  # noqa
+import listings.tasks, listings.services, clipmatch.services  # noqa
+import clipmatch.inference.engine, clipmatch.runtime  # noqa
 from django.core.management import get_commands
 assert "torch" not in sys.modules, "importing the project loaded torch"
 

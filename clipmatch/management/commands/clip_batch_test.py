@@ -10,10 +10,11 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from clipmatch import conf
-from clipmatch.evaluation import binary_metrics
-from clipmatch.images import UnreadableImage, decode_image
+from clipmatch.images import decode_image
+from clipmatch.inference.images import UnreadableImage
+from clipmatch.inference.metrics import binary_metrics
+from clipmatch.inference.scoring import best_chunk_similarity
 from clipmatch.management.common import add_model_argument, engine_and_thresholds
-from clipmatch.scoring import best_chunk_similarity
 from training import pairs as pairs_module
 
 

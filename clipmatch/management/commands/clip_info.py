@@ -6,8 +6,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from clipmatch import conf
-from clipmatch.engine import ModelLoadError, get_engine, resolve_model
+from clipmatch.inference.engine import ModelLoadError, resolve_model
 from clipmatch.management.common import add_model_argument
+from clipmatch.runtime import get_engine
 from clipmatch.services import model_version_active, thresholds_for
 
 

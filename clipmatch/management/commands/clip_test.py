@@ -5,9 +5,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from clipmatch.images import UnreadableImage, decode_image
+from clipmatch.images import decode_image
+from clipmatch.inference.images import UnreadableImage
+from clipmatch.inference.scoring import best_chunk_similarity
 from clipmatch.management.common import add_model_argument, engine_and_thresholds
-from clipmatch.scoring import best_chunk_similarity
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from clipmatch.engine import ModelLoadError
+from clipmatch.inference.engine import ModelLoadError
 from clipmatch.services import (
     ModelVersionError,
     model_version_active,

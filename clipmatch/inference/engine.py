@@ -17,8 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from clipmatch import conf
-
 logger = logging.getLogger(__name__)
 
 META_FILE = "clipmatch.json"
@@ -143,13 +141,20 @@ def _feature_tensor(output: Any, kind: str):
 class ClipEngine:
     """One loaded model with its processor; embeddings come back L2-normalised."""
 
-    def __init__(self, source: ModelSource, device: str = "auto", threads: int = 1):
+    def __init__(
+        self,
+        source: ModelSource,
+        device: str = "auto",
+        threads: int = 1,
+        batch_size: int = 32,
+    ):
         import torch
         from transformers import AutoModel, AutoProcessor
 
         if threads:
             torch.set_num_threads(threads)
         self.source = source
+        self.batch_size = batch_size
         self.device = self._pick_device(device)
         try:
             self.model = AutoModel.from_pretrained(source.path)
@@ -200,7 +205,7 @@ class ClipEngine:
         """Return an (n, d) float32 array of unit vectors, one per RGB PIL image."""
         import torch
 
-        batch_size = batch_size or conf.get("BATCH_SIZE")
+        batch_size = batch_size or self.batch_size
         chunks = []
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size]
@@ -238,7 +243,7 @@ class ClipEngine:
         """Return, per text, a (chunks, d) float32 array of unit vectors."""
         import torch
 
-        batch_size = batch_size or conf.get("BATCH_SIZE")
+        batch_size = batch_size or self.batch_size
         owners, windows = [], []
         for index, text in enumerate(texts):
             for window in self.text_chunks(text):
@@ -281,14 +286,16 @@ def _normalise(tensor) -> np.ndarray:
     return (array / np.clip(norms, 1e-12, None)).astype(np.float32)
 
 
-_engines: dict[tuple[str, str, str, int], ClipEngine] = {}
+_engines: dict[tuple, ClipEngine] = {}
 _lock = threading.Lock()
 
 
-def get_engine(
-    ref: str | None = None,
-    device: str | None = None,
+def load_engine(
+    ref: str,
     *,
+    device: str = "auto",
+    threads: int = 1,
+    batch_size: int = 32,
     fingerprint: str | None = None,
 ) -> ClipEngine:
     """The process's engine for a model, loaded on first use (never at import).
@@ -296,8 +303,6 @@ def get_engine(
     With `fingerprint`, refuse a model whose files changed since that version was
     recorded, so that no embedding is ever stored under the wrong version.
     """
-    ref = ref or conf.get("MODEL")
-    device = device or conf.get("DEVICE")
     source = resolve_model(ref)
     if fingerprint is not None and source.fingerprint != fingerprint:
         raise ModelLoadError(
@@ -305,14 +310,14 @@ def get_engine(
             f"({fingerprint[:12]} became {source.fingerprint[:12]})."
         )
     # Keyed by pid too: an engine inherited through fork is never reused by a child.
-    key = (ref, source.fingerprint, device, os.getpid())
+    key = (ref, source.fingerprint, device, threads, batch_size, os.getpid())
     with _lock:
         engine = _engines.get(key)
         if engine is None:
             logger.info(
                 "Loading CLIP model %s on %s (pid %s)", ref, device, os.getpid()
             )
-            engine = ClipEngine(source, device, conf.get("TORCH_THREADS"))
+            engine = ClipEngine(source, device, threads, batch_size)
             _engines.clear()
             _engines[key] = engine
     return engine
