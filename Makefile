@@ -55,3 +55,4 @@ clean:
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check --select E,F,W,I,B config clipmatch listings training conftest.py
 	$(VENV)/bin/ruff format --check config clipmatch listings training conftest.py
+	$(VENV)/bin/lint-imports --no-cache

@@ -20,7 +20,7 @@ from clipmatch.services import (
 METRIC_KEYS = ("n", "roc_auc", "pr_auc", "threshold", "precision", "recall", "f1")
 
 
-def _metrics_table(metrics: dict) -> str:
+def metrics_table(metrics: dict) -> str:
     """A small table of the metrics dicts found in a version's metrics."""
     rows = []
     for name, values in metrics.items():
@@ -74,7 +74,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "activated_by",
         "metrics_table",
         "distribution",
-        "shadow_figures",
         "thresholds",
         "metrics",
         "created_at",
@@ -96,7 +95,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Metrics")
     def metrics_table(self, obj: ModelVersion) -> str:
-        return _metrics_table(obj.metrics)
+        return metrics_table(obj.metrics)
 
     @admin.display(description="Score distributions (validation)")
     def distribution(self, obj: ModelVersion) -> str:
@@ -109,22 +108,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
             lines=obj.thresholds.get("title", {}),
             share=True,
             x_label="raw cosine of image and title",
-        )
-
-    @admin.display(description="Shadow scores compared with the active ones")
-    def shadow_figures(self, obj: ModelVersion) -> str:
-        from listings.selectors import shadow_comparison
-
-        figures = shadow_comparison(candidate_id=obj.pk)
-        if not figures["compared"]:
-            return "-"
-        verdicts = format_html_join(", ", "{}: {}", sorted(figures["verdicts"].items()))
-        table = _metrics_table(figures.get("labelled", {}))
-        return format_html(
-            "{} listings; verdicts (active->candidate) {}<br>{}",
-            figures["compared"],
-            verdicts,
-            table,
         )
 
     @admin.action(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +23,7 @@ from clipmatch.inference.engine import (
 from clipmatch.inference.scoring import Thresholds, ensemble
 from clipmatch.models import Embedding, ModelAuditEntry, ModelVersion, ThresholdVersion
 from clipmatch.runtime import get_engine
-
-RESCORE_TASK = "listings.tasks.rescore_catalog"
-SHADOW_TASK = "listings.tasks.shadow_catalog"
+from clipmatch.signals import model_version_activated, model_version_shadowed
 
 
 def text_hash(text: str) -> str:
@@ -200,7 +197,7 @@ def thresholds_for_registration(source: ModelSource) -> Thresholds:
 
 
 def model_version_activate(*, version: ModelVersion, actor) -> ModelAuditEntry:
-    """Make a version the one new scores use and queue a rescore of the catalog.
+    """Make a version the one new scores use; after the commit, say so (a rescore).
 
     Its files must be there and unchanged. Writes who and when, and an audit entry,
     in the same transaction; the rescore is queued after the commit.
@@ -238,7 +235,11 @@ def model_version_activate(*, version: ModelVersion, actor) -> ModelAuditEntry:
             actor=actor,
             detail={"previous": str(previous) if previous else "settings"},
         )
-        transaction.on_commit(partial(_queue_rescore, current.pk), robust=True)
+        version_id = current.pk
+        transaction.on_commit(
+            lambda: model_version_activated.send(ModelVersion, version_id=version_id),
+            robust=True,
+        )
     version.refresh_from_db()
     return entry
 
@@ -263,7 +264,11 @@ def model_version_shadow(*, version: ModelVersion, actor) -> ModelAuditEntry:
         entry = ModelAuditEntry.objects.create(
             action=ModelAuditEntry.Action.SHADOWED, model_version=current, actor=actor
         )
-        transaction.on_commit(partial(_queue_shadow_catalog, current.pk), robust=True)
+        version_id = current.pk
+        transaction.on_commit(
+            lambda: model_version_shadowed.send(ModelVersion, version_id=version_id),
+            robust=True,
+        )
     version.refresh_from_db()
     return entry
 
@@ -278,18 +283,6 @@ def model_version_shadowing() -> ActiveModel | None:
         version=version,
         thresholds=_row_thresholds(version),
     )
-
-
-def _queue_shadow_catalog(version_id: int) -> None:
-    from django_q.tasks import async_task
-
-    async_task(SHADOW_TASK, version_id, task_name=f"shadow-catalog-{version_id}")
-
-
-def _queue_rescore(version_id: int) -> None:
-    from django_q.tasks import async_task
-
-    async_task(RESCORE_TASK, version_id, task_name=f"rescore-catalog-{version_id}")
 
 
 def threshold_version_propose(

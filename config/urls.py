@@ -7,11 +7,6 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from clipmatch.api import (
-    ModelVersionActivateView,
-    ModelVersionDetailView,
-    ModelVersionListView,
-)
 from listings.api.views import api_not_found
 
 admin.site.site_header = "clipmatch moderation"
@@ -20,17 +15,6 @@ admin.site.index_title = "Listings and their CLIP checks"
 
 api_v1 = [
     path("", include("listings.api.urls")),
-    path("model-versions/", ModelVersionListView.as_view(), name="model-version-list"),
-    path(
-        "model-versions/<int:pk>/",
-        ModelVersionDetailView.as_view(),
-        name="model-version-detail",
-    ),
-    path(
-        "model-versions/<int:pk>/activate/",
-        ModelVersionActivateView.as_view(),
-        name="model-version-activate",
-    ),
     re_path(r"^[\s\S]*$", api_not_found),  # any path, newlines included
 ]
 

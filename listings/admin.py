@@ -363,3 +363,7 @@ class ListingScoreAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# The model-version pages, with the catalog's shadow comparison (see the module).
+from listings import model_version_admin  # noqa: E402, F401

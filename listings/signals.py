@@ -1,4 +1,5 @@
-"""Receivers that ask for scoring when a listing's content changes, and set up the
+"""Receivers that ask for scoring when a listing's content changes, queue the
+catalog's rescore when the model layer changes its version, and set up the
 reconciler schedule after migrations.
 
 A content change must move the listing to pending in the same transaction, or a
@@ -40,8 +41,37 @@ def schedules_after_migrate(sender, **kwargs):
     schedules_ensure()
 
 
+def queue_catalog_rescore(version_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task(
+        "listings.tasks.rescore_catalog",
+        version_id,
+        task_name=f"rescore-catalog-{version_id}",
+    )
+
+
+def queue_catalog_shadow(version_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task(
+        "listings.tasks.shadow_catalog",
+        version_id,
+        task_name=f"shadow-catalog-{version_id}",
+    )
+
+
+def model_version_activated(sender, version_id: int, **kwargs) -> None:
+    queue_catalog_rescore(version_id)
+
+
+def model_version_shadowed(sender, version_id: int, **kwargs) -> None:
+    queue_catalog_shadow(version_id)
+
+
 def connect(app_config) -> None:
     """Registered from ListingsConfig.ready()."""
+    from clipmatch import signals as model_signals
     from listings.models import Listing, ListingImage
 
     post_save.connect(listing_saved, sender=Listing, dispatch_uid="listing_saved")
@@ -51,4 +81,10 @@ def connect(app_config) -> None:
     )
     post_migrate.connect(
         schedules_after_migrate, sender=app_config, dispatch_uid="listings_schedules"
+    )
+    model_signals.model_version_activated.connect(
+        model_version_activated, dispatch_uid="listings_rescore_on_activation"
+    )
+    model_signals.model_version_shadowed.connect(
+        model_version_shadowed, dispatch_uid="listings_shadow_on_shadowing"
     )

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from training.pairs import write_pairs
+from clipmatch.inference.pairs import write_pairs
 
 DEFAULT_FONT = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
 OUT_DIR = Path(__file__).resolve().parent / "data" / "emoji"

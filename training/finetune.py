@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.pairs import Pair, PairsError, open_images, read_pairs
+from clipmatch.inference.pairs import Pair, PairsError, open_images, read_pairs
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 META_FILE = "clipmatch.json"

@@ -66,7 +66,7 @@ def test_the_change_page_shows_metrics_and_the_plot(client, boss, version):
 def test_the_activate_action_activates_through_the_service(
     client, boss, version, django_capture_on_commit_callbacks, monkeypatch
 ):
-    monkeypatch.setattr("clipmatch.services._queue_rescore", lambda pk: None)
+    monkeypatch.setattr("listings.signals.queue_catalog_rescore", lambda pk: None)
     url = reverse("admin:clipmatch_modelversion_changelist")
 
     response = client.post(

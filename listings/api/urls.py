@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from listings.api import views
+from listings.api import model_versions, views
 
 urlpatterns = [
     path("listings/", views.ListingListCreateView.as_view(), name="listing-list"),
@@ -46,5 +46,20 @@ urlpatterns = [
         "webhooks/<int:pk>/deliveries/",
         views.WebhookDeliveryListView.as_view(),
         name="webhook-deliveries",
+    ),
+    path(
+        "model-versions/",
+        model_versions.ModelVersionListView.as_view(),
+        name="model-version-list",
+    ),
+    path(
+        "model-versions/<int:pk>/",
+        model_versions.ModelVersionDetailView.as_view(),
+        name="model-version-detail",
+    ),
+    path(
+        "model-versions/<int:pk>/activate/",
+        model_versions.ModelVersionActivateView.as_view(),
+        name="model-version-activate",
     ),
 ]

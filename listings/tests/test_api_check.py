@@ -181,7 +181,9 @@ def test_staff_who_may_change_models_activate_a_version_and_others_cannot(
     from listings.tests.conftest import token_client
 
     queued_rescores = []
-    monkeypatch.setattr("clipmatch.services._queue_rescore", queued_rescores.append)
+    monkeypatch.setattr(
+        "listings.signals.queue_catalog_rescore", queued_rescores.append
+    )
     version = model_version_active().version
     admin_api = token_client(
         get_user_model().objects.create_superuser("root", "r@example.com", "pw")

@@ -40,7 +40,7 @@ def activated(tmp_path, monkeypatch):
     meta = json.loads((path / "clipmatch.json").read_text())
     (path / "clipmatch.json").write_text(json.dumps(meta))
     version, _ = model_version_register(path=str(path), report={"accepted": True})
-    monkeypatch.setattr("clipmatch.services._queue_rescore", lambda pk: None)
+    monkeypatch.setattr("listings.signals.queue_catalog_rescore", lambda pk: None)
     staff = UserFactory(username="lead", is_staff=True)
     model_version_activate(version=version, actor=staff)
     return version
@@ -111,7 +111,7 @@ def test_a_shadow_candidate_scores_beside_the_active_model_and_never_routes(
     from listings.models import ListingScore
     from listings.selectors import shadow_comparison
 
-    monkeypatch.setattr("clipmatch.services._queue_shadow_catalog", lambda pk: None)
+    monkeypatch.setattr("listings.signals.queue_catalog_shadow", lambda pk: None)
     staff = UserFactory(username="lead", is_staff=True)
     model_version_shadow(version=candidate, actor=staff)
     ids = [x.pk for x in scored]
@@ -139,7 +139,7 @@ def test_scoring_queues_the_shadow_candidate_after_commit(
     tiny_clip_dir, use_model, candidate, monkeypatch, django_capture_on_commit_callbacks
 ):
     use_model(tiny_clip_dir, REVIEW_ALL)
-    monkeypatch.setattr("clipmatch.services._queue_shadow_catalog", lambda pk: None)
+    monkeypatch.setattr("listings.signals.queue_catalog_shadow", lambda pk: None)
     model_version_shadow(version=candidate, actor=UserFactory(is_staff=True))
     shadowed = []
     monkeypatch.setattr("listings.services._queue", lambda pk: None)
@@ -156,8 +156,8 @@ def test_scoring_queues_the_shadow_candidate_after_commit(
 def test_activating_the_candidate_ends_its_shadow_and_its_scores_then_route(
     scored, candidate, monkeypatch
 ):
-    monkeypatch.setattr("clipmatch.services._queue_shadow_catalog", lambda pk: None)
-    monkeypatch.setattr("clipmatch.services._queue_rescore", lambda pk: None)
+    monkeypatch.setattr("listings.signals.queue_catalog_shadow", lambda pk: None)
+    monkeypatch.setattr("listings.signals.queue_catalog_rescore", lambda pk: None)
     staff = UserFactory(username="lead", is_staff=True)
     model_version_shadow(version=candidate, actor=staff)
     listings_shadow_batch(model_version_id=candidate.pk, listing_ids=[scored[0].pk])

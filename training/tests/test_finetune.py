@@ -8,6 +8,7 @@ import random
 import pytest
 from PIL import Image
 
+from clipmatch.inference.pairs import write_pairs
 from training.finetune import (
     FinetuneConfig,
     FinetuneError,
@@ -15,7 +16,6 @@ from training.finetune import (
     finetune,
     load_pairs,
 )
-from training.pairs import write_pairs
 
 COLOURS = {
     "red": (220, 30, 30),

@@ -11,11 +11,11 @@ from tqdm import tqdm
 
 from clipmatch import conf
 from clipmatch.images import decode_image
+from clipmatch.inference import pairs as pairs_module
 from clipmatch.inference.images import UnreadableImage
 from clipmatch.inference.metrics import binary_metrics
 from clipmatch.inference.scoring import best_chunk_similarity
 from clipmatch.management.common import add_model_argument, engine_and_thresholds
-from training import pairs as pairs_module
 
 
 def read_pairs(csv_path: Path) -> list[dict]:

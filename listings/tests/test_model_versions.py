@@ -73,7 +73,7 @@ def test_activating_makes_the_version_score_records_who_and_queues_a_rescore(
     use_model(tiny_clip_dir, PASS_ALL)
     settings_version = model_version_active().version
     queued = []
-    monkeypatch.setattr("clipmatch.services._queue_rescore", queued.append)
+    monkeypatch.setattr("listings.signals.queue_catalog_rescore", queued.append)
 
     with django_capture_on_commit_callbacks(execute=True):
         entry = model_version_activate(version=second_model, actor=staff)

@@ -103,8 +103,8 @@ class Command(BaseCommand):
 
     def _decision_csvs(self, output: Path, val_share: float) -> tuple[Path, Path]:
         """Seed-format CSVs of decided listings, split by time (newest validate)."""
+        from clipmatch.inference.pairs import write_pairs
         from listings.selectors import listings_labelled_by_decisions
-        from training.pairs import write_pairs
 
         labelled = listings_labelled_by_decisions()
         if not 0 < val_share < 1:

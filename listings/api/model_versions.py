@@ -1,4 +1,4 @@
-"""API for model versions: list and retrieve with their thresholds and metrics."""
+"""API for model versions: list, retrieve with thresholds and metrics, activate."""
 
 from __future__ import annotations
 
