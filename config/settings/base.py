@@ -121,10 +121,12 @@ else:
 
 # --- CLIP scoring -----------------------------------------------------------------
 # Read lazily through clipmatch.conf; nothing here loads a model. These are the only
-# defaults (clipmatch.conf has none): the dict holds every key, so what a test or
-# config/settings/test.py reads or edits in settings.CLIPMATCH[...] is exactly what
-# the app reads, and a test's {**settings.CLIPMATCH, "KEY": value} changes one value
-# and keeps the others. The system checks (clipmatch.checks) validate every value.
+# defaults (clipmatch.conf has none), so this dict holds every key: test.py edits
+# CLIPMATCH["AUDIT_RATE"] in place, tests override with {**settings.CLIPMATCH, ...}
+# and the test fixtures read settings.CLIPMATCH["MODEL"] and ["THRESHOLDS"] to hand
+# to worker processes, and all of them see exactly what the app reads. Defaults kept
+# in the reader instead would leave the dict partial and those reads stale or
+# missing. The system checks (clipmatch.checks) validate every value.
 CLIPMATCH = {
     # A hub id ("openai/clip-vit-base-patch32") or a local save_pretrained folder.
     "MODEL": env(
