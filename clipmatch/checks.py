@@ -2,7 +2,7 @@
 break scoring or webhooks silently.
 
 Ids: E001-E004 combinations (below); E010 a key or a whole dict missing, E011 an
-unknown key, E012-E022 one kind of value each (clipmatch.conf names them).
+unknown key, E012-E023 one kind of value each (clipmatch.conf names them).
 """
 
 from django.conf import settings
@@ -70,5 +70,22 @@ def check_webhook_timeouts(app_configs=None, **kwargs):
             f"CLIPMATCH_WEBHOOK_TIMEOUT ({timeout}s), or a delivery still waiting "
             "for its answer is claimed and sent again.",
             id="clipmatch.E004",
+        )
+    ]
+
+
+LOG_FORMATS = ("plain", "json")
+
+
+@register()
+def check_log_format(app_configs=None, **kwargs):
+    """A typo in LOG_FORMAT would otherwise log plain lines to a JSON pipeline."""
+    value = getattr(settings, "LOG_FORMAT", "plain")
+    if value in LOG_FORMATS:
+        return []
+    return [
+        Error(
+            f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {value!r}.",
+            id="clipmatch.E005",
         )
     ]

@@ -82,6 +82,12 @@ def _flag(value: Any) -> str | None:
     return None
 
 
+def _text(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"must be a string, not {value!r}"
+    return None
+
+
 def _model(value: Any) -> str | None:
     if not (isinstance(value, str) and value.strip()):
         return (
@@ -176,6 +182,7 @@ THRESHOLDS = Rule("clipmatch.E019", _thresholds)
 PROMPT_TEMPLATES = Rule("clipmatch.E020", _prompt_templates)
 REJECT_REASONS = Rule("clipmatch.E021", _reject_reasons)
 IMAGE_FORMATS = Rule("clipmatch.E022", _image_formats)
+TEXT = Rule("clipmatch.E023", _text)
 
 
 @dataclass(frozen=True)
@@ -255,6 +262,9 @@ SETTINGS: dict[str, Setting] = {
                 COUNT_OR_ZERO,
             ),
             ("REJECT_REASONS", "", REJECT_REASONS),
+            ("PRELOAD_MODEL", "CLIPMATCH_PRELOAD_MODEL", FLAG),
+            ("METRICS_TOKEN", "CLIPMATCH_METRICS_TOKEN", TEXT),
+            ("METRICS_ALLOW_PRIVATE", "CLIPMATCH_METRICS_ALLOW_PRIVATE", FLAG),
         ],
     ),
     **_table(
@@ -281,6 +291,7 @@ SETTINGS: dict[str, Setting] = {
                 "CLIPMATCH_WEBHOOK_ALLOW_PRIVATE_HOSTS",
                 FLAG,
             ),
+            ("MEDIA_ACCEL_REDIRECT", "CLIPMATCH_MEDIA_ACCEL_REDIRECT", TEXT),
         ],
     ),
 }

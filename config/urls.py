@@ -1,12 +1,13 @@
 """Root URL configuration."""
 
 from django.conf import settings
-from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
+from config import ops
+from listings.api.media import MediaView
 from listings.api.views import api_not_found
 
 admin.site.site_header = "clipmatch moderation"
@@ -19,6 +20,9 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("healthz", ops.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
+    path("metrics", ops.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("review/", include("listings.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
@@ -36,7 +40,10 @@ urlpatterns = [
         name="api-docs",
     ),
     path("api/auth/", include("rest_framework.urls")),
+    # The photos, for those allowed to see them, whatever DEBUG says.
+    path(
+        f"{settings.MEDIA_URL.strip('/')}/<path:name>",
+        MediaView.as_view(),
+        name="media",
+    ),
 ]
-
-if settings.DEBUG:
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

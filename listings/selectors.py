@@ -9,13 +9,29 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    IntegerField,
+    Min,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from clipmatch import conf
 from clipmatch.services import ActiveModel
-from listings.models import Listing, ListingDecision, ListingScore, ReviewClaim
+from listings.models import (
+    Listing,
+    ListingDecision,
+    ListingScore,
+    ReviewClaim,
+    ScoringAttempt,
+)
 
 Status = Listing.Status
 
@@ -473,4 +489,53 @@ def listing_status(*, listing_id: int) -> str | None:
     """The status in the database now (one small query; polled by ?wait=N)."""
     return (
         Listing.objects.filter(pk=listing_id).values_list("status", flat=True).first()
+    )
+
+
+@dataclass(frozen=True)
+class OpsFigures:
+    """What an on-call person reads off /metrics, as the database holds it now."""
+
+    scores_by_verdict: dict[str, int]
+    listings_by_status: dict[str, int]
+    attempts_by_outcome: dict[str, int]
+    quarantines: int
+    decisions: dict[tuple[str, str], int]  # (to_status, "system" | "person")
+    review_queue_length: int
+    review_oldest_waiting: datetime | None
+    webhook_deliveries_by_status: dict[str, int]
+
+
+def ops_figures() -> OpsFigures:
+    """Counts read at scrape time: the same figures whichever process asks, and
+    across restarts, since every one of them is a row the services write anyway."""
+    from listings.webhooks.models import WebhookDelivery
+
+    def counts(qs, field):
+        return dict(qs.values_list(field).annotate(n=Count("pk")).order_by(field))
+
+    waiting = Listing.objects.filter(
+        status__in=[Status.HELD, Status.REVIEW, Status.APPEALED, Status.ESCALATED],
+        deleted_at__isnull=True,
+    )
+    oldest = waiting.filter(queued_for_review_at__isnull=False).aggregate(
+        oldest=Min("queued_for_review_at")
+    )["oldest"]
+    decisions = {}
+    for by, people in (("system", False), ("person", True)):
+        rows = counts(
+            ListingDecision.objects.filter(actor__isnull=not people), "to_status"
+        )
+        decisions.update({(to_status, by): n for to_status, n in rows.items()})
+    return OpsFigures(
+        scores_by_verdict=counts(ListingScore.objects.filter(shadow=False), "verdict"),
+        listings_by_status=counts(Listing.objects.all(), "status"),
+        attempts_by_outcome=counts(ScoringAttempt.objects.all(), "outcome"),
+        quarantines=ListingDecision.objects.filter(
+            reason_code="scoring_failed"
+        ).count(),
+        decisions=decisions,
+        review_queue_length=waiting.count(),
+        review_oldest_waiting=oldest,
+        webhook_deliveries_by_status=counts(WebhookDelivery.objects.all(), "status"),
     )

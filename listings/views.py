@@ -8,17 +8,17 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from clipmatch import conf
-from clipmatch.inference.images import FORMAT_CONTENT_TYPES, sniff_format
 from clipmatch.plots import bars_svg, bin_series, histogram_svg
 from listings import selectors, services
 from listings.forms import DecisionForm, QueueFilterForm
+from listings.media import image_response
 from listings.models import Listing, ListingImage
 
 
@@ -164,22 +164,8 @@ def renew(request, pk: int):
 
 @moderator_required
 def image(request, pk: int):
-    """A listing's photo for moderators, typed by its bytes, never rendered as
-    anything but an image."""
-    picture = get_object_or_404(ListingImage, pk=pk)
-    try:
-        handle = picture.image.open("rb")
-    except OSError as exc:
-        raise Http404("The image file is missing.") from exc
-    kind = sniff_format(handle)
-    handle.seek(0)
-    response = FileResponse(
-        handle, content_type=FORMAT_CONTENT_TYPES.get(kind, "application/octet-stream")
-    )
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    """A listing's photo for moderators."""
+    return image_response(get_object_or_404(ListingImage, pk=pk))
 
 
 @moderator_required

@@ -5,7 +5,12 @@ from django.core.checks import Error
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from clipmatch.checks import check_settings, check_timeouts, check_webhook_timeouts
+from clipmatch.checks import (
+    check_log_format,
+    check_settings,
+    check_timeouts,
+    check_webhook_timeouts,
+)
 
 
 def test_the_shipped_settings_pass():
@@ -172,6 +177,14 @@ BAD_VALUES = [
      f"CLIPMATCH_WEBHOOK_STALE_AFTER {POSITIVE} 0."),
     ("CLIPMATCH_API", "WEBHOOK_ALLOW_PRIVATE_HOSTS", "yes", "E017",
      "CLIPMATCH_WEBHOOK_ALLOW_PRIVATE_HOSTS must be true or false, not 'yes'."),
+    ("CLIPMATCH_API", "MEDIA_ACCEL_REDIRECT", None, "E023",
+     "CLIPMATCH_MEDIA_ACCEL_REDIRECT must be a string, not None."),
+    ("CLIPMATCH", "PRELOAD_MODEL", "1", "E017",
+     "CLIPMATCH_PRELOAD_MODEL must be true or false, not '1'."),
+    ("CLIPMATCH", "METRICS_TOKEN", 42, "E023",
+     "CLIPMATCH_METRICS_TOKEN must be a string, not 42."),
+    ("CLIPMATCH", "METRICS_ALLOW_PRIVATE", "no", "E017",
+     "CLIPMATCH_METRICS_ALLOW_PRIVATE must be true or false, not 'no'."),
 ]
 # fmt: on
 
@@ -255,6 +268,14 @@ def test_an_unknown_key_is_an_error(settings):
             "MAX_IMAGES_PER_LISTING, MAX_TITLE_LENGTH, MAX_DESCRIPTION_LENGTH, "
             "MAX_WAIT_SECONDS, WEBHOOK_MAX_ATTEMPTS, WEBHOOK_RETRY_BACKOFF, "
             "WEBHOOK_TIMEOUT, WEBHOOK_SENDING_STALE_AFTER, "
-            "WEBHOOK_ALLOW_PRIVATE_HOSTS.",
+            "WEBHOOK_ALLOW_PRIVATE_HOSTS, MEDIA_ACCEL_REDIRECT.",
         )
+    ]
+
+
+def test_a_log_format_other_than_plain_or_json_is_an_error(settings):
+    settings.LOG_FORMAT = "jsonl"
+
+    assert [(e.id, e.msg) for e in check_log_format()] == [
+        ("clipmatch.E005", "LOG_FORMAT must be one of plain, json, not 'jsonl'.")
     ]

@@ -85,6 +85,9 @@ def test_every_environment_variable_is_in_the_readme_table_and_only_those():
         for module in ("base", "local", "production")
         for name in _env_names(_settings_tree(module))
     }
+    # gunicorn's configuration is read from the environment the same way.
+    gunicorn = django_settings.BASE_DIR / "config" / "gunicorn.py"
+    read |= set(_env_names(ast.parse(gunicorn.read_text())))
     documented = _readme_table_names()
 
     assert sorted(read - documented) == [], "read by config/settings, not in README"

@@ -33,6 +33,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that every response carries the id and every request is logged.
+    "config.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -170,6 +172,14 @@ CLIPMATCH = {
         ["prohibited", "Prohibited item"],
         ["other", "Other (write a note)"],
     ],
+    # Load the model in each worker process as it starts (after the fork), not on
+    # its first task: the first listing is not slowed, and the load time is measured.
+    "PRELOAD_MODEL": env.bool("CLIPMATCH_PRELOAD_MODEL", default=False),
+    # /metrics answers a request with "Authorization: Bearer <token>" when a token
+    # is set, and, when METRICS_ALLOW_PRIVATE is on, any request from a private or
+    # loopback address; otherwise it is a 404.
+    "METRICS_TOKEN": env("CLIPMATCH_METRICS_TOKEN", default=""),
+    "METRICS_ALLOW_PRIVATE": env.bool("CLIPMATCH_METRICS_ALLOW_PRIVATE", default=False),
 }
 
 # --- REST API -------------------------------------------------------------------------
@@ -244,17 +254,38 @@ CLIPMATCH_API = {
     "WEBHOOK_ALLOW_PRIVATE_HOSTS": env.bool(
         "CLIPMATCH_WEBHOOK_ALLOW_PRIVATE_HOSTS", default=False
     ),
+    # Set to an nginx internal location (e.g. "/protected-media/") to have the
+    # proxy send the photos: the app checks who may see one and answers with
+    # X-Accel-Redirect to that location plus the file's name under MEDIA_ROOT.
+    "MEDIA_ACCEL_REDIRECT": env("CLIPMATCH_MEDIA_ACCEL_REDIRECT", default=""),
 }
 
+# Every line carries the request id (listings.observability): the X-Request-Id of
+# the request, or of the request that queued the task being run.
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "listings.observability.RequestIdFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+        "plain": {
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+        },
+        "json": {"()": "listings.observability.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # clipmatch.request writes the one line per request, with its id.
+        "django.server": {"level": "WARNING"},
+    },
 }
 
 LOGIN_URL = "admin:login"

@@ -1,0 +1,227 @@
+"""Prometheus figures: what the database and the broker hold, read at scrape time,
+and what only a worker process sees (scoring latency, task outcomes, model load).
+
+Worker processes are other processes, often on other machines, so the figures that
+matter most are read from the database and the broker by whichever web process is
+scraped. The in-process ones use prometheus-client's multiprocess mode when
+PROMETHEUS_MULTIPROC_DIR is set (gunicorn and qcluster on one machine share the
+folder; `make prod` sets it), and the process's own registry otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+log = logging.getLogger(__name__)
+
+SCORE_TASK = "listings.tasks.score_listing"
+
+SCORING_LATENCY = Histogram(
+    "clipmatch_scoring_latency_seconds",
+    "From a listing's save (its scoring task queued on commit) to its verdict.",
+    buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+)
+TASKS = Counter(
+    "clipmatch_tasks",
+    "django-q2 tasks run by the workers, by function and outcome.",
+    ["func", "outcome"],
+)
+MODEL_LOAD = Histogram(
+    "clipmatch_model_load_seconds",
+    "Time to load the configured model in a worker process (CLIPMATCH_PRELOAD_MODEL).",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
+
+
+def _seconds_since(moment, now) -> float:
+    return max((now - moment).total_seconds(), 0.0) if moment else 0.0
+
+
+class DatabaseCollector:
+    """Listings, scores, decisions, the review queue and webhook deliveries from the
+    database; the depth and oldest item of each task queue from the broker."""
+
+    def collect(self):
+        from django.utils import timezone
+
+        from listings import selectors
+
+        now = timezone.now()
+        figures = selectors.ops_figures()
+
+        scored = CounterMetricFamily(
+            "clipmatch_listings_scored",
+            "Scores written by the active model, by verdict (pass, review, hold).",
+            labels=["verdict"],
+        )
+        for verdict in ("pass", "review", "hold"):
+            scored.add_metric([verdict], figures.scores_by_verdict.get(verdict, 0))
+        yield scored
+
+        listings = GaugeMetricFamily(
+            "clipmatch_listings", "Listings by status now.", labels=["status"]
+        )
+        for status, n in sorted(figures.listings_by_status.items()):
+            listings.add_metric([status], n)
+        yield listings
+
+        attempts = CounterMetricFamily(
+            "clipmatch_scoring_attempts",
+            "Scoring attempts by outcome (failed and abandoned are the failures).",
+            labels=["outcome"],
+        )
+        for outcome, n in sorted(figures.attempts_by_outcome.items()):
+            attempts.add_metric([outcome], n)
+        yield attempts
+
+        yield CounterMetricFamily(
+            "clipmatch_quarantines",
+            "Listings sent to review because scoring kept failing.",
+            value=figures.quarantines,
+        )
+
+        decisions = CounterMetricFamily(
+            "clipmatch_decisions",
+            "Status changes written, by new status and by whom (system or person).",
+            labels=["to_status", "by"],
+        )
+        for (to_status, by), n in sorted(figures.decisions.items()):
+            decisions.add_metric([to_status, by], n)
+        yield decisions
+
+        yield GaugeMetricFamily(
+            "clipmatch_review_queue_length",
+            "Listings waiting for a moderator (held, review, appealed, escalated).",
+            value=figures.review_queue_length,
+        )
+        yield GaugeMetricFamily(
+            "clipmatch_review_queue_oldest_seconds",
+            "How long the longest-waiting item has been in the review queue.",
+            value=_seconds_since(figures.review_oldest_waiting, now),
+        )
+
+        webhooks = CounterMetricFamily(
+            "clipmatch_webhook_deliveries",
+            "Webhook deliveries by status (delivered, failed, pending, sending).",
+            labels=["status"],
+        )
+        for status, n in sorted(figures.webhook_deliveries_by_status.items()):
+            webhooks.add_metric([status], n)
+        yield webhooks
+
+        yield from _queue_metrics(now)
+
+
+def queue_names() -> list[str]:
+    """The task queues the settings name: the cluster's own and any ALT_CLUSTERS."""
+    from django.conf import settings
+
+    cluster = getattr(settings, "Q_CLUSTER", {})
+    names = [cluster.get("name", "default")]
+    names += [name for name in cluster.get("ALT_CLUSTERS", {}) if name not in names]
+    return names
+
+
+def _oldest_enqueued(broker):
+    """When the item at the head of the queue was queued, or None when empty."""
+    from django_q.brokers.orm import ORM
+    from django_q.brokers.redis_broker import Redis
+    from django_q.signing import SignedPackage
+
+    if isinstance(broker, Redis):
+        payload = broker.connection.lindex(broker.list_key, 0)
+    elif isinstance(broker, ORM):
+        head = broker.get_connection().filter(key=broker.list_key).order_by("id")
+        payload = head.values_list("payload", flat=True).first()
+    else:
+        return None
+    return SignedPackage.loads(payload).get("started") if payload else None
+
+
+def _queue_metrics(now):
+    from django_q.brokers import get_broker
+
+    depth = GaugeMetricFamily(
+        "clipmatch_queue_depth", "Tasks waiting in each queue.", labels=["queue"]
+    )
+    oldest = GaugeMetricFamily(
+        "clipmatch_queue_oldest_seconds",
+        "How long the task at the head of each queue has waited.",
+        labels=["queue"],
+    )
+    up = GaugeMetricFamily(
+        "clipmatch_broker_up",
+        "1 when the broker answered this scrape.",
+        labels=["queue"],
+    )
+    for name in queue_names():
+        try:
+            broker = get_broker(name)
+            size = broker.queue_size()
+            head = _oldest_enqueued(broker)
+        except Exception:  # a broker that is down is a figure, not a failed scrape
+            log.warning("The broker for queue %s did not answer.", name, exc_info=True)
+            up.add_metric([name], 0)
+            continue
+        up.add_metric([name], 1)
+        depth.add_metric([name], size)
+        oldest.add_metric([name], _seconds_since(head, now))
+    yield from (up, depth, oldest)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The whole scrape: this machine's processes and the database's figures."""
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, multiprocess
+
+    registry = CollectorRegistry(auto_describe=False)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(REGISTRY)
+    registry.register(DatabaseCollector())
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+# --- django-q2 worker hooks ---------------------------------------------------------
+
+
+def worker_started(sender, proc_name=None, **kwargs) -> None:
+    """In each worker process after the fork: load the model now if asked to."""
+    from clipmatch import conf
+
+    if not conf.get("PRELOAD_MODEL"):
+        return
+    from clipmatch.runtime import get_engine
+
+    started = time.monotonic()
+    try:
+        get_engine()
+    except Exception:  # the first task reports it as its own failure, with retries
+        log.exception("Preloading the model in %s failed.", proc_name)
+        return
+    seconds = time.monotonic() - started
+    MODEL_LOAD.observe(seconds)
+    log.info("Model loaded in %s in %.2fs.", proc_name, seconds)
+
+
+def task_done(sender, task: dict, func=None, **kwargs) -> None:
+    from listings.observability import task_func_name
+
+    name = task_func_name(task, func)
+    success = bool(task.get("success"))
+    TASKS.labels(func=name, outcome="ok" if success else "failed").inc()
+    started, stopped = task.get("started"), task.get("stopped")
+    if name == SCORE_TASK and success and started and stopped:
+        SCORING_LATENCY.observe(_seconds_since(started, stopped))
+
+
+def connect() -> None:
+    from django_q.signals import post_execute_in_worker, post_spawn
+
+    post_spawn.connect(worker_started, dispatch_uid="clipmatch-preload-model")
+    post_execute_in_worker.connect(task_done, dispatch_uid="clipmatch-task-metrics")
