@@ -38,8 +38,8 @@ def _model_files() -> None:
     from clipmatch import conf
 
     model = conf.get("MODEL")
-    path = Path(model)
-    if path.is_dir():
+    path = Path(model).expanduser()
+    if path.is_absolute() or path.exists():
         if not (path / "config.json").is_file():
             raise FileNotFoundError("the model folder has no config.json")
         return
