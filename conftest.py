@@ -124,10 +124,36 @@ def png_bytes(colour=(200, 30, 30), size=(48, 40), mode="RGB", seed=0) -> bytes:
 
 @pytest.fixture
 def queued(monkeypatch):
-    """Record the listing ids handed to the task queue instead of queueing them."""
-    calls: list[int] = []
-    monkeypatch.setattr("listings.services._queue", calls.append)
-    return calls
+    """Record the ids of the listings queued for scoring instead of queueing them;
+    any other task is queued as usual."""
+    from listings.services import queueing
+
+    queue_task = queueing.queue_task
+    listing_ids: list[int] = []
+
+    def record_scoring(path: str, *args, task_name: str) -> None:
+        if path == queueing.SCORE_TASK:
+            listing_ids.append(args[0])
+        else:
+            queue_task(path, *args, task_name=task_name)
+
+    monkeypatch.setattr(queueing, "queue_task", record_scoring)
+    return listing_ids
+
+
+@pytest.fixture
+def queued_tasks(monkeypatch):
+    """Record every task handed to the queue as (task path, *arguments), queueing
+    none of them."""
+    from listings.services import queueing
+
+    tasks: list[tuple] = []
+
+    def record(path: str, *args, task_name: str) -> None:
+        tasks.append((path, *args))
+
+    monkeypatch.setattr(queueing, "queue_task", record)
+    return tasks
 
 
 @pytest.fixture

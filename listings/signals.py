@@ -16,7 +16,7 @@ CONTENT_FIELDS = {"title", "description", "category", "category_id"}
 
 
 def _request_scoring(listing_id: int) -> None:
-    from listings.services import listing_request_scoring
+    from listings.services.scoring import listing_request_scoring
 
     listing_request_scoring(listing_id=listing_id)
 
@@ -36,7 +36,7 @@ def image_changed(sender, instance, raw=False, **kwargs):
 
 
 def schedules_after_migrate(sender, **kwargs):
-    from listings.services import schedules_ensure
+    from listings.services.reconcile import schedules_ensure
 
     schedules_ensure()
 

@@ -88,7 +88,8 @@ def queue_item(
     from django.utils import timezone
 
     from listings.models import ListingScore
-    from listings.services import listing_request_scoring, listing_transition
+    from listings.services.scoring import listing_request_scoring
+    from listings.services.transitions import listing_transition
 
     listing = ListingFactory(title=title, price=price, **listing_fields)
     listing_request_scoring(listing_id=listing.pk)

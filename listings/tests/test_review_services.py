@@ -6,21 +6,23 @@ import pytest
 from django.utils import timezone
 
 from listings.models import Listing, ListingAppeal, ListingDecision, ReviewClaim
-from listings.services import (
+from listings.services.exceptions import (
     AppealNotAllowed,
     ClaimLost,
     DecisionNotAllowed,
-    ReviewFilters,
     StaleDecision,
+)
+from listings.services.priority import mismatch_probability
+from listings.services.review import (
+    ReviewFilters,
     listing_appeal,
-    listing_request_scoring,
-    mismatch_probability,
     review_claim,
     review_claim_next,
     review_decide,
     review_decide_bulk,
     review_release,
 )
+from listings.services.scoring import listing_request_scoring
 from listings.tests.factories import CategoryFactory, moderator, queue_item
 
 pytestmark = pytest.mark.django_db
@@ -274,7 +276,8 @@ def test_a_non_moderator_cannot_decide():
 def test_a_rescore_that_keeps_an_item_in_review_updates_its_place_in_line(
     tiny_clip_dir, use_model, queued
 ):
-    from listings.services import listing_rescore, listing_score
+    from listings.services.rescoring import listing_rescore
+    from listings.services.scoring import listing_score
     from listings.tests.conftest import REVIEW_ALL
     from listings.tests.factories import ListingImageFactory
 
@@ -313,7 +316,7 @@ def test_a_moderator_never_gets_or_decides_their_own_listing():
 
 
 def test_a_deleted_listing_leaves_the_queue_and_its_claim(queued):
-    from listings.services import listing_soft_delete
+    from listings.services.lifecycle import listing_soft_delete
 
     item = queue_item(title="deleted")
     alice = moderator("alice")
@@ -338,7 +341,7 @@ def test_a_deleted_listing_leaves_the_queue_and_its_claim(queued):
 def test_an_edit_after_a_rejection_goes_back_to_a_person_even_if_the_model_passes_it(
     tiny_clip_dir, use_model, queued
 ):
-    from listings.services import listing_score
+    from listings.services.scoring import listing_score
     from listings.tests.conftest import PASS_ALL
     from listings.tests.factories import ListingImageFactory
 
