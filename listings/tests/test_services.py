@@ -59,12 +59,19 @@ def test_saving_the_same_content_again_queues_nothing(
     assert queued == [listing.pk]
 
 
-def test_a_status_only_save_does_not_even_ask(django_capture_on_commit_callbacks):
+def test_a_status_only_save_does_not_even_ask(monkeypatch):
     listing = ListingFactory()
-    with django_capture_on_commit_callbacks() as callbacks:
-        listing.save(update_fields=["status"])
+    asked = []
+    monkeypatch.setattr(
+        "listings.services.scoring.listing_request_scoring",
+        lambda *, listing_id: asked.append(listing_id),
+    )
 
-    assert callbacks == []
+    listing.save(update_fields=["status"])
+    listing.save(update_fields=["status", "updated_at", "score", "review_priority"])
+    listing.save(update_fields=["title"])  # a content save asks: the spy works
+
+    assert asked == [listing.pk]
 
 
 def test_nothing_is_queued_when_the_transaction_rolls_back(
