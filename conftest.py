@@ -122,38 +122,50 @@ def png_bytes(colour=(200, 30, 30), size=(48, 40), mode="RGB", seed=0) -> bytes:
     return buffer.getvalue()
 
 
+class TaskRecorder:
+    """Stands in for `listings.services.queueing.queue_task`: records the listing
+    ids handed to the scoring task (not queued), and queues any other task as usual
+    unless `hold_all` is set, when every task is recorded in `tasks` instead."""
+
+    def __init__(self, queue_task):
+        from listings.services.queueing import SCORE_TASK
+
+        self.score_task = SCORE_TASK
+        self.queue_task = queue_task
+        self.scoring: list[int] = []
+        self.tasks: list[tuple] = []
+        self.hold_all = False
+
+    def __call__(self, path: str, *args, task_name: str) -> None:
+        if path == self.score_task:
+            self.scoring.append(args[0])
+        if self.hold_all:
+            self.tasks.append((path, *args))
+        elif path != self.score_task:
+            self.queue_task(path, *args, task_name=task_name)
+
+
 @pytest.fixture
-def queued(monkeypatch):
-    """Record the ids of the listings queued for scoring instead of queueing them;
-    any other task is queued as usual."""
+def task_recorder(monkeypatch) -> TaskRecorder:
     from listings.services import queueing
 
-    queue_task = queueing.queue_task
-    listing_ids: list[int] = []
-
-    def record_scoring(path: str, *args, task_name: str) -> None:
-        if path == queueing.SCORE_TASK:
-            listing_ids.append(args[0])
-        else:
-            queue_task(path, *args, task_name=task_name)
-
-    monkeypatch.setattr(queueing, "queue_task", record_scoring)
-    return listing_ids
+    recorder = TaskRecorder(queueing.queue_task)
+    monkeypatch.setattr(queueing, "queue_task", recorder)
+    return recorder
 
 
 @pytest.fixture
-def queued_tasks(monkeypatch):
-    """Record every task handed to the queue as (task path, *arguments), queueing
-    none of them."""
-    from listings.services import queueing
+def queued(task_recorder) -> list[int]:
+    """The ids of the listings queued for scoring, recorded instead of queued; any
+    other task is queued as usual."""
+    return task_recorder.scoring
 
-    tasks: list[tuple] = []
 
-    def record(path: str, *args, task_name: str) -> None:
-        tasks.append((path, *args))
-
-    monkeypatch.setattr(queueing, "queue_task", record)
-    return tasks
+@pytest.fixture
+def queued_tasks(task_recorder) -> list[tuple]:
+    """Every task handed to the queue as (task path, *arguments), none queued."""
+    task_recorder.hold_all = True
+    return task_recorder.tasks
 
 
 @pytest.fixture

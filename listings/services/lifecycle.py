@@ -61,11 +61,7 @@ def listing_update(
     if unknown:
         raise ValueError(f"Not a changeable field: {', '.join(sorted(unknown))}.")
     with transaction.atomic():
-        current = listing_locked(listing.pk)
-        if current is None or current.deleted_at is not None:
-            raise Listing.DoesNotExist(f"Listing {listing.pk} no longer exists.")
-        if current.seller_id != getattr(actor, "pk", None):
-            raise ListingNotEditable("Only the listing's seller can change it.")
+        current = _locked_for_its_seller(listing, actor, "change")
         for name, value in changes.items():
             setattr(current, name, value)
         if changes:
@@ -90,17 +86,23 @@ def listing_update(
     return current
 
 
+def _locked_for_its_seller(listing: Listing, actor, verb: str) -> Listing:
+    """The listing locked, if it still exists and `actor` is its seller."""
+    current = listing_locked(listing.pk)
+    if current is None or current.deleted_at is not None:
+        raise Listing.DoesNotExist(f"Listing {listing.pk} no longer exists.")
+    if current.seller_id != getattr(actor, "pk", None):
+        raise ListingNotEditable(f"Only the listing's seller can {verb} it.")
+    return current
+
+
 def listing_soft_delete(*, listing: Listing, actor) -> ListingDecision:
     """Hide a listing for good; it stays in the database with its audit trail.
 
     The audit row records who deleted it, from which status.
     """
     with transaction.atomic():
-        current = listing_locked(listing.pk)
-        if current is None or current.deleted_at is not None:
-            raise Listing.DoesNotExist(f"Listing {listing.pk} no longer exists.")
-        if current.seller_id != getattr(actor, "pk", None):
-            raise ListingNotEditable("Only the listing's seller can delete it.")
+        current = _locked_for_its_seller(listing, actor, "delete")
         current.deleted_at = timezone.now()
         leave_queue(current, current.deleted_at)
         current.save(update_fields=["deleted_at", "updated_at", *QUEUE_FIELDS])
