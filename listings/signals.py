@@ -42,9 +42,9 @@ def schedules_after_migrate(sender, **kwargs):
 
 
 def queue_catalog_rescore(version_id: int) -> None:
-    from django_q.tasks import async_task
+    from listings.services import queueing
 
-    async_task(
+    queueing.queue_task(
         "listings.tasks.rescore_catalog",
         version_id,
         task_name=f"rescore-catalog-{version_id}",
@@ -52,9 +52,9 @@ def queue_catalog_rescore(version_id: int) -> None:
 
 
 def queue_catalog_shadow(version_id: int) -> None:
-    from django_q.tasks import async_task
+    from listings.services import queueing
 
-    async_task(
+    queueing.queue_task(
         "listings.tasks.shadow_catalog",
         version_id,
         task_name=f"shadow-catalog-{version_id}",
