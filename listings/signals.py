@@ -16,7 +16,7 @@ CONTENT_FIELDS = {"title", "description", "category", "category_id"}
 
 
 def _request_scoring(listing_id: int) -> None:
-    from listings.services import listing_request_scoring
+    from listings.services.scoring import listing_request_scoring
 
     listing_request_scoring(listing_id=listing_id)
 
@@ -36,15 +36,15 @@ def image_changed(sender, instance, raw=False, **kwargs):
 
 
 def schedules_after_migrate(sender, **kwargs):
-    from listings.services import schedules_ensure
+    from listings.services.reconcile import schedules_ensure
 
     schedules_ensure()
 
 
 def queue_catalog_rescore(version_id: int) -> None:
-    from django_q.tasks import async_task
+    from listings.services import queueing
 
-    async_task(
+    queueing.queue_task(
         "listings.tasks.rescore_catalog",
         version_id,
         task_name=f"rescore-catalog-{version_id}",
@@ -52,9 +52,9 @@ def queue_catalog_rescore(version_id: int) -> None:
 
 
 def queue_catalog_shadow(version_id: int) -> None:
-    from django_q.tasks import async_task
+    from listings.services import queueing
 
-    async_task(
+    queueing.queue_task(
         "listings.tasks.shadow_catalog",
         version_id,
         task_name=f"shadow-catalog-{version_id}",

@@ -17,9 +17,22 @@ from django.views.decorators.http import require_POST
 from clipmatch import conf
 from clipmatch.inference.images import FORMAT_CONTENT_TYPES, sniff_format
 from clipmatch.plots import bars_svg, bin_series, histogram_svg
-from listings import selectors, services
+from listings import selectors
 from listings.forms import DecisionForm, QueueFilterForm
 from listings.models import Listing, ListingImage
+from listings.services.exceptions import (
+    ClaimLost,
+    DecisionNotAllowed,
+    TransitionNotAllowed,
+)
+from listings.services.priority import mismatch_probability
+from listings.services.review import (
+    reject_reasons,
+    review_claim,
+    review_claim_next,
+    review_decide,
+    review_release,
+)
 
 
 def moderator_required(view):
@@ -57,9 +70,7 @@ def queue(request):
     now = timezone.now()
     for item in items:
         item.harm = selectors.review_harm(item, now)
-        item.mismatch = services.mismatch_probability(
-            score=item.score, reason=item.queue_reason
-        )
+        item.mismatch = mismatch_probability(score=item.score, reason=item.queue_reason)
         item.reason_label = selectors.queue_reason_label(item.queue_reason)
     return render(
         request,
@@ -76,7 +87,7 @@ def queue(request):
 @moderator_required
 def next_item(request):
     form = QueueFilterForm(request.GET or None)
-    listing = services.review_claim_next(moderator=request.user, filters=form.filters())
+    listing = review_claim_next(moderator=request.user, filters=form.filters())
     if listing is None:
         messages.info(request, "The queue is empty. Nothing is waiting for you.")
         return redirect(_with_query(reverse("review:queue"), _filter_query(request)))
@@ -88,8 +99,8 @@ def next_item(request):
 @moderator_required
 def item(request, pk: int):
     try:
-        listing = services.review_claim(listing_id=pk, moderator=request.user)
-    except services.ClaimLost as exc:
+        listing = review_claim(listing_id=pk, moderator=request.user)
+    except ClaimLost as exc:
         messages.warning(request, str(exc))
         return redirect(_with_query(reverse("review:queue"), _filter_query(request)))
     evidence = selectors.review_evidence(listing)
@@ -99,10 +110,10 @@ def item(request, pk: int):
         {
             "listing": listing,
             "evidence": evidence,
-            "reject_reasons": list(services.reject_reasons().items()),
+            "reject_reasons": list(reject_reasons().items()),
             "query": _filter_query(request),
             "lease_seconds": conf.get("REVIEW_LEASE_SECONDS"),
-            "mismatch": services.mismatch_probability(
+            "mismatch": mismatch_probability(
                 score=listing.score, reason=listing.queue_reason
             ),
             "may_escalate": listing.status != Listing.Status.ESCALATED,
@@ -120,7 +131,7 @@ def decide(request, pk: int):
         return redirect(_with_query(reverse("review:item", args=[pk]), query))
     data = form.cleaned_data
     try:
-        decision = services.review_decide(
+        decision = review_decide(
             listing_id=pk,
             moderator=request.user,
             action=data["action"],
@@ -132,8 +143,8 @@ def decide(request, pk: int):
     except ValueError as exc:
         messages.error(request, str(exc))
         return redirect(_with_query(reverse("review:item", args=[pk]), query))
-    except (services.TransitionNotAllowed, services.DecisionNotAllowed) as exc:
-        services.review_release(listing_id=pk, moderator=request.user, skipped=False)
+    except (TransitionNotAllowed, DecisionNotAllowed) as exc:
+        review_release(listing_id=pk, moderator=request.user, skipped=False)
         messages.error(request, str(exc))
         return redirect(_with_query(reverse("review:next"), query))
     messages.success(
@@ -146,7 +157,7 @@ def decide(request, pk: int):
 @require_POST
 @moderator_required
 def skip(request, pk: int):
-    services.review_release(listing_id=pk, moderator=request.user, skipped=True)
+    review_release(listing_id=pk, moderator=request.user, skipped=True)
     return redirect(_with_query(reverse("review:next"), _filter_query(request)))
 
 
@@ -154,8 +165,8 @@ def skip(request, pk: int):
 @moderator_required
 def renew(request, pk: int):
     try:
-        listing = services.review_claim(listing_id=pk, moderator=request.user)
-    except services.ClaimLost as exc:
+        listing = review_claim(listing_id=pk, moderator=request.user)
+    except ClaimLost as exc:
         return JsonResponse({"claimed": False, "message": str(exc)}, status=409)
     return JsonResponse(
         {"claimed": True, "claimed_until": listing.claimed_until.isoformat()}

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django_q.models import Schedule
 
 from listings.models import Listing
-from listings.services import listing_request_scoring, listing_score
+from listings.services.scoring import listing_request_scoring, listing_score
 from listings.tests.conftest import HOLD_ALL
 from listings.tests.factories import ListingImageFactory
 
@@ -55,7 +55,7 @@ def test_rescore_stale_reroutes_only_what_the_new_thresholds_change(
 
 
 def test_setup_schedules_is_idempotent(settings):
-    from listings.services import RECONCILER
+    from listings.services.reconcile import RECONCILER
     from listings.webhooks.services import DISPATCHER
 
     run("setup_schedules")
@@ -89,7 +89,7 @@ def test_create_moderator_prints_a_working_login():
 
 
 def test_migrate_already_created_the_reconciler_schedule():
-    from listings.services import RECONCILER
+    from listings.services.reconcile import RECONCILER
 
     assert Schedule.objects.filter(name=RECONCILER).exists()
 

@@ -3,7 +3,7 @@
 
 from django.core.management.base import BaseCommand
 
-from listings.services import schedules_ensure
+from listings.services.reconcile import schedules_ensure
 from listings.webhooks.services import webhook_schedules_ensure
 
 
