@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,21 @@ def worker_env(settings, transactional_db):
         }
     )
     return env
+
+
+def wait_for(predicate, timeout: float, what: str, log: Path | None = None):
+    """Poll `predicate` (on fresh database connections) until it is true."""
+    from django.db import close_old_connections
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        close_old_connections()
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    pytest.fail(f"Timed out after {timeout}s waiting for {what}.\n{tail}")
 
 
 @pytest.fixture

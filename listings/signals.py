@@ -10,6 +10,8 @@ marks and queues; scoring itself happens in the worker, after commit.
 
 from __future__ import annotations
 
+import sys
+
 from django.db.models.signals import post_delete, post_migrate, post_save
 
 CONTENT_FIELDS = {"title", "description", "category", "category_id"}
@@ -35,10 +37,22 @@ def image_changed(sender, instance, raw=False, **kwargs):
     _request_scoring(instance.listing_id)
 
 
-def schedules_after_migrate(sender, **kwargs):
+def schedule_message(schedule, *, created: bool) -> str:
+    verb = "Created" if created else "Updated"
+    return f"{verb} schedule {schedule.name!r}: every {schedule.minutes} minute(s)."
+
+
+def report_schedule(schedule, created: bool, verbosity: int = 1, stdout=None) -> None:
+    """After migrate: name a schedule it created (a fresh database), quietly at -v0;
+    one it only updated is not news."""
+    if created and verbosity >= 1:
+        (stdout or sys.stdout).write(schedule_message(schedule, created=True) + "\n")
+
+
+def schedules_after_migrate(sender, verbosity=1, stdout=None, **kwargs):
     from listings.services.reconcile import schedules_ensure
 
-    schedules_ensure()
+    report_schedule(*schedules_ensure(), verbosity, stdout)
 
 
 def queue_catalog_rescore(version_id: int) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
+
+# django-q2's own lines for these every-minute tasks are DEBUG (listings.logs): what
+# they did, when they did anything, is said here.
+logger = logging.getLogger(__name__)
 
 
 def score_listing(listing_id: int) -> dict:
@@ -16,7 +21,16 @@ def reconcile_scoring() -> dict:
     """Re-queue listings whose scoring was lost, died or is due for a retry."""
     from listings.services.reconcile import scoring_reconcile
 
-    return asdict(scoring_reconcile())
+    report = scoring_reconcile()
+    if report.requeued or report.abandoned or report.quarantined:
+        logger.info(
+            "Reconciler: listings re-queued: %d, abandoned attempts: %d, "
+            "quarantined to review: %d.",
+            len(report.requeued),
+            len(report.abandoned),
+            len(report.quarantined),
+        )
+    return asdict(report)
 
 
 def rescore_catalog(model_version_id: int) -> dict:
@@ -60,3 +74,8 @@ def shadow_batch(model_version_id: int, listing_ids: list[int]) -> dict:
             model_version_id=model_version_id, listing_ids=listing_ids
         )
     )
+
+
+def worker_check() -> bool:
+    """Does nothing: `manage.py serve` waits for a worker to run it."""
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import wraps
+from pathlib import Path
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -12,6 +13,7 @@ from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
 from clipmatch import conf
@@ -34,6 +36,12 @@ from listings.services.review import (
     review_release,
 )
 
+FAVICON = Path(__file__).resolve().parent / "static" / "listings" / "favicon.ico"
+
+
+def can_review(user) -> bool:
+    return user.is_staff and user.has_perm("listings.moderate_listing")
+
 
 def moderator_required(view):
     """Staff with the moderate_listing permission; others are sent to log in or
@@ -44,11 +52,23 @@ def moderator_required(view):
         user = request.user
         if not user.is_authenticated:
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))
-        if not (user.is_staff and user.has_perm("listings.moderate_listing")):
+        if not can_review(user):
             raise PermissionDenied("The review queue is for moderators.")
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+def home(request):
+    """The site's root (and the admin's "View site"): the review queue for those
+    who can work it, the API's docs for everyone else."""
+    return redirect("review:queue" if can_review(request.user) else "api-docs")
+
+
+@cache_control(max_age=86400, public=True)
+def favicon(request):
+    # From here rather than /static/: runserver serves no static files without DEBUG.
+    return FileResponse(FAVICON.open("rb"), content_type="image/x-icon")
 
 
 def _filter_query(request) -> str:

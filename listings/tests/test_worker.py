@@ -9,9 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import close_old_connections
 from django.utils import timezone
 
+from conftest import wait_for
 from listings.models import Listing, ListingScore, ScoringAttempt
 from listings.services.reconcile import scoring_reconcile
 from listings.tests.conftest import PASS_ALL
@@ -19,18 +19,6 @@ from listings.tests.factories import ListingFactory, ListingImageFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate, timeout: float, what: str, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        close_old_connections()
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    tail = log.read_text()[-3000:] if log and log.exists() else ""
-    pytest.fail(f"Timed out after {timeout}s waiting for {what}.\n{tail}")
 
 
 @pytest.fixture
