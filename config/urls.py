@@ -7,12 +7,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from config import ops
+from listings import views as review_views
 from listings.api.media import MediaView
 from listings.api.views import api_not_found
 
 admin.site.site_header = "clipmatch moderation"
 admin.site.site_title = "clipmatch"
 admin.site.index_title = "Listings and their CLIP checks"
+admin.site.site_url = "/"  # "View site": the root sends each user where they work
 
 api_v1 = [
     path("", include("listings.api.urls")),
@@ -20,6 +22,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", review_views.home, name="home"),
+    path("favicon.ico", review_views.favicon, name="favicon"),
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),
     path("metrics", ops.metrics_view, name="metrics"),

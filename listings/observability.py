@@ -94,7 +94,9 @@ def task_finished(sender, task: dict, func=None, **kwargs) -> None:
     name = task_func_name(task, func)
     outcome = "ok" if task.get("success") else "failed"
     task_log.info(
-        "task %s %s %.3fs",
+        # The name quoted as django-q2 writes it, so LOGGING's routine_tasks filter
+        # quiets the every-minute tasks here too.
+        "task '%s' %s %.3fs",
         name,
         outcome,
         seconds or 0.0,

@@ -266,25 +266,59 @@ LOG_FORMAT = env("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "listings.observability.RequestIdFilter"}},
     "formatters": {
         "plain": {
             "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
         },
         "json": {"()": "listings.observability.JsonFormatter"},
+        "access": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
+    },
+    "filters": {
+        "request_id": {"()": "listings.observability.RequestIdFilter"},
+        # django-q2's INFO lines for each run of these every-minute tasks (and of
+        # `manage.py serve`'s worker check) become DEBUG; the tasks log what they
+        # did when they did anything. The names are listings.tasks'/webhooks' and
+        # the schedules' (RECONCILER, DISPATCHER), written out: settings import no
+        # app code.
+        "routine_tasks": {
+            "()": "listings.logs.RoutineTasksToDebug",
+            "funcs": [
+                "listings.tasks.reconcile_scoring",
+                "listings.webhooks.tasks.dispatch_due_webhooks",
+                "listings.tasks.worker_check",
+            ],
+            "schedules": [
+                "clipmatch: reconcile scoring",
+                "clipmatch: dispatch due webhooks",
+            ],
+        },
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_FORMAT == "json" else "plain",
             "filters": ["request_id"],
-        }
+        },
+        "access": {"class": "logging.StreamHandler", "formatter": "access"},
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # Through the root handler only: Django's own console handler for "django"
+        # (DEBUG only) printed each of its lines a second time. No mail to ADMINS.
+        "django": {"level": "INFO"},
+        # runserver's access log, as Django has it (configuring "django" resets it).
+        "django.server": {"handlers": ["access"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
-        # clipmatch.request writes the one line per request, with its id.
-        "django.server": {"level": "WARNING"},
+        # A 4xx is the client's business (runserver's access line still shows it);
+        # 5xx stay ERRORs, with their tracebacks.
+        "django.request": {"level": "ERROR"},
+        "django-q": {"filters": ["routine_tasks"]},
+        # The one line per task (listings.observability), quiet for the same tasks.
+        "clipmatch.task": {"filters": ["routine_tasks"]},
     },
 }
 

@@ -285,7 +285,7 @@ def test_a_task_runs_under_the_id_it_was_queued_with_and_logs_one_line(caplog):
     observability.task_finished(None, task={**task, "success": True})
 
     (record,) = caplog.records
-    assert record.getMessage().startswith("task listings.tasks.score_listing ok ")
+    assert record.getMessage().startswith("task 'listings.tasks.score_listing' ok ")
     assert (record.func, record.outcome, record.request_id) == (
         "listings.tasks.score_listing",
         "ok",
