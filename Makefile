@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 PORT ?= 8000
 
-.PHONY: setup demo serve test test-fast lint model model-eval clean chromium
+.PHONY: setup demo serve prod test test-fast lint model model-eval clean chromium
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,31 @@ demo: setup
 # `manage.py serve` starts runserver and qcluster, and on Ctrl-C stops both, once each.
 serve: setup
 	$(MANAGE) serve --port $(PORT)
+
+# A production-like stack on this machine: the production settings against the
+# PostgreSQL and Redis of DATABASE_URL and REDIS_URL (both required), gunicorn
+# (config/gunicorn.py, GUNICORN_* variables) and one qcluster of Q_WORKERS worker
+# processes, each loading the model as it starts; Ctrl-C stops all of it. A secret
+# key is made once in var/prod/ unless DJANGO_SECRET_KEY is set; both kinds of
+# process write their metrics to var/prod/prometheus (emptied at each start).
+PROD_DIR := var/prod
+prod: $(VENV)/.installed
+	@case "$$DATABASE_URL" in postgres*) ;; *) echo "make prod: set DATABASE_URL to a PostgreSQL database (postgres://...)" >&2; exit 2;; esac
+	@test -n "$$REDIS_URL" || { echo "make prod: set REDIS_URL (redis://host:6379/0)" >&2; exit 2; }
+	mkdir -p $(PROD_DIR)
+	test -s $(PROD_DIR)/secret-key || $(PY) -c "import secrets; print(secrets.token_urlsafe(50))" > $(PROD_DIR)/secret-key
+	rm -rf $(PROD_DIR)/prometheus && mkdir -p $(PROD_DIR)/prometheus
+	export DJANGO_SETTINGS_MODULE=config.settings.production \
+	  DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-$$(cat $(PROD_DIR)/secret-key)}" \
+	  PROMETHEUS_MULTIPROC_DIR="$(CURDIR)/$(PROD_DIR)/prometheus"; \
+	$(MANAGE) check --deploy --fail-level WARNING && \
+	$(MANAGE) migrate --noinput && \
+	$(MANAGE) collectstatic --noinput -v0 && \
+	echo "gunicorn on $${GUNICORN_BIND:-127.0.0.1:8000}, $${Q_WORKERS:-2} workers; Ctrl-C stops both" && \
+	trap 'kill 0' INT TERM EXIT; \
+	$(MANAGE) qcluster & \
+	$(VENV)/bin/gunicorn -c config/gunicorn.py & \
+	wait
 
 # The browser tests drive Debian's Chromium; Playwright downloads no browser.
 chromium:
