@@ -42,6 +42,13 @@ def _seconds_since(moment, now) -> float:
     return max((now - moment).total_seconds(), 0.0) if moment else 0.0
 
 
+def _by_label(family, name: str, documentation: str, labels: list[str], values):
+    metric = family(name, documentation, labels=labels)
+    for key, value in sorted(values.items()):
+        metric.add_metric(list(key), value)
+    return metric
+
+
 class DatabaseCollector:
     """Listings, scores, decisions, the review queue and webhook deliveries from the
     database; the depth and oldest item of each task queue from the broker."""
@@ -54,46 +61,42 @@ class DatabaseCollector:
         now = timezone.now()
         figures = selectors.ops_figures()
 
-        scored = CounterMetricFamily(
+        yield _by_label(
+            CounterMetricFamily,
             "clipmatch_listings_scored",
             "Scores written by the active model, by verdict (pass, review, hold).",
-            labels=["verdict"],
+            ["verdict"],
+            {
+                (v,): figures.scores_by_verdict.get(v, 0)
+                for v in ("pass", "review", "hold")
+            },
         )
-        for verdict in ("pass", "review", "hold"):
-            scored.add_metric([verdict], figures.scores_by_verdict.get(verdict, 0))
-        yield scored
-
-        listings = GaugeMetricFamily(
-            "clipmatch_listings", "Listings by status now.", labels=["status"]
+        yield _by_label(
+            GaugeMetricFamily,
+            "clipmatch_listings",
+            "Listings by status now.",
+            ["status"],
+            {(status,): n for status, n in figures.listings_by_status.items()},
         )
-        for status, n in sorted(figures.listings_by_status.items()):
-            listings.add_metric([status], n)
-        yield listings
-
-        attempts = CounterMetricFamily(
+        yield _by_label(
+            CounterMetricFamily,
             "clipmatch_scoring_attempts",
             "Scoring attempts by outcome (failed and abandoned are the failures).",
-            labels=["outcome"],
+            ["outcome"],
+            {(outcome,): n for outcome, n in figures.attempts_by_outcome.items()},
         )
-        for outcome, n in sorted(figures.attempts_by_outcome.items()):
-            attempts.add_metric([outcome], n)
-        yield attempts
-
         yield CounterMetricFamily(
             "clipmatch_quarantines",
             "Listings sent to review because scoring kept failing.",
             value=figures.quarantines,
         )
-
-        decisions = CounterMetricFamily(
+        yield _by_label(
+            CounterMetricFamily,
             "clipmatch_decisions",
             "Status changes written, by new status and by whom (system or person).",
-            labels=["to_status", "by"],
+            ["to_status", "by"],
+            figures.decisions,
         )
-        for (to_status, by), n in sorted(figures.decisions.items()):
-            decisions.add_metric([to_status, by], n)
-        yield decisions
-
         yield GaugeMetricFamily(
             "clipmatch_review_queue_length",
             "Listings waiting for a moderator (held, review, appealed, escalated).",
@@ -104,16 +107,16 @@ class DatabaseCollector:
             "How long the longest-waiting item has been in the review queue.",
             value=_seconds_since(figures.review_oldest_waiting, now),
         )
-
-        webhooks = CounterMetricFamily(
+        yield _by_label(
+            CounterMetricFamily,
             "clipmatch_webhook_deliveries",
             "Webhook deliveries by status (delivered, failed, pending, sending).",
-            labels=["status"],
+            ["status"],
+            {
+                (status,): n
+                for status, n in figures.webhook_deliveries_by_status.items()
+            },
         )
-        for status, n in sorted(figures.webhook_deliveries_by_status.items()):
-            webhooks.add_metric([status], n)
-        yield webhooks
-
         yield from _queue_metrics(now)
 
 

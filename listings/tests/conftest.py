@@ -101,3 +101,11 @@ def other_seller_api(other_seller):
 @pytest.fixture
 def moderator_api(moderator):
     return token_client(moderator)
+
+
+def metric_sample(text: str, name: str) -> float | None:
+    """The value of one sample (name with its labels) in a Prometheus scrape."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None

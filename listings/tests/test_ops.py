@@ -10,6 +10,7 @@ from django.test import Client
 from prometheus_client import REGISTRY
 
 from listings import health, metrics, observability
+from listings.tests.conftest import metric_sample
 from listings.tests.factories import ListingImageFactory, queue_item
 
 
@@ -23,13 +24,6 @@ def _scrape(client, token="s3cret", **extra) -> str:
     response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}", **extra)
     assert response.status_code == 200
     return response.content.decode()
-
-
-def _sample(text: str, name: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 # --- /healthz and /readyz ---------------------------------------------------------
@@ -122,14 +116,16 @@ def test_metrics_show_verdicts_queue_and_decisions_from_the_database(
 
     text = _scrape(client)
 
-    assert _sample(text, 'clipmatch_listings_scored_total{verdict="review"}') == 1.0
-    assert _sample(text, 'clipmatch_listings_scored_total{verdict="hold"}') == 1.0
-    assert _sample(text, 'clipmatch_listings_scored_total{verdict="pass"}') == 0.0
-    assert _sample(text, 'clipmatch_listings{status="held"}') == 1.0
-    assert _sample(text, "clipmatch_review_queue_length") == 2.0
-    assert _sample(text, "clipmatch_review_queue_oldest_seconds") >= 0.0
     assert (
-        _sample(text, 'clipmatch_decisions_total{by="system",to_status="review"}')
+        metric_sample(text, 'clipmatch_listings_scored_total{verdict="review"}') == 1.0
+    )
+    assert metric_sample(text, 'clipmatch_listings_scored_total{verdict="hold"}') == 1.0
+    assert metric_sample(text, 'clipmatch_listings_scored_total{verdict="pass"}') == 0.0
+    assert metric_sample(text, 'clipmatch_listings{status="held"}') == 1.0
+    assert metric_sample(text, "clipmatch_review_queue_length") == 2.0
+    assert metric_sample(text, "clipmatch_review_queue_oldest_seconds") >= 0.0
+    assert (
+        metric_sample(text, 'clipmatch_decisions_total{by="system",to_status="review"}')
         == 1.0
     )
 
@@ -150,9 +146,13 @@ def test_metrics_show_the_depth_and_oldest_item_of_each_queue(
     finally:
         broker.purge_queue()
 
-    assert _sample(text, f'clipmatch_broker_up{{queue="{name}"}}') == 1.0
-    assert _sample(text, f'clipmatch_queue_depth{{queue="{name}"}}') == 1.0
-    assert 0.0 < _sample(text, f'clipmatch_queue_oldest_seconds{{queue="{name}"}}') < 60
+    assert metric_sample(text, f'clipmatch_broker_up{{queue="{name}"}}') == 1.0
+    assert metric_sample(text, f'clipmatch_queue_depth{{queue="{name}"}}') == 1.0
+    assert (
+        0.0
+        < metric_sample(text, f'clipmatch_queue_oldest_seconds{{queue="{name}"}}')
+        < 60
+    )
 
 
 def test_a_queue_whose_broker_is_down_is_a_figure_not_a_failed_scrape(

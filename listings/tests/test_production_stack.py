@@ -13,7 +13,6 @@ import os
 import random
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from django.db import connection
 from django.utils.text import slugify
 
 from conftest import BUNDLED_MODEL, database_url
+from listings.tests.conftest import metric_sample
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -55,14 +55,11 @@ def _wait_for(predicate, *, timeout: float, what: str, log: Path | None = None):
 
 
 def _stop(process: subprocess.Popen, grace: float = 10) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    """Stop a process group started here (gunicorn, Redis) unless it has ended."""
+    from listings.workers import qcluster_stop
+
+    if process.poll() is None:
+        qcluster_stop(process, grace=grace)
 
 
 @pytest.fixture
@@ -191,13 +188,6 @@ def _demo_listing() -> tuple[dict, bytes]:
     return fields, buffer.getvalue()
 
 
-def _sample(text: str, name: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
 def test_the_production_stack_routes_a_listing_and_holds_its_limits(stack, own_redis):
     from listings.demo import categories_ensure
     from training import catalog
@@ -271,9 +261,12 @@ def test_the_production_stack_routes_a_listing_and_holds_its_limits(stack, own_r
     assert scrape.status_code == 200
     text = scrape.text
     print(text)  # the scrape, for the record (pytest -s)
-    assert _sample(text, f'clipmatch_listings_scored_total{{verdict="{verdict}"}}') == 1
-    assert _sample(text, "clipmatch_scoring_latency_seconds_count") == 1
-    assert _sample(text, "clipmatch_model_load_seconds_count") >= 1
+    assert (
+        metric_sample(text, f'clipmatch_listings_scored_total{{verdict="{verdict}"}}')
+        == 1
+    )
+    assert metric_sample(text, "clipmatch_scoring_latency_seconds_count") == 1
+    assert metric_sample(text, "clipmatch_model_load_seconds_count") >= 1
     assert requests.get(f"{base}/metrics").status_code == 404
 
     # Redis stops: not ready, and nothing but the names of what fails.
