@@ -12,8 +12,9 @@ env = environ.Env()
 
 wsgi_app = "config.wsgi:application"
 bind = env.list("GUNICORN_BIND", default=["127.0.0.1:8000"])
-# Each process that answers /check/ loads the model once (about 100 MB for the
-# bundled one, 600 MB for ViT-B/32): size workers by memory, threads by waiting.
+# Each process that answers /check/ loads the model once (about 540 MB resident
+# with the bundled one, mostly torch; ViT-B/32 adds its 600 MB of weights): size
+# workers by memory, threads by waiting.
 workers = env.int("GUNICORN_WORKERS", default=2)
 worker_class = "gthread"
 threads = env.int("GUNICORN_THREADS", default=8)

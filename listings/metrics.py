@@ -64,7 +64,7 @@ class DatabaseCollector:
         yield _by_label(
             CounterMetricFamily,
             "clipmatch_listings_scored",
-            "Scores written by the active model, by verdict (pass, review, hold).",
+            "Scores that routed a listing (shadow scores left out), by verdict.",
             ["verdict"],
             {
                 (v,): figures.scores_by_verdict.get(v, 0)
@@ -139,7 +139,13 @@ def _oldest_enqueued(broker):
     if isinstance(broker, Redis):
         payload = broker.connection.lindex(broker.list_key, 0)
     elif isinstance(broker, ORM):
-        head = broker.get_connection().filter(key=broker.list_key).order_by("id")
+        from django.utils import timezone
+
+        # As queue_size() counts them: a row locked by a worker is being run.
+        waiting = broker.get_connection().filter(
+            key=broker.list_key, lock__lte=timezone.now()
+        )
+        head = waiting.order_by("id")
         payload = head.values_list("payload", flat=True).first()
     else:
         return None

@@ -2,7 +2,7 @@
 
 Behind a TLS-terminating proxy by default: HTTPS only, HSTS, secure cookies, the
 proxy's X-Forwarded-Proto trusted, and one cache (Redis) for every web process so
-that throttles and cached sessions hold across them. `manage.py check --deploy`
+that the API's throttles hold across them. `manage.py check --deploy`
 reports no issues with these settings.
 """
 
@@ -46,7 +46,13 @@ if env.bool("DJANGO_TRUST_X_FORWARDED_PROTO", default=True):
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
-CSRF_TRUSTED_ORIGINS = [f"https://{host.lstrip('.')}" for host in ALLOWED_HOSTS]
+# The admin's and the API's session logins post forms over HTTPS from these hosts;
+# ".example.com" in ALLOWED_HOSTS (any subdomain) is "*.example.com" here.
+CSRF_TRUSTED_ORIGINS = [
+    f"https://*{host}" if host.startswith(".") else f"https://{host}"
+    for host in ALLOWED_HOSTS
+    if host != "*"
+]
 
 # --- One cache for every process ----------------------------------------------------
 # DRF's throttles count in the cache: a cache per process would let each web process
