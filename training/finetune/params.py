@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 LOSSES = ("contrastive", "bce", "both")
 FREEZE = ("none", "vision", "text", "backbone")
@@ -125,28 +125,14 @@ def config_from(options: dict, base: str) -> FinetuneConfig:
         alphas = tuple(float(a) for a in str(options["wise_alphas"]).split(","))
     except ValueError as exc:
         raise FinetuneError(f"--wise-alphas: {exc}") from exc
-    return FinetuneConfig(
-        base=base,
+    # Every option named like a field is that field; these need converting.
+    values = {
+        f.name: options[f.name] for f in fields(FinetuneConfig) if f.name != "base"
+    }
+    values.update(
         output=str(options["output"]),
         train_csv=list(options["train_csv"]),
         val_csv=list(options["val_csv"]),
-        regression_csv=options["regression_csv"],
-        regression_n=options["regression_n"],
-        replay_csv=options["replay_csv"],
-        replay_n=options["replay_n"],
-        epochs=options["epochs"],
-        batch_size=options["batch_size"],
-        lr=options["lr"],
-        weight_decay=options["weight_decay"],
-        warmup=options["warmup"],
-        loss=options["loss"],
-        freeze=options["freeze"],
-        trainable_blocks=options["trainable_blocks"],
-        hard_negatives=options["hard_negatives"],
         wise_alphas=alphas,
-        tolerance=options["tolerance"],
-        device=options["device"],
-        seed=options["seed"],
-        threads=options["threads"],
-        name=options["name"],
     )
+    return FinetuneConfig(base=base, **values)
