@@ -57,6 +57,7 @@ def test_update_clips_the_gradient_to_norm_one_and_moves_the_schedule_on():
 
     update((100 * weight).sum(), optimizer, scheduler, [weight])
 
-    # The gradient was 100 per entry (norm 200); clipped, each entry is 0.5.
-    assert weight.detach().tolist() == pytest.approx([-0.5] * 4)
+    # The gradient was 100 per entry (norm 200); clipped, each entry is 0.5,
+    # and the step is taken at the warm-up's first learning rate, 0.25.
+    assert weight.detach().tolist() == pytest.approx([-0.125] * 4)
     assert optimizer.param_groups[0]["lr"] == 0.5
