@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 META_FILE = "clipmatch.json"
 # About a model, not part of it: a fine-tuning run's report (timings and all).
-NOT_WEIGHTS = (META_FILE, "finetune_report.json")
+REPORT_FILE = "finetune_report.json"
+NOT_WEIGHTS = (META_FILE, REPORT_FILE)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
 
 

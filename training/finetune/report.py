@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from clipmatch.inference.engine import META_FILE
+# The engine leaves both files out of a model version's fingerprint.
+from clipmatch.inference.engine import META_FILE, REPORT_FILE
 from clipmatch.inference.metrics import binary_metrics
 from training.finetune.params import FinetuneError
 
-# clipmatch.inference.engine leaves it out of a model version's weights.
-REPORT_FILE = "finetune_report.json"
 # Thresholds proposed for the result, from its validation scores (the app's
 # calibrate_thresholds refines them later from moderators' decisions).
 HOLD_MATCH_QUANTILE = 0.02
