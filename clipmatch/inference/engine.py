@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 META_FILE = "clipmatch.json"
 # About a model, not part of it: a fine-tuning run's report (timings and all).
-NOT_WEIGHTS = (META_FILE, "finetune_report.json")
+REPORT_FILE = "finetune_report.json"
+NOT_WEIGHTS = (META_FILE, REPORT_FILE)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
 
 
@@ -138,6 +139,20 @@ def _feature_tensor(output: Any, kind: str):
     raise ModelLoadError(f"The model's get_{kind}_features returned {type(output)!r}.")
 
 
+def pick_device(device: str) -> str:
+    """The device to run on: "auto" is CUDA where there is one, else the CPU; CUDA
+    asked for and missing is an error, never a silent fallback to the CPU."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(
+            f"Device {device!r} was asked for, but no CUDA device is here."
+        )
+    return device
+
+
 class ClipEngine:
     """One loaded model with its processor; embeddings come back L2-normalised."""
 
@@ -155,7 +170,7 @@ class ClipEngine:
             torch.set_num_threads(threads)
         self.source = source
         self.batch_size = batch_size
-        self.device = self._pick_device(device)
+        self.device = pick_device(device)
         try:
             self.model = AutoModel.from_pretrained(source.path)
             self.processor = AutoProcessor.from_pretrained(source.path)
@@ -175,18 +190,6 @@ class ClipEngine:
         if self.tokenizer is None or self.image_processor is None:
             raise ModelLoadError(f"{source.ref!r} has no tokenizer or image processor.")
         self.context_length = self._context_length()
-
-    @staticmethod
-    def _pick_device(device: str) -> str:
-        import torch
-
-        if device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ModelLoadError(
-                "CLIPMATCH_DEVICE is 'cuda' but no CUDA device is here."
-            )
-        return device
 
     def _context_length(self) -> int:
         text_config = getattr(self.model.config, "text_config", self.model.config)
