@@ -40,3 +40,19 @@ def check_timeouts(app_configs=None, **kwargs):
             )
         )
     return errors
+
+
+@register()
+def check_hub_timeout(app_configs=None, **kwargs):
+    """A command's wait on the Hugging Face hub must be a positive number of
+    seconds: zero or less would fail every first download at once."""
+    value = conf.get("HUB_TIMEOUT")
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return [
+            Error(
+                f"CLIPMATCH_HUB_TIMEOUT must be a positive number of seconds, not "
+                f"{value!r}.",
+                id="clipmatch.E004",
+            )
+        ]
+    return []

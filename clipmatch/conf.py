@@ -16,6 +16,7 @@ DEFAULTS: dict[str, Any] = {
     "AUDIT_RATE": 0.0,
     "BATCH_SIZE": 32,
     "TORCH_THREADS": 1,
+    "HUB_TIMEOUT": 10.0,
     "MAX_IMAGE_PIXELS": 40_000_000,
     "MAX_IMAGE_BYTES": 15 * 1024 * 1024,
     "IMAGE_FORMATS": ["JPEG", "MPO", "PNG", "WEBP", "GIF"],

@@ -35,7 +35,10 @@ def test_resolve_model_refuses_a_directory_that_is_not_a_checkpoint(tmp_path):
 
 def test_unknown_hub_id_fails_loudly_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelLoadError, match="neither a local directory nor available"):
+    with pytest.raises(
+        ModelLoadError,
+        match="neither a local directory nor in this machine.s Hugging Face cache",
+    ):
         resolve_model("clipmatch-tests/no-such-model")
 
 
