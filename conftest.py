@@ -81,7 +81,17 @@ FAMILY_TEXTS = [
     "une chaise en bois, a lamp and a bottle",
 ]
 # Families whose tiny checkpoints build_tiny_family makes, by config model_type.
-TINY_FAMILIES = ("clip", "siglip", "siglip2", "altclip", "chinese_clip", "blip")
+TINY_FAMILIES = (
+    "clip",
+    "siglip",
+    "siglip2",
+    "altclip",
+    "chinese_clip",
+    "blip",
+    "metaclip_2",
+    "groupvit",
+    "owlvit",
+)
 _TINY_TOWER = {
     "hidden_size": 32,
     "intermediate_size": 64,
@@ -128,6 +138,30 @@ def _bpe(specials: list[str]) -> tuple[dict, list]:
         tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in data["merges"]
     ]
     return data["vocab"], merges
+
+
+def _xlm_roberta_tokenizer(spm_dir: Path, context: int):
+    """XLM-R's tokenizer (AltCLIP's, MetaCLIP 2's) over a small unigram vocabulary."""
+    import sentencepiece as spm
+    import transformers as tf
+
+    pieces = spm.SentencePieceProcessor(model_file=str(_sentencepiece_model(spm_dir)))
+    vocab = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab += [
+        (pieces.id_to_piece(n), pieces.get_score(n))
+        for n in range(3, pieces.get_piece_size())
+    ]
+    return tf.XLMRobertaTokenizer(
+        vocab=[*vocab, ("<mask>", 0.0)], model_max_length=context
+    )
+
+
+def _clip_tokenizer(context: int):
+    from training.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer(FAMILY_TEXTS * 4, vocab_size=600)
+    tokenizer.model_max_length = context
+    return tokenizer
 
 
 def _wordpiece_vocab() -> dict[str, int]:
@@ -183,19 +217,7 @@ def build_tiny_family(
         images = tf.Siglip2ImageProcessor(patch_size=16, max_num_patches=256)
         processor = tf.Siglip2Processor(image_processor=images, tokenizer=tokenizer)
     elif family == "altclip":
-        import sentencepiece as spm
-
-        pieces = spm.SentencePieceProcessor(
-            model_file=str(_sentencepiece_model(spm_dir))
-        )
-        vocab = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-        vocab += [
-            (pieces.id_to_piece(n), pieces.get_score(n))
-            for n in range(3, pieces.get_piece_size())
-        ]
-        tokenizer = tf.XLMRobertaTokenizer(
-            vocab=[*vocab, ("<mask>", 0.0)], model_max_length=context
-        )
+        tokenizer = _xlm_roberta_tokenizer(spm_dir, context)
         # RoBERTa positions start after the padding index: two more than usable.
         text = {
             "vocab_size": len(tokenizer),
@@ -236,6 +258,51 @@ def build_tiny_family(
             )
             images = tf.BlipImageProcessor(size=square)
             processor = tf.BlipProcessor(image_processor=images, tokenizer=tokenizer)
+    elif family in ("metaclip_2", "groupvit", "owlvit"):
+        # Causal text towers pooled at the first end token, like CLIP's.
+        if family == "metaclip_2":
+            tokenizer = _xlm_roberta_tokenizer(spm_dir, context)
+        else:
+            tokenizer = _clip_tokenizer(context)
+        text = {
+            "vocab_size": len(tokenizer),
+            "max_position_embeddings": context,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+            **_TINY_TOWER,
+        }
+        images = tf.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=square)
+        processor = tf.CLIPProcessor(image_processor=images, tokenizer=tokenizer)
+        if family == "metaclip_2":
+            config = tf.MetaClip2Config(
+                text_config=text, vision_config=vision, projection_dim=16
+            )
+            model = tf.MetaClip2Model(config)
+        elif family == "groupvit":
+            grouping = {
+                **_TINY_TOWER,
+                "image_size": 32,
+                "patch_size": 8,
+                "depths": [1, 1],
+                "num_group_tokens": [4, 0],
+                "num_output_groups": [4, 2],
+            }
+            grouping.pop("num_hidden_layers")
+            config = tf.GroupViTConfig(
+                text_config=text,
+                vision_config=grouping,
+                projection_dim=16,
+                projection_intermediate_dim=32,
+            )
+            model = tf.GroupViTModel(config)
+        else:
+            config = tf.OwlViTConfig(
+                text_config=text, vision_config=vision, projection_dim=16
+            )
+            model = tf.OwlViTModel(config)
+            images = tf.OwlViTImageProcessor(size=square, crop_size=square)
+            processor = tf.OwlViTProcessor(image_processor=images, tokenizer=tokenizer)
     else:
         raise ValueError(f"No tiny builder for {family!r}")
     path.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,9 @@ FAMILIES = {
     "altclip": Family("AltCLIP", roberta_positions=True),
     "chinese_clip": Family("Chinese-CLIP"),
     "blip": Family("BLIP"),
+    "metaclip_2": Family("MetaCLIP 2"),
+    "groupvit": Family("GroupViT"),
+    "owlvit": Family("OWL-ViT", pad_to_context=True),
 }
 
 

@@ -34,6 +34,9 @@ REFERENCE_TEXT_KWARGS = {
     "altclip": {"padding": True},
     "chinese_clip": {"padding": True},
     "blip": {"padding": True},
+    "metaclip_2": {"padding": True},
+    "groupvit": {"padding": True},
+    "owlvit": {"padding": "max_length"},  # OwlViTProcessor's own default
 }
 IMAGE_SIZES = [(20, 20), (64, 40), (33, 97), (300, 120)]
 SHORT_TEXTS = ["A red Mug", "红色 杯子", "a lamp"]
@@ -241,7 +244,8 @@ def test_a_family_clipmatch_has_not_verified_is_refused_at_load_by_name(
     assert str(caught.value) == (
         f"'{other}' is a flava checkpoint (FlavaModel), a model family clipmatch "
         "has not verified: its scores could be wrong without any error. Supported "
-        "families: CLIP, SigLIP, SigLIP 2, AltCLIP, Chinese-CLIP, BLIP."
+        "families: CLIP, SigLIP, SigLIP 2, AltCLIP, Chinese-CLIP, BLIP, MetaCLIP 2, "
+        "GroupViT, OWL-ViT."
     )
 
 
@@ -276,3 +280,54 @@ def test_a_checkpoint_whose_weights_do_not_fill_the_model_is_refused(
 
     with pytest.raises(ModelLoadError, match="weights of its BlipModel .*random"):
         ClipEngine(resolve_model(str(retrieval)))
+
+
+def figures(root) -> list[dict]:
+    """Per family, the largest differences the tests above allow to 1e-5 / 1e-6."""
+    from conftest import build_tiny_family
+
+    rows = []
+    for name in TINY_FAMILIES:
+        path = build_tiny_family(root / name, name)
+        engine = engine_for(path)
+        width = engine.context_length - len(engine.prefix) - len(engine.suffix)
+        texts = [*SHORT_TEXTS, text_of_tokens(path, width)]
+        long_text = " ".join(WORDS * 2)
+        images = [picture(size, seed=n) for n, size in enumerate(IMAGE_SIZES)]
+        image_vectors = engine.embed_images(images)
+        within, first_window = 0.0, 0.0
+        for text, windows in zip(
+            [*texts, long_text], engine.embed_texts([*texts, long_text]), strict=True
+        ):
+            for image, vector in zip(images, image_vectors, strict=True):
+                want_text, want_image = reference_embeddings(path, name, text, image)
+                gap = abs(float(windows[0] @ vector) - float(want_text @ want_image))
+                if text == long_text:
+                    first_window = max(first_window, gap)
+                else:
+                    within = max(within, gap)
+        others = [" ".join(WORDS[: 1 + n % 9]) for n in range(31)]
+        alone = engine.embed_texts([SHORT_TEXTS[0]])[0]
+        in_batch = engine.embed_texts([SHORT_TEXTS[0], *others])[0]
+        rows.append(
+            {
+                "family": engine.family.name,
+                "context": engine.context_length,
+                "special_tokens": [engine.prefix, engine.suffix],
+                "cosine_gap_within_context": within,
+                "cosine_gap_first_window": first_window,
+                "batch_of_32_gap": float(np.abs(alone - in_batch).max()),
+            }
+        )
+    return rows
+
+
+if (
+    __name__ == "__main__"
+):  # the README's figures: python -m clipmatch.tests.test_families
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        for row in figures(Path(folder)):
+            print(json.dumps(row))
