@@ -472,15 +472,19 @@ def _family_of(source: ModelSource) -> Family:
         config = json.loads((source.path / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"{source.path}/config.json is unreadable: {exc}") from exc
-    model_type = config.get("model_type", "")
+    model_type = config.get("model_type")
+    if not model_type:
+        raise ModelLoadError(
+            f"Could not load model {source.ref!r} from {source.path}: its "
+            "config.json names no model_type."
+        )
     family = FAMILIES.get(model_type)
     if family is None:
         architectures = ", ".join(config.get("architectures") or ()) or "no class"
         raise ModelLoadError(
-            f"{source.ref!r} is a {model_type or 'untyped'!s} checkpoint "
-            f"({architectures}), a model family clipmatch has not verified: its "
-            "scores could be wrong without any error. Supported families: "
-            f"{supported_families()}."
+            f"{source.ref!r} is a {model_type} checkpoint ({architectures}), a "
+            "model family clipmatch has not verified: its scores could be wrong "
+            f"without any error. Supported families: {supported_families()}."
         )
     return family
 
