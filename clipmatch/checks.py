@@ -1,9 +1,23 @@
-"""System checks for settings whose combinations break scoring silently."""
+"""System checks: every CLIPMATCH and CLIPMATCH_API value, and the combinations that
+break scoring or webhooks silently.
+
+Ids: E001-E004 combinations (below); E010 a key or a whole dict missing, E011 an
+unknown key, E012-E022 one kind of value each (clipmatch.conf names them).
+"""
 
 from django.conf import settings
 from django.core.checks import Error, register
 
 from clipmatch import conf
+
+
+@register()
+def check_settings(app_configs=None, **kwargs):
+    """Each value on its own: types, ranges, choices and shapes."""
+    return [
+        Error(problem.message, hint=problem.hint or None, id=problem.id)
+        for problem in conf.problems()
+    ]
 
 
 @register()
@@ -30,8 +44,9 @@ def check_timeouts(app_configs=None, **kwargs):
                 id="clipmatch.E002",
             )
         )
-    stale = conf.get("SCORING_STALE_AFTER")
-    if timeout >= stale:
+    # A bad value on its own is check_settings' to report, not a crash here.
+    stale = conf.get_or_none("SCORING_STALE_AFTER")
+    if stale is not None and timeout >= stale:
         errors.append(
             Error(
                 f"CLIPMATCH_SCORING_STALE_AFTER ({stale}s) must exceed the Q_CLUSTER "
@@ -43,16 +58,17 @@ def check_timeouts(app_configs=None, **kwargs):
 
 
 @register()
-def check_hub_timeout(app_configs=None, **kwargs):
-    """A command's wait on the Hugging Face hub must be a positive number of
-    seconds: zero or less would fail every first download at once."""
-    value = conf.get("HUB_TIMEOUT")
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        return [
-            Error(
-                f"CLIPMATCH_HUB_TIMEOUT must be a positive number of seconds, not "
-                f"{value!r}.",
-                id="clipmatch.E004",
-            )
-        ]
-    return []
+def check_webhook_timeouts(app_configs=None, **kwargs):
+    """A sender still waiting for an answer must not look dead to the dispatcher."""
+    timeout = conf.get_or_none("WEBHOOK_TIMEOUT")
+    stale = conf.get_or_none("WEBHOOK_SENDING_STALE_AFTER")
+    if timeout is None or stale is None or stale > timeout:
+        return []
+    return [
+        Error(
+            f"CLIPMATCH_WEBHOOK_STALE_AFTER ({stale}s) must exceed "
+            f"CLIPMATCH_WEBHOOK_TIMEOUT ({timeout}s), or a delivery still waiting "
+            "for its answer is claimed and sent again.",
+            id="clipmatch.E004",
+        )
+    ]

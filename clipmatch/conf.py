@@ -1,56 +1,333 @@
-"""Lazy access to the CLIPMATCH settings dict, with clear errors."""
+"""The one reader of the CLIPMATCH and CLIPMATCH_API settings: lazy and validated.
+
+The defaults live in config/settings/base.py and nowhere else; this module knows
+which keys exist and what each value must be. The system checks (clipmatch.checks)
+report every bad value at startup, and get() refuses one at the moment it is read.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-DEFAULTS: dict[str, Any] = {
-    "MODEL": "",
-    "DEVICE": "auto",
-    "THRESHOLDS": {},
-    "CATEGORY_TOP_K": 0,
-    "PROMPT_TEMPLATES": ["a photo of a {}."],
-    "AUDIT_RATE": 0.0,
-    "BATCH_SIZE": 32,
-    "TORCH_THREADS": 1,
-    "HUB_TIMEOUT": 10.0,
-    "MAX_IMAGE_PIXELS": 40_000_000,
-    "MAX_IMAGE_BYTES": 15 * 1024 * 1024,
-    "IMAGE_FORMATS": ["JPEG", "MPO", "PNG", "WEBP", "GIF"],
-    "SCORING_MAX_ATTEMPTS": 3,
-    "SCORING_RETRY_BACKOFF": 30,
-    "SCORING_STALE_AFTER": 300,
-    "RECONCILE_EVERY_MINUTES": 1,
-    "REVIEW_LEASE_SECONDS": 300,
-    "REVIEW_AGING_HOURS": 24.0,
-    "REVIEW_SKIP_COOLDOWN_SECONDS": 900,
-    "REJECT_REASONS": [
-        ["wrong_image", "Wrong image"],
-        ["wrong_category", "Wrong category"],
-        ["misleading_description", "Misleading description"],
-        ["prohibited", "Prohibited item"],
-        ["other", "Other (write a note)"],
-    ],
-}
+from clipmatch.inference.images import FORMAT_CONTENT_TYPES
+from clipmatch.inference.scoring import Thresholds
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the settings: the system check id and what to fix."""
+
+    id: str
+    message: str
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one kind of value must be: `broken` says how a value fails, or None."""
+
+    id: str
+    broken: Callable[[Any], str | None]
+
+
+def _whole(value: Any) -> bool:
+    # True is an int to Python, never a count or a number of seconds to a person.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return _whole(value) or isinstance(value, float)
+
+
+def _positive_int(value: Any) -> str | None:
+    if not (_whole(value) and value > 0):
+        return f"must be a whole number above 0, not {value!r}"
+    return None
+
+
+def _count_or_zero(value: Any) -> str | None:
+    if not (_whole(value) and value >= 0):
+        return f"must be a whole number, 0 or more, not {value!r}"
+    return None
+
+
+def _positive_number(value: Any) -> str | None:
+    if not (_number(value) and value > 0):
+        return f"must be a number above 0, not {value!r}"
+    return None
+
+
+def _share(value: Any) -> str | None:
+    if not (_number(value) and 0 <= value <= 1):
+        return f"must be a number from 0 to 1, not {value!r}"
+    return None
+
+
+def _device(value: Any) -> str | None:
+    if value not in DEVICES:
+        return f"must be one of {', '.join(DEVICES)}, not {value!r}"
+    return None
+
+
+def _flag(value: Any) -> str | None:
+    if not isinstance(value, bool):
+        return f"must be true or false, not {value!r}"
+    return None
+
+
+def _model(value: Any) -> str | None:
+    if not (isinstance(value, str) and value.strip()):
+        return (
+            "must be a Hugging Face hub id or a local save_pretrained directory, "
+            f"not {value!r}"
+        )
+    return None
+
+
+def _thresholds(value: Any) -> str | None:
+    # Empty means "the thresholds in the model's own clipmatch.json".
+    if value == {}:
+        return None
+    if not isinstance(value, dict):
+        return (
+            f'must be a JSON object like {{"title": {{"pass": P, ...}}}}, not {value!r}'
+        )
+    try:
+        Thresholds.from_dict(value)
+    except ValueError as exc:
+        return f"is not a set of thresholds: {str(exc).rstrip('.')}"
+    top_k = value.get("category_top_k", 0)
+    if not (_whole(top_k) and top_k >= 0):
+        return f"has category_top_k {top_k!r}: it must be a whole number, 0 or more"
+    return None
+
+
+def _prompt_templates(value: Any) -> str | None:
+    if not (isinstance(value, list | tuple) and value):
+        return (
+            'must be a list of at least one prompt with "{}" where the category\'s '
+            f"name goes, not {value!r}"
+        )
+    for template in value:
+        # What clipmatch.services.category_vectors does with each template.
+        try:
+            filled = str(template).format("\0", category="\0")
+        except (IndexError, KeyError, ValueError):
+            filled = ""
+        if not isinstance(template, str) or "\0" not in filled:
+            return (
+                'must hold prompts with "{}" (or "{category}") where the category\'s '
+                f"name goes; {template!r} is not one"
+            )
+    return None
+
+
+def _reject_reasons(value: Any) -> str | None:
+    shape = 'must be a list of [code, label] pairs, one of them "other"'
+    if not isinstance(value, list | tuple):
+        return f"{shape}, not {value!r}"
+    codes = []
+    for pair in value:
+        if not (
+            isinstance(pair, list | tuple)
+            and len(pair) == 2
+            and all(isinstance(part, str) and part.strip() for part in pair)
+        ):
+            return f"{shape}; {pair!r} is not a pair of a code and a label"
+        if pair[0] in codes:
+            return f"lists the code {pair[0]!r} twice"
+        codes.append(pair[0])
+    if "other" not in codes:
+        return (
+            f'{shape}: a moderator whose reason is not listed picks "other" and '
+            "writes a note"
+        )
+    return None
+
+
+def _image_formats(value: Any) -> str | None:
+    known = ", ".join(FORMAT_CONTENT_TYPES)
+    if not (isinstance(value, list | tuple) and value):
+        return f"must list at least one of {known}, not {value!r}"
+    for name in value:
+        # Only these have a file extension and a content type to serve them with.
+        if not (isinstance(name, str) and name.upper() in FORMAT_CONTENT_TYPES):
+            return f"may only list {known}; {name!r} is not one"
+    return None
+
+
+MISSING = "clipmatch.E010"
+UNKNOWN = "clipmatch.E011"
+POSITIVE_INT = Rule("clipmatch.E012", _positive_int)
+COUNT_OR_ZERO = Rule("clipmatch.E013", _count_or_zero)
+POSITIVE_NUMBER = Rule("clipmatch.E014", _positive_number)
+SHARE = Rule("clipmatch.E015", _share)
+DEVICE = Rule("clipmatch.E016", _device)
+FLAG = Rule("clipmatch.E017", _flag)
+MODEL = Rule("clipmatch.E018", _model)
+THRESHOLDS = Rule("clipmatch.E019", _thresholds)
+PROMPT_TEMPLATES = Rule("clipmatch.E020", _prompt_templates)
+REJECT_REASONS = Rule("clipmatch.E021", _reject_reasons)
+IMAGE_FORMATS = Rule("clipmatch.E022", _image_formats)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of settings.CLIPMATCH or settings.CLIPMATCH_API."""
+
+    group: str
+    key: str
+    env: str  # the variable config/settings/base.py reads it from; "" for none
+    rule: Rule
+
+    @property
+    def label(self) -> str:
+        """The name an operator sets: the environment variable, else the key."""
+        return self.env or f'{self.group}["{self.key}"]'
+
+    def problem(self) -> Problem | None:
+        values = getattr(settings, self.group, None)
+        if not isinstance(values, dict):
+            return Problem(
+                MISSING,
+                f"settings.{self.group} must be a dict with the keys that "
+                f"config/settings/base.py sets, not {values!r}.",
+            )
+        if self.key not in values:
+            return Problem(
+                MISSING,
+                f"settings.{self.group} has no {self.key!r}: config/settings/base.py "
+                "sets every key, and a settings module that replaces the dict must "
+                "keep them all.",
+            )
+        broken = self.rule.broken(values[self.key])
+        if not broken:
+            return None
+        source = f" from the environment variable {self.env}" if self.env else ""
+        return Problem(
+            self.rule.id,
+            f"{self.label} {broken}.",
+            hint=f'Read from settings.{self.group}["{self.key}"], which '
+            f"config/settings/base.py sets{source}.",
+        )
+
+
+def _table(group: str, rows: list[tuple[str, str, Rule]]) -> dict[str, Setting]:
+    return {key: Setting(group, key, env, rule) for key, env, rule in rows}
+
+
+# Keys are unique across the two dicts, so callers name a key and never its dict.
+SETTINGS: dict[str, Setting] = {
+    **_table(
+        "CLIPMATCH",
+        [
+            ("MODEL", "CLIPMATCH_MODEL", MODEL),
+            ("DEVICE", "CLIPMATCH_DEVICE", DEVICE),
+            ("THRESHOLDS", "CLIPMATCH_THRESHOLDS", THRESHOLDS),
+            ("CATEGORY_TOP_K", "CLIPMATCH_CATEGORY_TOP_K", COUNT_OR_ZERO),
+            ("PROMPT_TEMPLATES", "", PROMPT_TEMPLATES),
+            ("AUDIT_RATE", "CLIPMATCH_AUDIT_RATE", SHARE),
+            ("BATCH_SIZE", "CLIPMATCH_BATCH_SIZE", POSITIVE_INT),
+            ("TORCH_THREADS", "CLIPMATCH_TORCH_THREADS", POSITIVE_INT),
+            ("HUB_TIMEOUT", "CLIPMATCH_HUB_TIMEOUT", POSITIVE_NUMBER),
+            ("MAX_IMAGE_PIXELS", "CLIPMATCH_MAX_IMAGE_PIXELS", POSITIVE_INT),
+            ("MAX_IMAGE_BYTES", "CLIPMATCH_MAX_IMAGE_BYTES", POSITIVE_INT),
+            ("IMAGE_FORMATS", "", IMAGE_FORMATS),
+            ("SCORING_MAX_ATTEMPTS", "CLIPMATCH_SCORING_MAX_ATTEMPTS", POSITIVE_INT),
+            ("SCORING_RETRY_BACKOFF", "CLIPMATCH_SCORING_RETRY_BACKOFF", COUNT_OR_ZERO),
+            ("SCORING_STALE_AFTER", "CLIPMATCH_SCORING_STALE_AFTER", POSITIVE_INT),
+            (
+                "RECONCILE_EVERY_MINUTES",
+                "CLIPMATCH_RECONCILE_EVERY_MINUTES",
+                POSITIVE_INT,
+            ),
+            ("REVIEW_LEASE_SECONDS", "CLIPMATCH_REVIEW_LEASE_SECONDS", POSITIVE_INT),
+            ("REVIEW_AGING_HOURS", "CLIPMATCH_REVIEW_AGING_HOURS", POSITIVE_NUMBER),
+            (
+                "REVIEW_SKIP_COOLDOWN_SECONDS",
+                "CLIPMATCH_REVIEW_SKIP_COOLDOWN_SECONDS",
+                COUNT_OR_ZERO,
+            ),
+            ("REJECT_REASONS", "", REJECT_REASONS),
+        ],
+    ),
+    **_table(
+        "CLIPMATCH_API",
+        [
+            ("MAX_IMAGES_PER_LISTING", "CLIPMATCH_API_MAX_IMAGES", POSITIVE_INT),
+            ("MAX_TITLE_LENGTH", "CLIPMATCH_API_MAX_TITLE_LENGTH", POSITIVE_INT),
+            (
+                "MAX_DESCRIPTION_LENGTH",
+                "CLIPMATCH_API_MAX_DESCRIPTION_LENGTH",
+                POSITIVE_INT,
+            ),
+            ("MAX_WAIT_SECONDS", "CLIPMATCH_API_MAX_WAIT", COUNT_OR_ZERO),
+            ("WEBHOOK_MAX_ATTEMPTS", "CLIPMATCH_WEBHOOK_MAX_ATTEMPTS", POSITIVE_INT),
+            ("WEBHOOK_RETRY_BACKOFF", "CLIPMATCH_WEBHOOK_RETRY_BACKOFF", COUNT_OR_ZERO),
+            ("WEBHOOK_TIMEOUT", "CLIPMATCH_WEBHOOK_TIMEOUT", POSITIVE_INT),
+            (
+                "WEBHOOK_SENDING_STALE_AFTER",
+                "CLIPMATCH_WEBHOOK_STALE_AFTER",
+                POSITIVE_INT,
+            ),
+            (
+                "WEBHOOK_ALLOW_PRIVATE_HOSTS",
+                "CLIPMATCH_WEBHOOK_ALLOW_PRIVATE_HOSTS",
+                FLAG,
+            ),
+        ],
+    ),
+}
+GROUPS = ("CLIPMATCH", "CLIPMATCH_API")
+
+
 def get(name: str) -> Any:
-    """Return one CLIPMATCH setting, read from settings at call time."""
-    if name not in DEFAULTS:
-        raise KeyError(f"Unknown CLIPMATCH setting {name!r}")
-    value = getattr(settings, "CLIPMATCH", {}).get(name, DEFAULTS[name])
-    if name == "MODEL" and not value:
-        raise ImproperlyConfigured(
-            "CLIPMATCH['MODEL'] is empty: set CLIPMATCH_MODEL to a Hugging Face hub id "
-            "or a local save_pretrained directory."
-        )
-    if name == "DEVICE" and value not in DEVICES:
-        raise ImproperlyConfigured(
-            f"CLIPMATCH_DEVICE must be one of {', '.join(DEVICES)}, not {value!r}."
-        )
-    return value
+    """Return one setting, read from settings at call time, or ImproperlyConfigured."""
+    if name not in SETTINGS:
+        raise KeyError(f"Unknown clipmatch setting {name!r}")
+    setting = SETTINGS[name]
+    problem = setting.problem()
+    if problem:
+        raise ImproperlyConfigured(problem.message)
+    return getattr(settings, setting.group)[name]
+
+
+def get_or_none(name: str) -> Any:
+    """The value when it is valid, else None: for checks that compare two settings
+    and leave a bad value to the check that reports it."""
+    try:
+        return get(name)
+    except ImproperlyConfigured:
+        return None
+
+
+def problems() -> list[Problem]:
+    """Everything wrong with both settings dicts, unknown keys included."""
+    found = []
+    for group in GROUPS:
+        values = getattr(settings, group, None)
+        known = [s.key for s in SETTINGS.values() if s.group == group]
+        extra = set(values) - set(known) if isinstance(values, dict) else set()
+        for key in sorted(extra):
+            found.append(
+                Problem(
+                    UNKNOWN,
+                    f"settings.{group} has an unknown key {key!r}; the keys are "
+                    f"{', '.join(known)}.",
+                )
+            )
+    reported = set()
+    for setting in SETTINGS.values():
+        problem = setting.problem()
+        # A missing or broken dict is one problem, not one per key.
+        if problem and problem not in reported:
+            reported.add(problem)
+            found.append(problem)
+    return found

@@ -8,6 +8,6 @@ class ListingsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from listings import signals
+        from listings import checks, signals  # noqa: F401  (checks registers itself)
 
         signals.connect(self)

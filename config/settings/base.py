@@ -120,7 +120,13 @@ else:
     Q_CLUSTER["orm"] = "default"
 
 # --- CLIP scoring -----------------------------------------------------------------
-# Read lazily through clipmatch.conf; nothing here loads a model.
+# Read lazily through clipmatch.conf; nothing here loads a model. These are the only
+# defaults (clipmatch.conf has none), so this dict holds every key: test.py edits
+# CLIPMATCH["AUDIT_RATE"] in place, tests override with {**settings.CLIPMATCH, ...}
+# and the test fixtures read settings.CLIPMATCH["MODEL"] and ["THRESHOLDS"] to hand
+# to worker processes, and all of them see exactly what the app reads. Defaults kept
+# in the reader instead would leave the dict partial and those reads stale or
+# missing. The system checks (clipmatch.checks) validate every value.
 CLIPMATCH = {
     # A hub id ("openai/clip-vit-base-patch32") or a local save_pretrained folder.
     "MODEL": env(
@@ -158,8 +164,15 @@ CLIPMATCH = {
     "REVIEW_SKIP_COOLDOWN_SECONDS": env.int(
         "CLIPMATCH_REVIEW_SKIP_COOLDOWN_SECONDS", default=900
     ),
-    # "REJECT_REASONS": [[code, label], ...] overrides the reasons a moderator picks
-    # from when rejecting (defaults in clipmatch/conf.py); "other" needs a note.
+    # The reasons a moderator picks from when rejecting: [code, label] pairs; the
+    # code is stored on the decision. "other" must be one of them, and needs a note.
+    "REJECT_REASONS": [
+        ["wrong_image", "Wrong image"],
+        ["wrong_category", "Wrong category"],
+        ["misleading_description", "Misleading description"],
+        ["prohibited", "Prohibited item"],
+        ["other", "Other (write a note)"],
+    ],
 }
 
 # --- REST API -------------------------------------------------------------------------
@@ -215,6 +228,7 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 # Limits of what the API accepts; image bytes, pixels and types are CLIPMATCH's.
+# The only defaults too, read through clipmatch.conf like CLIPMATCH.
 CLIPMATCH_API = {
     "MAX_IMAGES_PER_LISTING": env.int("CLIPMATCH_API_MAX_IMAGES", default=8),
     "MAX_TITLE_LENGTH": env.int("CLIPMATCH_API_MAX_TITLE_LENGTH", default=200),

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from clipmatch import conf as clip_conf
-from listings import conf
+from clipmatch import conf
 from listings.models import (
     Category,
     Listing,
@@ -30,9 +29,9 @@ def _images_field(**kwargs) -> serializers.ListField:
         min_length=1,
         max_length=limit,
         help_text=(
-            f"1 to {limit} photos, each at most {clip_conf.get('MAX_IMAGE_BYTES'):,} "
-            f"bytes and {clip_conf.get('MAX_IMAGE_PIXELS'):,} pixels, of type "
-            f"{', '.join(clip_conf.get('IMAGE_FORMATS'))} (recognised by content)."
+            f"1 to {limit} photos, each at most {conf.get('MAX_IMAGE_BYTES'):,} "
+            f"bytes and {conf.get('MAX_IMAGE_PIXELS'):,} pixels, of type "
+            f"{', '.join(conf.get('IMAGE_FORMATS'))} (recognised by content)."
         ),
         **kwargs,
     )

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from listings import conf
+from clipmatch import conf
 from listings.roles import MODERATORS, SENIOR_MODERATORS, actor_as_seen_by
 from listings.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
