@@ -369,21 +369,45 @@ class ClipEngine:
     def version(self) -> str:
         return self.source.version
 
-    def embed_images(self, images: list, batch_size: int | None = None) -> np.ndarray:
-        """Return an (n, d) float32 array of unit vectors, one per RGB PIL image."""
+    def image_inputs(self, images: list) -> dict:
+        """What the processor makes of RGB PIL images, on the CPU. Every tensor of
+        it (SigLIP 2's patch mask and spatial shapes too) goes to the model."""
+        return dict(self.processor(images=images, return_tensors="pt"))
+
+    def image_features(self, inputs: dict):
+        """The model's image features for processor inputs, not normalised;
+        gradients flow unless the caller turns them off (fine-tuning needs them)."""
+        inputs = {key: value.to(self.device) for key, value in inputs.items()}
+        return _feature_tensor(self.model.get_image_features(**inputs), "image")
+
+    def embed_image_inputs(
+        self, inputs: dict, batch_size: int | None = None
+    ) -> np.ndarray:
+        """Return an (n, d) float32 array of unit vectors for processor inputs."""
         import torch
 
         batch_size = batch_size or self.batch_size
+        rows = len(inputs["pixel_values"])
         chunks = []
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size]
-            # Every tensor the processor makes (SigLIP 2's patch mask and spatial
-            # shapes too) reaches the model.
-            inputs = self.processor(images=batch, return_tensors="pt")
-            inputs = {key: value.to(self.device) for key, value in inputs.items()}
+        for start in range(0, rows, batch_size):
+            batch = {
+                key: value[start : start + batch_size] for key, value in inputs.items()
+            }
             with torch.inference_mode():
-                out = self.model.get_image_features(**inputs)
-            chunks.append(_normalise(_feature_tensor(out, "image")))
+                chunks.append(_normalise(self.image_features(batch)))
+        if not chunks:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def embed_images(self, images: list, batch_size: int | None = None) -> np.ndarray:
+        """Return an (n, d) float32 array of unit vectors, one per RGB PIL image."""
+        batch_size = batch_size or self.batch_size
+        chunks = [
+            self.embed_image_inputs(
+                self.image_inputs(images[start : start + batch_size])
+            )
+            for start in range(0, len(images), batch_size)
+        ]
         if not chunks:
             return np.zeros((0, 0), dtype=np.float32)
         return np.concatenate(chunks)
@@ -428,6 +452,13 @@ class ClipEngine:
         )
         return {key: padded[key] for key in self.text_inputs}
 
+    def text_features(self, windows: list[list[int]]):
+        """The model's text features for windows of token ids, not normalised;
+        gradients flow unless the caller turns them off (fine-tuning needs them)."""
+        inputs = self.text_inputs_for(windows)
+        inputs = {key: value.to(self.device) for key, value in inputs.items()}
+        return _feature_tensor(self.model.get_text_features(**inputs), "text")
+
     def _padded_length(self, length: int) -> int:
         if self.family.pad_to_context:
             return self.context_length
@@ -452,13 +483,9 @@ class ClipEngine:
         for members in groups.values():
             for start in range(0, len(members), batch_size):
                 batch = members[start : start + batch_size]
-                inputs = self.text_inputs_for([windows[n] for n in batch])
-                inputs = {key: value.to(self.device) for key, value in inputs.items()}
                 with torch.inference_mode():
-                    out = self.model.get_text_features(**inputs)
-                for n, vector in zip(
-                    batch, _normalise(_feature_tensor(out, "text")), strict=True
-                ):
+                    features = self.text_features([windows[n] for n in batch])
+                for n, vector in zip(batch, _normalise(features), strict=True):
                     vectors[n] = vector
         result: list[list[np.ndarray]] = [[] for _ in texts]
         for owner, vector in zip(owners, vectors, strict=True):
