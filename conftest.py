@@ -64,11 +64,16 @@ def build_tiny_clip(path: Path, *, seed: int = 0, context: int = 16) -> Path:
         ),
         tokenizer=tokenizer,
     )
+    return _save_tiny(path, model, processor, f"tiny-clip-{seed}")
+
+
+def _save_tiny(path: Path, model, processor, name: str) -> Path:
+    """A save_pretrained folder with thresholds beside it, as clipmatch loads it."""
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     processor.save_pretrained(path)
     (path / "clipmatch.json").write_text(
-        json.dumps({"name": f"tiny-clip-{seed}", "thresholds": TINY_THRESHOLDS})
+        json.dumps({"name": name, "thresholds": TINY_THRESHOLDS})
     )
     return path
 
@@ -305,13 +310,7 @@ def build_tiny_family(
             processor = tf.OwlViTProcessor(image_processor=images, tokenizer=tokenizer)
     else:
         raise ValueError(f"No tiny builder for {family!r}")
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    (path / "clipmatch.json").write_text(
-        json.dumps({"name": f"tiny-{family}-{seed}", "thresholds": TINY_THRESHOLDS})
-    )
-    return path
+    return _save_tiny(path, model, processor, f"tiny-{family}-{seed}")
 
 
 @pytest.fixture(scope="session")

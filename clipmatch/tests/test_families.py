@@ -229,14 +229,19 @@ def test_altclip_context_leaves_out_the_positions_roberta_reserves(tmp_path):
     np.testing.assert_allclose(vectors[0], want_text, atol=1e-5, rtol=0)
 
 
+def relabelled(checkpoint, folder, model_type: str, architecture: str):
+    """A copy of a checkpoint whose config.json claims another model family."""
+    shutil.copytree(checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type=model_type, architectures=[architecture])
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
 def test_a_family_clipmatch_has_not_verified_is_refused_at_load_by_name(
     tiny_clip_dir, tmp_path
 ):
-    other = tmp_path / "flava"
-    shutil.copytree(tiny_clip_dir, other)
-    config = json.loads((other / "config.json").read_text())
-    config.update(model_type="flava", architectures=["FlavaModel"])
-    (other / "config.json").write_text(json.dumps(config))
+    other = relabelled(tiny_clip_dir, tmp_path / "flava", "flava", "FlavaModel")
 
     with pytest.raises(ModelLoadError) as caught:
         ClipEngine(resolve_model(str(other)))
@@ -253,11 +258,7 @@ def test_a_family_clipmatch_has_not_verified_is_refused_at_load_by_name(
 def test_clip_test_refuses_an_unverified_family_with_that_sentence(
     tiny_clip_dir, tmp_path
 ):
-    other = tmp_path / "groupvit"
-    shutil.copytree(tiny_clip_dir, other)
-    config = json.loads((other / "config.json").read_text())
-    config.update(model_type="x_clip", architectures=["XCLIPModel"])
-    (other / "config.json").write_text(json.dumps(config))
+    other = relabelled(tiny_clip_dir, tmp_path / "x-clip", "x_clip", "XCLIPModel")
     picture((32, 32)).save(tmp_path / "a.png")
 
     with pytest.raises(CommandError, match="is a x_clip checkpoint \\(XCLIPModel\\)"):
