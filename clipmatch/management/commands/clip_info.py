@@ -59,6 +59,7 @@ class Command(BaseCommand):
             if not options["no_load"]:
                 engine = get_engine(source.ref, fingerprint=source.fingerprint)
                 info["device"] = engine.device
+                info["family"] = engine.family.name
                 info["context_length"] = engine.context_length
         except (ModelLoadError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from exc
