@@ -13,23 +13,21 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+# migrate also creates the reconciler and webhook dispatcher schedules (and says so
+# on a fresh database); `manage.py setup_schedules` does only that.
 setup: $(VENV)/.installed chromium
 	mkdir -p var
-	$(MANAGE) migrate --noinput -v0
-	$(MANAGE) setup_schedules
+	$(MANAGE) migrate --noinput
 
-# Seed and score the demo catalog through a real worker, then serve the admin with a
-# worker beside it until Ctrl-C.
+# Seed and score the demo catalog through a real worker, then serve the site with a
+# worker beside it until Ctrl-C, printing a fresh moderator login with the addresses.
 demo: setup
-	$(MANAGE) create_moderator
 	$(MANAGE) demo
-	$(MAKE) --no-print-directory serve
+	$(MANAGE) serve --port $(PORT) --moderator moderator
 
+# `manage.py serve` starts runserver and qcluster, and on Ctrl-C stops both, once each.
 serve: setup
-	@echo "Review queue: http://127.0.0.1:$(PORT)/review/  Admin: http://127.0.0.1:$(PORT)/admin/  (Ctrl-C stops the server and the worker)"
-	trap 'kill 0' INT TERM EXIT; \
-	$(MANAGE) qcluster & \
-	$(MANAGE) runserver 127.0.0.1:$(PORT)
+	$(MANAGE) serve --port $(PORT)
 
 # The browser tests drive Debian's Chromium; Playwright downloads no browser.
 chromium:

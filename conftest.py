@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -369,12 +370,50 @@ def png_bytes(colour=(200, 30, 30), size=(48, 40), mode="RGB", seed=0) -> bytes:
     return buffer.getvalue()
 
 
+class TaskRecorder:
+    """Stands in for `listings.services.queueing.queue_task`: records the listing
+    ids handed to the scoring task (not queued), and queues any other task as usual
+    unless `hold_all` is set, when every task is recorded in `tasks` instead."""
+
+    def __init__(self, queue_task):
+        from listings.services.queueing import SCORE_TASK
+
+        self.score_task = SCORE_TASK
+        self.queue_task = queue_task
+        self.scoring: list[int] = []
+        self.tasks: list[tuple] = []
+        self.hold_all = False
+
+    def __call__(self, path: str, *args, task_name: str) -> None:
+        if path == self.score_task:
+            self.scoring.append(args[0])
+        if self.hold_all:
+            self.tasks.append((path, *args))
+        elif path != self.score_task:
+            self.queue_task(path, *args, task_name=task_name)
+
+
 @pytest.fixture
-def queued(monkeypatch):
-    """Record the listing ids handed to the task queue instead of queueing them."""
-    calls: list[int] = []
-    monkeypatch.setattr("listings.services._queue", calls.append)
-    return calls
+def task_recorder(monkeypatch) -> TaskRecorder:
+    from listings.services import queueing
+
+    recorder = TaskRecorder(queueing.queue_task)
+    monkeypatch.setattr(queueing, "queue_task", recorder)
+    return recorder
+
+
+@pytest.fixture
+def queued(task_recorder) -> list[int]:
+    """The ids of the listings queued for scoring, recorded instead of queued; any
+    other task is queued as usual."""
+    return task_recorder.scoring
+
+
+@pytest.fixture
+def queued_tasks(task_recorder) -> list[tuple]:
+    """Every task handed to the queue as (task path, *arguments), none queued."""
+    task_recorder.hold_all = True
+    return task_recorder.tasks
 
 
 @pytest.fixture
@@ -422,6 +461,21 @@ def worker_env(settings, transactional_db):
         }
     )
     return env
+
+
+def wait_for(predicate, timeout: float, what: str, log: Path | None = None):
+    """Poll `predicate` (on fresh database connections) until it is true."""
+    from django.db import close_old_connections
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        close_old_connections()
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    pytest.fail(f"Timed out after {timeout}s waiting for {what}.\n{tail}")
 
 
 @pytest.fixture

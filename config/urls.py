@@ -7,11 +7,13 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
+from listings import views as review_views
 from listings.api.views import api_not_found
 
 admin.site.site_header = "clipmatch moderation"
 admin.site.site_title = "clipmatch"
 admin.site.index_title = "Listings and their CLIP checks"
+admin.site.site_url = "/"  # "View site": the root sends each user where they work
 
 api_v1 = [
     path("", include("listings.api.urls")),
@@ -19,6 +21,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", review_views.home, name="home"),
+    path("favicon.ico", review_views.favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("review/", include("listings.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),

@@ -20,11 +20,8 @@ from listings.models import (
     ListingScore,
     ScoringAttempt,
 )
-from listings.services import (
-    listings_queue_rescore,
-    reject_reasons,
-    review_decide_bulk,
-)
+from listings.services.rescoring import listings_queue_rescore
+from listings.services.review import reject_reasons, review_decide_bulk
 
 BADGE_COLOURS = {
     "pass": "#1a7f37",

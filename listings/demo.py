@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.utils.text import slugify
 
 from listings.models import Category, Listing
-from listings.services import listing_create
+from listings.services.lifecycle import listing_create
 
 KINDS = ("honest", "wrong_category", "wrong_colour", "something_else")
 DEMO_SELLER = "demo-seller"

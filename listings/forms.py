@@ -7,7 +7,7 @@ from django import forms
 from clipmatch.models import ModelVersion
 from listings.models import Category, Listing, ListingScore
 from listings.selectors import review_queue_reasons
-from listings.services import DECISIONS, ReviewFilters
+from listings.services.review import DECISIONS, ReviewFilters
 
 
 class QueueFilterForm(forms.Form):

@@ -59,9 +59,9 @@ def review_queue(*, moderator, filters=None, now: datetime | None = None) -> Que
     """The items this moderator may claim now, most urgent first.
 
     Escalations (for seniors), then held listings, then the rest, each by expected
-    harm (see services.review_priority). Items held by someone else under a live
-    lease, items this moderator skipped a moment ago, and appeals of their own
-    rejections are left out.
+    harm (see services.priority.review_priority). Items held by someone else under
+    a live lease, items this moderator skipped a moment ago, and appeals of their
+    own rejections are left out.
     """
     now = now or timezone.now()
     states = review_states(moderator)
@@ -254,15 +254,6 @@ def _overturns(human: QuerySet) -> list[dict]:
         }
         for category in sorted(total)
     ]
-
-
-BAND_OF_STATUS = {
-    Status.PASSED: "pass",
-    Status.APPROVED: "pass",
-    Status.REVIEW: "review",
-    Status.HELD: "hold",
-    Status.REJECTED: "hold",
-}
 
 
 def review_evidence(listing: Listing) -> dict:

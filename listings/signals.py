@@ -10,13 +10,15 @@ marks and queues; scoring itself happens in the worker, after commit.
 
 from __future__ import annotations
 
+import sys
+
 from django.db.models.signals import post_delete, post_migrate, post_save
 
 CONTENT_FIELDS = {"title", "description", "category", "category_id"}
 
 
 def _request_scoring(listing_id: int) -> None:
-    from listings.services import listing_request_scoring
+    from listings.services.scoring import listing_request_scoring
 
     listing_request_scoring(listing_id=listing_id)
 
@@ -35,16 +37,28 @@ def image_changed(sender, instance, raw=False, **kwargs):
     _request_scoring(instance.listing_id)
 
 
-def schedules_after_migrate(sender, **kwargs):
-    from listings.services import schedules_ensure
+def schedule_message(schedule, *, created: bool) -> str:
+    verb = "Created" if created else "Updated"
+    return f"{verb} schedule {schedule.name!r}: every {schedule.minutes} minute(s)."
 
-    schedules_ensure()
+
+def report_schedule(schedule, created: bool, verbosity: int = 1, stdout=None) -> None:
+    """After migrate: name a schedule it created (a fresh database), quietly at -v0;
+    one it only updated is not news."""
+    if created and verbosity >= 1:
+        (stdout or sys.stdout).write(schedule_message(schedule, created=True) + "\n")
+
+
+def schedules_after_migrate(sender, verbosity=1, stdout=None, **kwargs):
+    from listings.services.reconcile import schedules_ensure
+
+    report_schedule(*schedules_ensure(), verbosity, stdout)
 
 
 def queue_catalog_rescore(version_id: int) -> None:
-    from django_q.tasks import async_task
+    from listings.services import queueing
 
-    async_task(
+    queueing.queue_task(
         "listings.tasks.rescore_catalog",
         version_id,
         task_name=f"rescore-catalog-{version_id}",
@@ -52,9 +66,9 @@ def queue_catalog_rescore(version_id: int) -> None:
 
 
 def queue_catalog_shadow(version_id: int) -> None:
-    from django_q.tasks import async_task
+    from listings.services import queueing
 
-    async_task(
+    queueing.queue_task(
         "listings.tasks.shadow_catalog",
         version_id,
         task_name=f"shadow-catalog-{version_id}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import wraps
+from pathlib import Path
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -12,14 +13,34 @@ from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
 from clipmatch import conf
 from clipmatch.inference.images import FORMAT_CONTENT_TYPES, sniff_format
 from clipmatch.plots import bars_svg, bin_series, histogram_svg
-from listings import selectors, services
+from listings import selectors
 from listings.forms import DecisionForm, QueueFilterForm
 from listings.models import Listing, ListingImage
+from listings.services.exceptions import (
+    ClaimLost,
+    DecisionNotAllowed,
+    TransitionNotAllowed,
+)
+from listings.services.priority import mismatch_probability
+from listings.services.review import (
+    reject_reasons,
+    review_claim,
+    review_claim_next,
+    review_decide,
+    review_release,
+)
+
+FAVICON = Path(__file__).resolve().parent / "static" / "listings" / "favicon.ico"
+
+
+def can_review(user) -> bool:
+    return user.is_staff and user.has_perm("listings.moderate_listing")
 
 
 def moderator_required(view):
@@ -31,11 +52,23 @@ def moderator_required(view):
         user = request.user
         if not user.is_authenticated:
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))
-        if not (user.is_staff and user.has_perm("listings.moderate_listing")):
+        if not can_review(user):
             raise PermissionDenied("The review queue is for moderators.")
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+def home(request):
+    """The site's root (and the admin's "View site"): the review queue for those
+    who can work it, the API's docs for everyone else."""
+    return redirect("review:queue" if can_review(request.user) else "api-docs")
+
+
+@cache_control(max_age=86400, public=True)
+def favicon(request):
+    # From here rather than /static/: runserver serves no static files without DEBUG.
+    return FileResponse(FAVICON.open("rb"), content_type="image/x-icon")
 
 
 def _filter_query(request) -> str:
@@ -57,9 +90,7 @@ def queue(request):
     now = timezone.now()
     for item in items:
         item.harm = selectors.review_harm(item, now)
-        item.mismatch = services.mismatch_probability(
-            score=item.score, reason=item.queue_reason
-        )
+        item.mismatch = mismatch_probability(score=item.score, reason=item.queue_reason)
         item.reason_label = selectors.queue_reason_label(item.queue_reason)
     return render(
         request,
@@ -76,7 +107,7 @@ def queue(request):
 @moderator_required
 def next_item(request):
     form = QueueFilterForm(request.GET or None)
-    listing = services.review_claim_next(moderator=request.user, filters=form.filters())
+    listing = review_claim_next(moderator=request.user, filters=form.filters())
     if listing is None:
         messages.info(request, "The queue is empty. Nothing is waiting for you.")
         return redirect(_with_query(reverse("review:queue"), _filter_query(request)))
@@ -88,8 +119,8 @@ def next_item(request):
 @moderator_required
 def item(request, pk: int):
     try:
-        listing = services.review_claim(listing_id=pk, moderator=request.user)
-    except services.ClaimLost as exc:
+        listing = review_claim(listing_id=pk, moderator=request.user)
+    except ClaimLost as exc:
         messages.warning(request, str(exc))
         return redirect(_with_query(reverse("review:queue"), _filter_query(request)))
     evidence = selectors.review_evidence(listing)
@@ -99,10 +130,10 @@ def item(request, pk: int):
         {
             "listing": listing,
             "evidence": evidence,
-            "reject_reasons": list(services.reject_reasons().items()),
+            "reject_reasons": list(reject_reasons().items()),
             "query": _filter_query(request),
             "lease_seconds": conf.get("REVIEW_LEASE_SECONDS"),
-            "mismatch": services.mismatch_probability(
+            "mismatch": mismatch_probability(
                 score=listing.score, reason=listing.queue_reason
             ),
             "may_escalate": listing.status != Listing.Status.ESCALATED,
@@ -120,7 +151,7 @@ def decide(request, pk: int):
         return redirect(_with_query(reverse("review:item", args=[pk]), query))
     data = form.cleaned_data
     try:
-        decision = services.review_decide(
+        decision = review_decide(
             listing_id=pk,
             moderator=request.user,
             action=data["action"],
@@ -132,8 +163,8 @@ def decide(request, pk: int):
     except ValueError as exc:
         messages.error(request, str(exc))
         return redirect(_with_query(reverse("review:item", args=[pk]), query))
-    except (services.TransitionNotAllowed, services.DecisionNotAllowed) as exc:
-        services.review_release(listing_id=pk, moderator=request.user, skipped=False)
+    except (TransitionNotAllowed, DecisionNotAllowed) as exc:
+        review_release(listing_id=pk, moderator=request.user, skipped=False)
         messages.error(request, str(exc))
         return redirect(_with_query(reverse("review:next"), query))
     messages.success(
@@ -146,7 +177,7 @@ def decide(request, pk: int):
 @require_POST
 @moderator_required
 def skip(request, pk: int):
-    services.review_release(listing_id=pk, moderator=request.user, skipped=True)
+    review_release(listing_id=pk, moderator=request.user, skipped=True)
     return redirect(_with_query(reverse("review:next"), _filter_query(request)))
 
 
@@ -154,8 +185,8 @@ def skip(request, pk: int):
 @moderator_required
 def renew(request, pk: int):
     try:
-        listing = services.review_claim(listing_id=pk, moderator=request.user)
-    except services.ClaimLost as exc:
+        listing = review_claim(listing_id=pk, moderator=request.user)
+    except ClaimLost as exc:
         return JsonResponse({"claimed": False, "message": str(exc)}, status=409)
     return JsonResponse(
         {"claimed": True, "claimed_until": listing.claimed_until.isoformat()}

@@ -253,11 +253,49 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "access": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        # django-q2's INFO lines for each run of these every-minute tasks (and of
+        # `manage.py serve`'s worker check) become DEBUG; the tasks log what they
+        # did when they did anything. The names are listings.tasks'/webhooks' and
+        # the schedules' (RECONCILER, DISPATCHER), written out: settings import no
+        # app code.
+        "routine_tasks": {
+            "()": "listings.logs.RoutineTasksToDebug",
+            "funcs": [
+                "listings.tasks.reconcile_scoring",
+                "listings.webhooks.tasks.dispatch_due_webhooks",
+                "listings.tasks.worker_check",
+            ],
+            "schedules": [
+                "clipmatch: reconcile scoring",
+                "clipmatch: dispatch due webhooks",
+            ],
+        }
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "access": {"class": "logging.StreamHandler", "formatter": "access"},
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        # Through the root handler only: Django's own console handler for "django"
+        # (DEBUG only) printed each of its lines a second time. No mail to ADMINS.
+        "django": {"level": "INFO"},
+        # runserver's access log, as Django has it (configuring "django" resets it).
+        "django.server": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        "django.db.backends": {"level": "WARNING"},
+        # A 4xx is the client's business (runserver's access line still shows it);
+        # 5xx stay ERRORs, with their tracebacks.
+        "django.request": {"level": "ERROR"},
+        "django-q": {"filters": ["routine_tasks"]},
+    },
 }
 
 LOGIN_URL = "admin:login"

@@ -26,12 +26,6 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "too_large"
 
 
-class UnsupportedImage(exceptions.APIException):
-    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
-    default_detail = "Unsupported image type."
-    default_code = "unsupported_image_type"
-
-
 class ServiceUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The service is unavailable; try again later."

@@ -24,18 +24,22 @@ from listings.api.permissions import IsModerator, IsSeller, IsSellerOrModerator
 from listings.api.uploads import read_images
 from listings.models import Category, Listing
 from listings.selectors import listing_list, listing_status, listings_visible_to
-from listings.services import (
+from listings.services.exceptions import (
     AppealNotAllowed,
     ClaimLost,
     DecisionNotAllowed,
     ListingNotEditable,
-    ReviewFilters,
     TransitionNotAllowed,
-    listing_appeal,
+)
+from listings.services.lifecycle import (
     listing_create,
     listing_precheck,
     listing_soft_delete,
     listing_update,
+)
+from listings.services.review import (
+    ReviewFilters,
+    listing_appeal,
     review_claim,
     review_claim_next,
     review_decide,

@@ -80,17 +80,21 @@ def queue_item(
     price: str = "49.90",
     title: str = "red striped sneaker",
     category_ok: bool = True,
+    images: int = 0,
     **listing_fields,
 ):
-    """A listing routed into the review queue by the system, optionally with a
-    score whose title similarity sits at a chosen place between thresholds
-    hold 0.2 and pass 0.3."""
+    """A listing with `images` photos routed into the review queue by the system,
+    optionally with a score whose title similarity sits at a chosen place between
+    thresholds hold 0.2 and pass 0.3."""
     from django.utils import timezone
 
     from listings.models import ListingScore
-    from listings.services import listing_request_scoring, listing_transition
+    from listings.services.scoring import listing_request_scoring
+    from listings.services.transitions import listing_transition
 
     listing = ListingFactory(title=title, price=price, **listing_fields)
+    for position in range(images):
+        ListingImageFactory(listing=listing, position=position)
     listing_request_scoring(listing_id=listing.pk)
     listing.refresh_from_db()
     score = None

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from conftest import png_bytes
 from listings.models import Listing
-from listings.services import listing_request_scoring, listing_score
+from listings.services.scoring import listing_request_scoring, listing_score
 from listings.tests.factories import ListingImageFactory
 
 pytestmark = pytest.mark.django_db

@@ -5,9 +5,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.throttling import ScopedRateThrottle
 
 from clipmatch.models import ModelVersion
+from clipmatch.services import model_version_active
 from conftest import png_bytes
 from listings.models import Listing
-from listings.services import content_assess, model_version_active
+from listings.services.assessment import content_assess
 from listings.tests.conftest import HOLD_ALL
 from listings.tests.factories import CategoryFactory
 

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from conftest import png_bytes
 from listings.models import Listing, ListingDecision
-from listings.services import listing_score
+from listings.services.scoring import listing_score
 from listings.tests.factories import CategoryFactory, ListingFactory
 
 pytestmark = pytest.mark.django_db

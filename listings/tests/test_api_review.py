@@ -3,7 +3,8 @@
 import pytest
 
 from listings.models import Listing, ListingAppeal, ListingDecision
-from listings.services import listing_request_scoring, review_decide
+from listings.services.review import review_decide
+from listings.services.scoring import listing_request_scoring
 from listings.tests.factories import ListingFactory, queue_item
 
 pytestmark = pytest.mark.django_db
@@ -112,7 +113,7 @@ def test_a_stale_decision_is_a_409_and_writes_nothing(moderator_api, moderator, 
 
 
 def test_a_decision_on_an_item_another_moderator_holds_is_a_409(moderator_api, item):
-    from listings.services import review_claim
+    from listings.services.review import review_claim
     from listings.tests.factories import moderator as make_moderator
 
     review_claim(listing_id=item.pk, moderator=make_moderator("other"))

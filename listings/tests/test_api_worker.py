@@ -8,7 +8,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils.text import slugify
 
+from conftest import wait_for
 from listings.demo import categories_ensure
+from listings.models import Listing
+from listings.tests.factories import ListingImageFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -20,6 +23,16 @@ def test_create_with_wait_returns_the_verdict_of_the_bundled_model(
 
     use_model(bundled_model_dir)
     categories_ensure(catalog.CATEGORIES)
+    # The worker's first task loads the model and embeds the categories' prompts,
+    # which can take longer than ?wait on a busy machine: score one listing first,
+    # so that ?wait below waits for a worker that is ready, not for its start-up.
+    warm_up = ListingImageFactory().listing  # its save queues its scoring
+    wait_for(
+        lambda: Listing.objects.exclude(status="pending").filter(pk=warm_up.pk),
+        120,
+        "the worker to score a first listing",
+        qcluster.log_path,
+    )
     rng = random.Random(11)
     product = catalog.random_product(rng)
     buffer = io.BytesIO()

@@ -6,7 +6,8 @@ import random
 import pytest
 
 from listings.models import Listing
-from listings.services import listing_create, listing_request_scoring, listing_score
+from listings.services.lifecycle import listing_create
+from listings.services.scoring import listing_request_scoring, listing_score
 from listings.tests.factories import CategoryFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -17,13 +17,10 @@ from clipmatch.services import (
 )
 from listings.models import Listing, ListingScore
 from listings.selectors import listings_for_rescore, listings_labelled_by_decisions
-from listings.services import (
-    listing_request_scoring,
-    listing_rescore,
-    listing_score,
-    listing_transition,
-    thresholds_propose_from_decisions,
-)
+from listings.services.calibration import thresholds_propose_from_decisions
+from listings.services.rescoring import listing_rescore
+from listings.services.scoring import listing_request_scoring, listing_score
+from listings.services.transitions import listing_transition
 from listings.tests.conftest import PASS_ALL, REVIEW_ALL
 from listings.tests.factories import (
     CategoryFactory,

@@ -1,14 +1,17 @@
-"""rescore, setup_schedules, create_moderator and reconcile_scoring."""
+"""rescore, setup_schedules, migrate's schedules, create_moderator, serve's port check
+and reconcile_scoring."""
 
+import socket
 from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django_q.models import Schedule
 
 from listings.models import Listing
-from listings.services import listing_request_scoring, listing_score
+from listings.services.scoring import listing_request_scoring, listing_score
 from listings.tests.conftest import HOLD_ALL
 from listings.tests.factories import ListingImageFactory
 
@@ -55,7 +58,7 @@ def test_rescore_stale_reroutes_only_what_the_new_thresholds_change(
 
 
 def test_setup_schedules_is_idempotent(settings):
-    from listings.services import RECONCILER
+    from listings.services.reconcile import RECONCILER
     from listings.webhooks.services import DISPATCHER
 
     run("setup_schedules")
@@ -89,7 +92,7 @@ def test_create_moderator_prints_a_working_login():
 
 
 def test_migrate_already_created_the_reconciler_schedule():
-    from listings.services import RECONCILER
+    from listings.services.reconcile import RECONCILER
 
     assert Schedule.objects.filter(name=RECONCILER).exists()
 
@@ -136,3 +139,40 @@ def test_api_seed_is_idempotent_and_prints_working_tokens(
     assert set(first) == {"seller_token", "moderator_token"}
     assert len(statuses) == 3
     assert "pending" not in statuses  # scored by the bundled model, in the command
+
+
+def test_migrate_names_each_schedule_it_creates_and_is_quiet_once_they_exist():
+    from listings.services.reconcile import RECONCILER
+    from listings.webhooks.services import DISPATCHER
+
+    def migrate(verbosity):
+        out = StringIO()
+        call_command("migrate", verbosity=verbosity, stdout=out, interactive=False)
+        return [line for line in out.getvalue().splitlines() if "schedule" in line]
+
+    Schedule.objects.all().delete()  # as on a fresh database
+    quiet = migrate(0)
+    Schedule.objects.all().delete()
+
+    assert quiet == []
+    assert migrate(1) == [
+        f"Created schedule {RECONCILER!r}: every 1 minute(s).",
+        f"Created schedule {DISPATCHER!r}: every 1 minute(s).",
+    ]
+    assert migrate(1) == []
+    assert Schedule.objects.count() == 2
+
+
+def test_serve_refuses_a_port_in_use_before_starting_anything():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        with pytest.raises(CommandError) as refused:
+            call_command("serve", "--port", str(port))
+
+    assert str(refused.value) == (
+        f"Port {port} on 127.0.0.1 is in use; choose another, e.g. "
+        "`make demo PORT=8001` or `manage.py serve --port 8001`."
+    )

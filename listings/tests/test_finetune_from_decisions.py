@@ -13,7 +13,8 @@ from PIL import Image
 from clipmatch.models import ModelVersion
 from clipmatch.services import model_version_active
 from listings.models import Listing
-from listings.services import listing_score, listing_transition
+from listings.services.scoring import listing_score
+from listings.services.transitions import listing_transition
 from listings.tests.conftest import REVIEW_ALL
 from listings.tests.factories import (
     CategoryFactory,

@@ -18,7 +18,7 @@ from clipmatch.services import (
 )
 from conftest import build_tiny_clip
 from listings.models import Listing
-from listings.services import listing_request_scoring, listing_score
+from listings.services.scoring import listing_request_scoring, listing_score
 from listings.tests.conftest import PASS_ALL
 from listings.tests.factories import ListingImageFactory, UserFactory
 
@@ -211,8 +211,10 @@ def test_a_score_computed_by_a_model_replaced_meanwhile_is_not_routed(
     queued,
     django_capture_on_commit_callbacks,
 ):
+    from clipmatch.services import model_version_active
     from listings.models import ScoringAttempt
-    from listings.services import _assess, _finish_scored, model_version_active
+    from listings.services.assessment import listing_assess as _assess
+    from listings.services.scoring import _finish_scored
 
     use_model(tiny_clip_dir, PASS_ALL)
     listing = ListingImageFactory().listing
@@ -243,7 +245,8 @@ def test_a_score_computed_by_a_model_replaced_meanwhile_is_not_routed(
 def test_a_rescore_batch_for_a_replaced_version_routes_nothing(
     tiny_clip_dir, use_model, second_model, staff, queued
 ):
-    from listings.services import listing_rescore, model_version_active
+    from clipmatch.services import model_version_active
+    from listings.services.rescoring import listing_rescore
 
     use_model(tiny_clip_dir, PASS_ALL)
     listing = ListingImageFactory().listing

@@ -6,7 +6,8 @@ import pytest
 from django.utils import timezone
 
 from listings.models import Listing, ScoringAttempt
-from listings.services import listing_request_scoring, listing_score, scoring_reconcile
+from listings.services.reconcile import scoring_reconcile
+from listings.services.scoring import listing_request_scoring, listing_score
 from listings.tests.factories import ListingImageFactory
 
 pytestmark = pytest.mark.django_db

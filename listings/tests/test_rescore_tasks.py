@@ -11,13 +11,12 @@ from clipmatch.services import (
 )
 from conftest import build_tiny_clip
 from listings.models import Listing
-from listings.services import (
+from listings.services.rescoring import (
     catalog_rescore_queue,
-    listing_request_scoring,
-    listing_score,
     listings_rescore_batch,
     listings_shadow_batch,
 )
+from listings.services.scoring import listing_request_scoring, listing_score
 from listings.tests.conftest import PASS_ALL, REVIEW_ALL
 from listings.tests.factories import ListingImageFactory, UserFactory
 
@@ -46,17 +45,12 @@ def activated(tmp_path, monkeypatch):
     return version
 
 
-def test_the_catalog_is_queued_in_batches_of_ids(scored, activated, monkeypatch):
-    calls = []
-    monkeypatch.setattr(
-        "django_q.tasks.async_task", lambda *args, **kw: calls.append(args)
-    )
-
+def test_the_catalog_is_queued_in_batches_of_ids(scored, activated, queued_tasks):
     report = catalog_rescore_queue(model_version_id=activated.pk, batch_size=2)
 
     ids = sorted(x.pk for x in scored)
     assert report.batches == 3
-    assert calls == [
+    assert queued_tasks == [
         ("listings.tasks.rescore_batch", activated.pk, ids[0:2]),
         ("listings.tasks.rescore_batch", activated.pk, ids[2:4]),
         ("listings.tasks.rescore_batch", activated.pk, ids[4:5]),
@@ -64,7 +58,7 @@ def test_the_catalog_is_queued_in_batches_of_ids(scored, activated, monkeypatch)
 
 
 def test_a_batch_rescores_with_the_new_version_and_a_repeat_queues_nothing(
-    scored, activated, monkeypatch
+    scored, activated, queued_tasks
 ):
     ids = [x.pk for x in scored]
 
@@ -74,12 +68,8 @@ def test_a_batch_rescores_with_the_new_version_and_a_repeat_queues_nothing(
     for listing in scored:
         listing.refresh_from_db()
         assert listing.score.model_version == activated
-    calls = []
-    monkeypatch.setattr(
-        "django_q.tasks.async_task", lambda *args, **kw: calls.append(args)
-    )
     assert catalog_rescore_queue(model_version_id=activated.pk).batches == 0
-    assert calls == []
+    assert queued_tasks == []
 
 
 def test_a_batch_for_a_version_no_longer_active_does_nothing(scored, activated):
@@ -136,21 +126,23 @@ def test_a_shadow_candidate_scores_beside_the_active_model_and_never_routes(
 
 
 def test_scoring_queues_the_shadow_candidate_after_commit(
-    tiny_clip_dir, use_model, candidate, monkeypatch, django_capture_on_commit_callbacks
+    tiny_clip_dir,
+    use_model,
+    candidate,
+    monkeypatch,
+    queued_tasks,
+    django_capture_on_commit_callbacks,
 ):
     use_model(tiny_clip_dir, REVIEW_ALL)
     monkeypatch.setattr("listings.signals.queue_catalog_shadow", lambda pk: None)
     model_version_shadow(version=candidate, actor=UserFactory(is_staff=True))
-    shadowed = []
-    monkeypatch.setattr("listings.services._queue", lambda pk: None)
-    monkeypatch.setattr("listings.services._queue_shadow", shadowed.append)
     listing = ListingImageFactory().listing
     listing_request_scoring(listing_id=listing.pk)
 
     with django_capture_on_commit_callbacks(execute=True):
         listing_score(listing_id=listing.pk)
 
-    assert shadowed == [listing.pk]
+    assert queued_tasks == [("listings.tasks.score_shadow", listing.pk)]
 
 
 def test_activating_the_candidate_ends_its_shadow_and_its_scores_then_route(

@@ -8,7 +8,8 @@ import pytest
 from django.db import connection
 
 from listings.models import Listing, ListingDecision, ReviewClaim
-from listings.services import StaleDecision, review_claim_next, review_decide
+from listings.services.exceptions import StaleDecision
+from listings.services.review import review_claim_next, review_decide
 from listings.tests.factories import moderator, queue_item
 
 MODERATORS = 8

@@ -1,26 +1,30 @@
 """The review queue's services: order, claims and leases, decisions, appeals."""
 
-from datetime import timedelta
+import math
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
 from listings.models import Listing, ListingAppeal, ListingDecision, ReviewClaim
-from listings.services import (
+from listings.services.exceptions import (
     AppealNotAllowed,
     ClaimLost,
     DecisionNotAllowed,
-    ReviewFilters,
     StaleDecision,
+)
+from listings.services.priority import mismatch_probability, review_priority
+from listings.services.review import (
+    ReviewFilters,
     listing_appeal,
-    listing_request_scoring,
-    mismatch_probability,
     review_claim,
     review_claim_next,
     review_decide,
     review_decide_bulk,
     review_release,
 )
+from listings.services.scoring import listing_request_scoring
 from listings.tests.factories import CategoryFactory, moderator, queue_item
 
 pytestmark = pytest.mark.django_db
@@ -53,6 +57,25 @@ def test_the_estimate_is_088_at_the_hold_cut_and_012_at_the_pass_cut():
     assert mismatch_probability(score=at_hold) == pytest.approx(0.8808, abs=1e-4)
     assert mismatch_probability(score=at_pass) == pytest.approx(0.1192, abs=1e-4)
     assert mismatch_probability(score=None) == 0.5
+
+
+def test_the_priority_is_log_harm_less_the_entry_time_in_aging_periods(settings):
+    # No score: even odds. Exposure log10(10 + price): 1 when free, 3 at 990.
+    day_two = datetime(1970, 1, 3, tzinfo=UTC)  # two 24-hour aging periods in
+    day_one = day_two - timedelta(days=1)
+
+    free_now = review_priority(score=None, price=Decimal("0"), entered=day_two)
+    free_earlier = review_priority(score=None, price=Decimal("0"), entered=day_one)
+    dear_now = review_priority(score=None, price=Decimal("990"), entered=day_two)
+    settings.CLIPMATCH = {**settings.CLIPMATCH, "REVIEW_AGING_HOURS": 12.0}
+    free_now_fast_aging = review_priority(
+        score=None, price=Decimal("0"), entered=day_two
+    )
+
+    assert free_now == pytest.approx(math.log(0.5) - 2.0, abs=1e-12)
+    assert free_earlier == pytest.approx(math.log(0.5) - 1.0, abs=1e-12)
+    assert dear_now == pytest.approx(math.log(0.5 * 3) - 2.0, abs=1e-12)
+    assert free_now_fast_aging == pytest.approx(math.log(0.5) - 4.0, abs=1e-12)
 
 
 def test_held_listings_come_first_then_the_most_likely_and_most_exposed():
@@ -274,7 +297,8 @@ def test_a_non_moderator_cannot_decide():
 def test_a_rescore_that_keeps_an_item_in_review_updates_its_place_in_line(
     tiny_clip_dir, use_model, queued
 ):
-    from listings.services import listing_rescore, listing_score
+    from listings.services.rescoring import listing_rescore
+    from listings.services.scoring import listing_score
     from listings.tests.conftest import REVIEW_ALL
     from listings.tests.factories import ListingImageFactory
 
@@ -313,7 +337,7 @@ def test_a_moderator_never_gets_or_decides_their_own_listing():
 
 
 def test_a_deleted_listing_leaves_the_queue_and_its_claim(queued):
-    from listings.services import listing_soft_delete
+    from listings.services.lifecycle import listing_soft_delete
 
     item = queue_item(title="deleted")
     alice = moderator("alice")
@@ -338,7 +362,7 @@ def test_a_deleted_listing_leaves_the_queue_and_its_claim(queued):
 def test_an_edit_after_a_rejection_goes_back_to_a_person_even_if_the_model_passes_it(
     tiny_clip_dir, use_model, queued
 ):
-    from listings.services import listing_score
+    from listings.services.scoring import listing_score
     from listings.tests.conftest import PASS_ALL
     from listings.tests.factories import ListingImageFactory
 

@@ -75,7 +75,7 @@ def test_filters_are_carried_from_item_to_item(mod_client):
 def test_a_stale_decision_is_refused_with_a_message_and_changes_nothing(mod_client):
     item = queue_item(title="decided elsewhere")
     bob = moderator("bob")
-    from listings.services import review_decide
+    from listings.services.review import review_decide
 
     review_decide(
         listing_id=item.pk,
@@ -117,7 +117,7 @@ def test_a_reject_without_a_reason_keeps_the_item_open(mod_client):
 
 
 def test_an_item_someone_else_holds_is_not_opened(mod_client):
-    from listings.services import review_claim
+    from listings.services.review import review_claim
 
     item = queue_item()
     review_claim(listing_id=item.pk, moderator=moderator("bob"))
@@ -151,7 +151,7 @@ def test_images_are_served_to_moderators_typed_by_their_bytes(mod_client, client
 def test_the_dashboard_counts_the_queue_and_draws_the_scores(mod_client):
     held = queue_item(status="held", title_similarity=0.1)
     queue_item(title_similarity=0.25)
-    from listings.services import review_decide
+    from listings.services.review import review_decide
 
     review_decide(
         listing_id=held.pk,

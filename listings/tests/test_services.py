@@ -9,13 +9,10 @@ from django.utils import timezone
 
 from clipmatch.models import Embedding
 from listings.models import Listing, ListingDecision, ListingScore, ScoringAttempt
-from listings.services import (
-    TransitionNotAllowed,
-    listing_request_scoring,
-    listing_rescore,
-    listing_score,
-    listing_transition,
-)
+from listings.services.exceptions import TransitionNotAllowed
+from listings.services.rescoring import listing_rescore
+from listings.services.scoring import listing_request_scoring, listing_score
+from listings.services.transitions import listing_transition
 from listings.tests.conftest import HOLD_ALL, PASS_ALL, REVIEW_ALL
 from listings.tests.factories import ListingFactory, ListingImageFactory
 
@@ -62,12 +59,19 @@ def test_saving_the_same_content_again_queues_nothing(
     assert queued == [listing.pk]
 
 
-def test_a_status_only_save_does_not_even_ask(django_capture_on_commit_callbacks):
+def test_a_status_only_save_does_not_even_ask(monkeypatch):
     listing = ListingFactory()
-    with django_capture_on_commit_callbacks() as callbacks:
-        listing.save(update_fields=["status"])
+    asked = []
+    monkeypatch.setattr(
+        "listings.services.scoring.listing_request_scoring",
+        lambda *, listing_id: asked.append(listing_id),
+    )
 
-    assert callbacks == []
+    listing.save(update_fields=["status"])
+    listing.save(update_fields=["status", "updated_at", "score", "review_priority"])
+    listing.save(update_fields=["title"])  # a content save asks: the spy works
+
+    assert asked == [listing.pk]
 
 
 def test_nothing_is_queued_when_the_transaction_rolls_back(
@@ -388,9 +392,9 @@ def test_a_second_delivery_while_the_first_runs_does_nothing(
 def test_content_changed_while_scoring_is_not_routed_on_the_old_content(
     listing_with_image, tiny_model, queued, monkeypatch
 ):
-    from listings import services
+    from listings.services import scoring
 
-    real_assess = services._assess
+    real_assess = scoring.listing_assess
 
     def assess_then_seller_edits(listing, active):
         result = real_assess(listing, active)
@@ -399,7 +403,7 @@ def test_content_changed_while_scoring_is_not_routed_on_the_old_content(
         edited.save()
         return result
 
-    monkeypatch.setattr(services, "_assess", assess_then_seller_edits)
+    monkeypatch.setattr(scoring, "listing_assess", assess_then_seller_edits)
     listing_request_scoring(listing_id=listing_with_image.pk)
 
     outcome = listing_score(listing_id=listing_with_image.pk)
@@ -442,7 +446,8 @@ def test_stored_file_names_come_from_the_bytes_not_the_uploader(queued):
 
 
 def test_listing_update_refuses_anyone_but_the_seller(listing_with_image):
-    from listings.services import ListingNotEditable, listing_update
+    from listings.services.exceptions import ListingNotEditable
+    from listings.services.lifecycle import listing_update
     from listings.tests.factories import UserFactory
 
     with pytest.raises(ListingNotEditable, match="Only the listing's seller can"):

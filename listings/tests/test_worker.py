@@ -9,28 +9,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import close_old_connections
 from django.utils import timezone
 
+from conftest import wait_for
 from listings.models import Listing, ListingScore, ScoringAttempt
-from listings.services import scoring_reconcile
+from listings.services.reconcile import scoring_reconcile
 from listings.tests.conftest import PASS_ALL
 from listings.tests.factories import ListingFactory, ListingImageFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate, timeout: float, what: str, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        close_old_connections()
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    tail = log.read_text()[-3000:] if log and log.exists() else ""
-    pytest.fail(f"Timed out after {timeout}s waiting for {what}.\n{tail}")
 
 
 @pytest.fixture
@@ -57,7 +45,10 @@ def test_an_orm_save_is_scored_by_a_running_worker_and_not_again(
     assert listing.score.reasons == ["The image matches the title and description."]
     assert elapsed < 60
     queued = []
-    monkeypatch.setattr("listings.services._queue", queued.append)
+    monkeypatch.setattr(
+        "listings.services.queueing.queue_task",
+        lambda path, *args, task_name: queued.append((path, *args)),
+    )
     listing.save()
     time.sleep(1)
     assert queued == []
@@ -101,7 +92,9 @@ FORK_SCRIPT = """
 import multiprocessing, os, sys
 import django
 django.setup()
-import listings.tasks, listings.services, clipmatch.services  # noqa
+import listings.tasks, clipmatch.services  # noqa
+import listings.services.scoring, listings.services.rescoring  # noqa
+import listings.services.review, listings.services.lifecycle  # noqa
 import clipmatch.inference.engine, clipmatch.runtime  # noqa
 from django.core.management import get_commands
 assert "torch" not in sys.modules, "importing the project loaded torch"
@@ -109,7 +102,7 @@ assert "torch" not in sys.modules, "importing the project loaded torch"
 def child(listing_id, queue):
     from django.db import connections
     connections.close_all()
-    from listings.services import listing_score
+    from listings.services.scoring import listing_score
     queue.put(listing_score(listing_id=listing_id).outcome)
 
 ctx = multiprocessing.get_context("fork")
@@ -129,7 +122,7 @@ print("PARENT_TORCH", "torch" in sys.modules)
 def test_scoring_in_a_forked_child_finishes_and_the_parent_never_loads_torch(
     model, worker_env, queued
 ):
-    from listings.services import listing_request_scoring
+    from listings.services.scoring import listing_request_scoring
 
     listing = ListingImageFactory().listing
     listing_request_scoring(listing_id=listing.pk)

@@ -16,7 +16,8 @@ class WebhooksConfig(AppConfig):
         )
 
 
-def _schedules_after_migrate(sender, **kwargs):
+def _schedules_after_migrate(sender, verbosity=1, stdout=None, **kwargs):
+    from listings.signals import report_schedule
     from listings.webhooks.services import webhook_schedules_ensure
 
-    webhook_schedules_ensure()
+    report_schedule(*webhook_schedules_ensure(), verbosity, stdout)

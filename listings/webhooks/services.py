@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from clipmatch import conf
 from listings.roles import MODERATORS, SENIOR_MODERATORS, actor_as_seen_by
+from listings.services import queueing
 from listings.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -177,9 +178,7 @@ def webhooks_record_decision(*, decision) -> list[int]:
 
 
 def _queue(delivery_id: int) -> None:
-    from django_q.tasks import async_task
-
-    async_task(DELIVER_TASK, delivery_id, task_name=f"webhook-{delivery_id}")
+    queueing.queue_task(DELIVER_TASK, delivery_id, task_name=f"webhook-{delivery_id}")
 
 
 def webhook_sign(*, secret: str, timestamp: int, body: bytes) -> str:

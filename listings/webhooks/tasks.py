@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
+
+logger = logging.getLogger(__name__)
 
 
 def deliver_webhook(delivery_id: int) -> dict:
@@ -14,4 +17,7 @@ def deliver_webhook(delivery_id: int) -> dict:
 def dispatch_due_webhooks() -> list[int]:
     from listings.webhooks.services import webhooks_dispatch_due
 
-    return webhooks_dispatch_due()
+    queued = webhooks_dispatch_due()
+    if queued:  # django-q2's own lines for this every-minute task are DEBUG
+        logger.info("Webhook dispatcher: deliveries queued: %d.", len(queued))
+    return queued

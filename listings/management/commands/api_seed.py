@@ -8,14 +8,11 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from clipmatch.services import model_version_active
 from listings.demo import categories_ensure
-from listings.services import (
-    api_token_issue,
-    listing_create,
-    listing_score,
-    model_version_active,
-    seller_ensure,
-)
+from listings.services.accounts import api_token_issue, seller_ensure
+from listings.services.lifecycle import listing_create
+from listings.services.scoring import listing_score
 
 SELLER, MODERATOR = "api-seller", "api-moderator"
 

@@ -51,10 +51,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["apply"] is not None:
             return self._apply(options)
-        from listings.services import (
-            CalibrationError,
-            thresholds_propose_from_decisions,
-        )
+        from listings.services.calibration import thresholds_propose_from_decisions
+        from listings.services.exceptions import CalibrationError
 
         for name in ("target_precision", "pass_precision", "holdout"):
             if not 0 < options[name] < 1:

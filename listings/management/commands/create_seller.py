@@ -4,7 +4,7 @@ import secrets
 
 from django.core.management.base import BaseCommand
 
-from listings.services import api_token_issue, seller_ensure
+from listings.services.accounts import api_token_issue, seller_ensure
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from listings.services import scoring_reconcile
+from listings.services.reconcile import scoring_reconcile
 
 
 class Command(BaseCommand):

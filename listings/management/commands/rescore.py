@@ -9,7 +9,7 @@ from tqdm import tqdm
 from clipmatch.inference.engine import ModelLoadError
 from clipmatch.services import model_version_active
 from listings.selectors import listings_for_rescore
-from listings.services import listing_rescore
+from listings.services.rescoring import listing_rescore
 
 
 class Command(BaseCommand):

@@ -3,7 +3,8 @@
 
 from django.core.management.base import BaseCommand
 
-from listings.services import schedules_ensure
+from listings.services.reconcile import schedules_ensure
+from listings.signals import schedule_message
 from listings.webhooks.services import webhook_schedules_ensure
 
 
@@ -15,8 +16,4 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         for schedule, created in (schedules_ensure(), webhook_schedules_ensure()):
-            verb = "Created" if created else "Updated"
-            self.stdout.write(
-                f"{verb} schedule {schedule.name!r}: every {schedule.minutes} "
-                "minute(s)."
-            )
+            self.stdout.write(schedule_message(schedule, created=created))

@@ -14,10 +14,12 @@ from django.db import close_old_connections
 from django.utils import timezone
 from django_q.models import Schedule
 
-from listings.services import listing_score, listing_transition
+from listings.services.scoring import listing_score
+from listings.services.transitions import listing_transition
 from listings.tests.factories import ListingImageFactory
 from listings.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from listings.webhooks.services import (
+    DELIVER_TASK,
     WebhookURLRefused,
     webhook_deliver,
     webhook_endpoint_create,
@@ -26,6 +28,11 @@ from listings.webhooks.services import (
 )
 
 SECRET = "a-long-shared-secret-1234"
+
+
+def deliveries_sent(queued_tasks) -> list[int]:
+    """The ids of the deliveries handed to the queue, in order."""
+    return [task[1] for task in queued_tasks if task[0] == DELIVER_TASK]
 
 
 class Receiver:
@@ -123,13 +130,10 @@ def test_a_verdict_records_one_delivery_for_the_seller_and_for_moderators_only(
     other_seller,
     moderator,
     tiny_model,
-    queued,
+    queued_tasks,
     private_hosts_allowed,
     django_capture_on_commit_callbacks,
-    monkeypatch,
 ):
-    sent = []
-    monkeypatch.setattr("listings.webhooks.services._queue", sent.append)
     mine = webhook_endpoint_create(
         owner=seller, url="http://127.0.0.1:9/a", secret=SECRET
     )
@@ -146,7 +150,7 @@ def test_a_verdict_records_one_delivery_for_the_seller_and_for_moderators_only(
 
     deliveries = WebhookDelivery.objects.order_by("endpoint_id")
     assert [d.endpoint for d in deliveries] == [mine, mod]
-    assert sorted(sent) == sorted(d.pk for d in deliveries)
+    assert sorted(deliveries_sent(queued_tasks)) == sorted(d.pk for d in deliveries)
     payload = deliveries[0].payload
     assert payload["event"] == "listing.verdict"
     assert payload["listing"]["id"] == listing.pk
@@ -159,9 +163,8 @@ def test_a_verdict_records_one_delivery_for_the_seller_and_for_moderators_only(
 
 @pytest.mark.django_db
 def test_system_routing_is_a_verdict_and_a_moderators_call_a_decision(
-    seller, moderator, queued, private_hosts_allowed, monkeypatch
+    seller, moderator, queued_tasks, private_hosts_allowed
 ):
-    monkeypatch.setattr("listings.webhooks.services._queue", lambda pk: None)
     listing = ListingImageFactory(listing__seller=seller).listing
     webhook_endpoint_create(owner=seller, url="http://127.0.0.1:9/a", secret=SECRET)
     back_office = webhook_endpoint_create(
@@ -249,9 +252,8 @@ def test_a_delivery_is_signed_retried_after_a_failure_and_never_sent_twice(
 
 @pytest.mark.django_db
 def test_a_delivery_gives_up_after_the_last_attempt(
-    seller, private_hosts_allowed, settings, queued, monkeypatch
+    seller, private_hosts_allowed, settings, queued_tasks
 ):
-    monkeypatch.setattr("listings.webhooks.services._queue", lambda pk: None)
     settings.CLIPMATCH_API = {**settings.CLIPMATCH_API, "WEBHOOK_MAX_ATTEMPTS": 2}
     listing = ListingImageFactory(listing__seller=seller).listing
     with Receiver([503, 503, 503]) as receiver:
@@ -320,9 +322,8 @@ def qcluster_env_for_webhooks(worker_env):
 
 @pytest.mark.django_db
 def test_an_owner_lists_the_deliveries_of_an_endpoint(
-    seller_api, seller, other_seller_api, private_hosts_allowed, monkeypatch
+    seller_api, seller, other_seller_api, private_hosts_allowed, queued_tasks
 ):
-    monkeypatch.setattr("listings.webhooks.services._queue", lambda pk: None)
     endpoint = webhook_endpoint_create(
         owner=seller, url="http://127.0.0.1:9/a", secret=SECRET
     )
@@ -344,14 +345,11 @@ def test_the_admin_shows_each_attempt_and_sends_again_on_request(
     client,
     seller,
     private_hosts_allowed,
-    queued,
-    monkeypatch,
+    queued_tasks,
     django_capture_on_commit_callbacks,
 ):
     from django.contrib.auth import get_user_model
 
-    sent = []
-    monkeypatch.setattr("listings.webhooks.services._queue", sent.append)
     listing = ListingImageFactory(listing__seller=seller).listing
     with Receiver([500, 503]) as receiver:
         webhook_endpoint_create(owner=seller, url=receiver.url, secret=SECRET)
@@ -372,14 +370,13 @@ def test_the_admin_shows_each_attempt_and_sends_again_on_request(
     assert page.status_code == 200
     assert "The receiver answered HTTP 500." in html
     assert "boom" in html
-    assert sent == [delivery.pk]
+    assert deliveries_sent(queued_tasks) == [delivery.pk]
 
 
 @pytest.mark.django_db
 def test_a_url_that_turned_private_is_refused_at_delivery_and_not_called(
-    seller, settings, monkeypatch
+    seller, settings, monkeypatch, queued_tasks
 ):
-    monkeypatch.setattr("listings.webhooks.services._queue", lambda pk: None)
     settings.CLIPMATCH_API = {
         **settings.CLIPMATCH_API,
         "WEBHOOK_ALLOW_PRIVATE_HOSTS": False,

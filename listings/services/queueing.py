@@ -1,0 +1,42 @@
+"""The one door to the task queue: every task the listings services queue goes
+through `queue_task`, so tests replace that one function (conftest.py `queued`)."""
+
+from __future__ import annotations
+
+SCORE_TASK = "listings.tasks.score_listing"
+SHADOW_SCORE_TASK = "listings.tasks.score_shadow"
+RESCORE_BATCH_TASK = "listings.tasks.rescore_batch"
+SHADOW_BATCH_TASK = "listings.tasks.shadow_batch"
+
+
+def queue_task(path: str, *args, task_name: str) -> None:
+    """Hand the task at `path` (ids only, never instances) to django-q2 now; callers
+    call this from `transaction.on_commit`."""
+    # Imported here: django-q2 reads its settings once, when it is imported.
+    from django_q.tasks import async_task
+
+    async_task(path, *args, task_name=task_name)
+
+
+def queue_scoring(listing_id: int) -> None:
+    queue_task(SCORE_TASK, listing_id, task_name=f"score-listing-{listing_id}")
+
+
+def queue_shadow_scoring(listing_id: int) -> None:
+    queue_task(SHADOW_SCORE_TASK, listing_id, task_name=f"shadow-{listing_id}")
+
+
+def queue_batches(
+    task: str, version_id: int, ids: list[int], batch_size: int, name: str
+) -> int:
+    """Queue ``task(version_id, batch)`` for each batch of ids; how many batches."""
+    batches = 0
+    for start in range(0, len(ids), batch_size):
+        queue_task(
+            task,
+            version_id,
+            ids[start : start + batch_size],
+            task_name=f"{name}-{start // batch_size}",
+        )
+        batches += 1
+    return batches

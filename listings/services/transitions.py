@@ -1,0 +1,153 @@
+"""The status machine: which moves are allowed, and the one service that makes
+them, each with its audit row in the same transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from listings.models import Listing, ListingDecision, ListingScore, ReviewClaim
+from listings.services.exceptions import TransitionNotAllowed
+from listings.services.priority import review_priority
+from listings.webhooks.services import webhooks_record_decision
+
+Status = Listing.Status
+
+SYSTEM_STATES = {Status.PENDING, Status.PASSED, Status.REVIEW, Status.HELD}
+# States only a person can move a listing into.
+HUMAN_STATES = {Status.APPROVED, Status.REJECTED, Status.ESCALATED, Status.APPEALED}
+# States in which a listing waits in the review queue for a moderator.
+QUEUE_STATES = {Status.REVIEW, Status.HELD, Status.ESCALATED, Status.APPEALED}
+_DECIDED = {Status.APPROVED, Status.REJECTED}
+# from -> the states a change may lead to. The system routes and re-routes, and
+# sends changed content back to PENDING; moderators decide, escalate; sellers appeal.
+TRANSITIONS: dict[str, set[str]] = {
+    Status.PENDING: {Status.PASSED, Status.REVIEW, Status.HELD},
+    Status.PASSED: {Status.PENDING, Status.REVIEW, Status.HELD},
+    Status.REVIEW: {Status.PENDING, Status.PASSED, Status.HELD, Status.ESCALATED}
+    | _DECIDED,
+    Status.HELD: {Status.PENDING, Status.PASSED, Status.REVIEW, Status.ESCALATED}
+    | _DECIDED,
+    Status.ESCALATED: {Status.PENDING} | _DECIDED,
+    Status.APPROVED: {Status.PENDING},
+    Status.REJECTED: {Status.PENDING, Status.APPEALED},
+    Status.APPEALED: {Status.PENDING} | _DECIDED,
+}
+# The queue fields a move into or out of the queue writes.
+QUEUE_FIELDS = [
+    "queued_for_review_at",
+    "queue_reason",
+    "review_priority",
+    "claimed_by",
+    "claimed_until",
+]
+
+
+def listing_transition(
+    *,
+    listing: Listing,
+    to_status: str,
+    actor=None,
+    reason_code: str,
+    reason: str = "",
+    score: ListingScore | None = None,
+    expected_status: str | None = None,
+) -> ListingDecision:
+    """Move a listing to a new status and write its audit row, in one transaction.
+
+    The status in the database decides, not the one on the instance passed in: a
+    decision made on a page loaded before the listing changed is refused.
+    """
+    with transaction.atomic():
+        current = listing_locked(listing.pk)
+        if current is None:
+            raise Listing.DoesNotExist(f"Listing {listing.pk} no longer exists.")
+        from_status = current.status
+        if expected_status is not None and from_status != expected_status:
+            raise TransitionNotAllowed(
+                f"The listing is {from_status} now, no longer {expected_status}."
+            )
+        if to_status not in TRANSITIONS.get(from_status, set()):
+            raise TransitionNotAllowed(
+                f"A listing cannot go from {from_status} to {to_status}."
+            )
+        if to_status in HUMAN_STATES and actor is None:
+            raise TransitionNotAllowed(
+                f"Only a person can move a listing to {to_status}."
+            )
+        now = timezone.now()
+        listing.status = to_status
+        fields = ["status", "updated_at", *QUEUE_FIELDS]
+        if score is not None:
+            listing.score = score
+            fields.append("score")
+        # The score the listing stands on, for the audit row: the one passed in when
+        # the system routes, the current one when a person decides.
+        basis = score or current.score
+        queued_at = (
+            current.queued_for_review_at if from_status in QUEUE_STATES else None
+        )
+        if to_status in QUEUE_STATES:
+            # The model re-routing between review and held keeps the stay's entry
+            # time and whoever holds it; an escalation or an appeal starts anew.
+            rerouted = {from_status, to_status} <= {Status.REVIEW, Status.HELD}
+            entered = queued_at if rerouted and queued_at else now
+            listing.queued_for_review_at = entered
+            listing.queue_reason = reason_code
+            listing.review_priority = review_priority(
+                score=basis, price=current.price, entered=entered, reason=reason_code
+            )
+            listing.claimed_by_id = current.claimed_by_id if rerouted else None
+            listing.claimed_until = current.claimed_until if rerouted else None
+            if not rerouted:
+                _claims_lost(listing.pk, now)
+        else:
+            leave_queue(listing, now)
+        listing.save(update_fields=fields)
+        decision = ListingDecision.objects.create(
+            listing=listing,
+            actor=actor,
+            from_status=from_status,
+            to_status=to_status,
+            reason_code=reason_code,
+            reason=reason,
+            model_version=str(basis.model_version) if basis else "",
+            score=basis.similarity if basis else None,
+            thresholds=basis.thresholds if basis else {},
+            model_verdict=basis.verdict if basis else "",
+            queued_at=queued_at,
+        )
+        # Recorded with the decision, sent after commit.
+        webhooks_record_decision(decision=decision)
+        return decision
+
+
+def leave_queue(listing: Listing, now: datetime) -> None:
+    """Clear the queue fields (the caller saves QUEUE_FIELDS); whoever held the
+    listing loses the claim."""
+    listing.queued_for_review_at = None
+    listing.queue_reason = ""
+    listing.review_priority = 0.0
+    listing.claimed_by = None
+    listing.claimed_until = None
+    _claims_lost(listing.pk, now)
+
+
+def _claims_lost(listing_id: int, now: datetime) -> None:
+    """Whoever still held the listing lost it: it left their part of the queue."""
+    ReviewClaim.objects.filter(
+        listing_id=listing_id, outcome=ReviewClaim.Outcome.OPEN
+    ).update(outcome=ReviewClaim.Outcome.LOST, ended_at=now)
+
+
+def listing_locked(listing_id: int) -> Listing | None:
+    """The listing, locked for the rest of the transaction, or None if it is gone."""
+    return (
+        # of=("self",): on PostgreSQL, lock the listing, not its category's row.
+        Listing.objects.select_for_update(of=("self",))
+        .select_related("category")
+        .filter(pk=listing_id)
+        .first()
+    )
