@@ -197,7 +197,9 @@ def _download_bounded(ref: str, timeout: float) -> str:
 
     def ask():
         try:
-            answer["sha"] = HfApi().model_info(ref, timeout=timeout).sha
+            # The request's own timeout is longer than the deadline: silence is
+            # always reported as such, never as whichever timer fired first.
+            answer["sha"] = HfApi().model_info(ref, timeout=2 * timeout).sha
         except Exception as exc:  # reported below, in the caller's thread
             answer["error"] = exc
 
