@@ -42,6 +42,8 @@ from training.catalog import (
     random_product,
     swap_attribute,
 )
+from training.losses import balanced_bce, contrastive_loss, logit_scale
+from training.optim import make_optimizer, make_scheduler, update
 from training.tokenizer import BOS_ID, CONTEXT_LENGTH, EOS_ID, build_tokenizer
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -53,6 +55,8 @@ PASS_QUANTILE = 0.995
 # category_top_k: smallest k with zero-shot top-k accuracy at least this high, both
 # on photos at the model's size and on larger photos the processor downsamples.
 TOP_K_ACCURACY = 0.99
+# The cosine schedule ends at 2% of the peak learning rate, not at zero.
+LR_FLOOR = 0.02
 LARGE_RENDER_SIZE = 192
 PRODUCTS = all_products()
 PRODUCT_ID = {p: i for i, p in enumerate(PRODUCTS)}
@@ -330,67 +334,6 @@ def sample_batch(
     return idx
 
 
-def clip_loss(
-    img: torch.Tensor, txt: torch.Tensor, match: torch.Tensor, logit_scale
-) -> torch.Tensor:
-    """Symmetric CLIP loss; texts after the first len(img) are extra hard negatives.
-
-    ``match[i, j]`` says text j is true of image i.  Such columns other than the
-    target (duplicates in the batch, generic prompts, a 'swap' that landed on
-    another item's product) are masked out rather than treated as negatives.
-    """
-    b = img.shape[0]
-    target = torch.arange(b)
-    scale = logit_scale.exp().clamp(max=100)
-    logits = scale * img @ txt.T
-    other = match.clone()
-    other[target, target] = False
-    i2t = F.cross_entropy(logits.masked_fill(other, float("-inf")), target)
-    t2i_logits = logits[:, :b].T.masked_fill(other[:, :b].T, float("-inf"))
-    t2i = F.cross_entropy(t2i_logits, target)
-    return (i2t + t2i) / 2
-
-
-def sigmoid_loss(
-    img: torch.Tensor, txt: torch.Tensor, match: torch.Tensor, head: PairwiseHead
-) -> torch.Tensor:
-    """Binary loss on every image/text pair of the batch, matched or not.
-
-    Unlike the softmax losses it pushes all true-pair cosines above all mismatched
-    ones globally, which is what fixed pass/hold thresholds rely on.
-    """
-    losses = F.binary_cross_entropy_with_logits(
-        head(img @ txt.T), match.float(), reduction="none"
-    )
-    # Matches are rare (about one per row), so positives and negatives each get
-    # half of the loss.
-    return (losses[match].mean() + losses[~match].mean()) / 2
-
-
-def make_optimizer(params, lr: float, weight_decay: float):
-    """AdamW without weight decay on biases, norms and scalars."""
-    params = [p for p in params if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    rest = [p for p in params if p.ndim < 2]
-    return torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": rest, "weight_decay": 0.0},
-        ],
-        lr=lr,
-        betas=(0.9, 0.98),
-        eps=1e-6,
-    )
-
-
-def lr_at(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up then cosine decay to 2% of the peak."""
-    if step < warmup:
-        return (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
-
-
 # ---------------------------------------------------------------------- calibrate
 
 
@@ -433,6 +376,68 @@ def monitor(model, processor, n: int = 300) -> str:
 # -------------------------------------------------------------------------- train
 
 
+def captions(
+    img_pid: torch.Tensor, args: argparse.Namespace, rng: random.Random
+) -> tuple[list[str], torch.Tensor]:
+    """Each photo's caption, then its hard negatives (the caption with one
+    attribute swapped), and the attribute rows the texts pin down."""
+    step_kind = "title" if rng.random() < args.title_frac else "description"
+    texts, negatives, attrs, neg_attrs = [], [], [], []
+    for pid in img_pid.tolist():
+        product, text_seed = PRODUCTS[pid], rng.getrandbits(64)
+        kind = step_kind
+        if kind == "title" and rng.random() < args.prompt_frac:
+            kind = "prompt"
+        text, row = caption(product, kind, text_seed)
+        texts.append(text)
+        attrs.append(row)
+        for attr in rng.sample(ATTRIBUTES, args.hard_negatives):
+            swapped = swap_attribute(product, attr, rng)
+            text, row = caption(swapped, kind, text_seed)
+            negatives.append(text)
+            neg_attrs.append(row)
+    return texts + negatives, torch.tensor(attrs + neg_attrs)
+
+
+def step_loss(model, heads, tokenizer, pixels, img_pid, texts, txt_attrs, args):
+    """The contrastive loss plus the weighted pairwise and attribute losses."""
+    head, attribute_head = heads
+    tok = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+    img_raw = evaluate_mini.pooled(model.get_image_features(pixel_values=pixels))
+    img = F.normalize(img_raw, dim=-1)
+    txt = F.normalize(
+        evaluate_mini.pooled(
+            model.get_text_features(
+                input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]
+            )
+        ),
+        dim=-1,
+    )
+    img_attrs = PRODUCT_ATTRS[img_pid]
+    # A text is true of a photo when every attribute it mentions is the photo's.
+    match = ((txt_attrs[None] == img_attrs[:, None]) | (txt_attrs[None] < 0)).all(-1)
+    loss = contrastive_loss(img, txt, match, logit_scale(model))
+    if args.sigmoid_weight:
+        # Matches are rare (about one per row), so the balanced BCE gives
+        # positives and negatives half of the loss each.
+        pairwise = balanced_bce(head(img @ txt.T), match)
+        loss = loss + args.sigmoid_weight * pairwise
+    if args.attribute_weight:
+        loss = loss + args.attribute_weight * attribute_head(img_raw, img_attrs)
+    return loss
+
+
+def _log_progress(step: int, steps: int, loss: float, model, t0: float) -> None:
+    rate = (step + 1) / (time.time() - t0)
+    eta = (steps - step - 1) / rate
+    print(
+        f"step {step + 1}/{steps} loss {loss:.3f} "
+        f"scale {model.logit_scale.exp().item():.1f} "
+        f"{rate:.2f} step/s eta {eta / 60:.1f} min",
+        flush=True,
+    )
+
+
 def train(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     """Train, evaluate, calibrate and save; returns the clipmatch.json content."""
     torch.set_num_threads(max(1, min(args.threads, 2)))
@@ -444,8 +449,7 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     tokenizer = build_tokenizer(tokenizer_corpus(), args.vocab_size)
     processor = build_processor(tokenizer, args.image_size)
     model = build_model(args, len(tokenizer))
-    head = PairwiseHead()
-    attribute_head = AttributeHead(args.projection_dim)
+    heads = (PairwiseHead(), AttributeHead(args.projection_dim))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"vocab {len(tokenizer)}, model {n_params / 1e6:.2f}M parameters", flush=True)
 
@@ -462,72 +466,25 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict:
         raise SystemExit(f"--n-images too small: no photo of {missing[:3]}...")
     params = [
         *model.parameters(),
-        *head.parameters(),
-        *attribute_head.parameters(),
+        *heads[0].parameters(),
+        *heads[1].parameters(),
     ]
     opt = make_optimizer(params, args.lr, args.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_at(s, args.steps, args.warmup)
-    )
+    sched = make_scheduler(opt, args.steps, args.warmup, floor=LR_FLOOR)
     model.train()
     t0, running = time.time(), 0.0
     for step in range(args.steps):
         idx = sample_batch(args.batch_size, pids, by_product, args.pair_frac, rng, gen)
         pixels = (augment(images[idx], gen) - mean) / std
         img_pid = pids[idx]
-        step_kind = "title" if rng.random() < args.title_frac else "description"
-        texts, negatives, attrs, neg_attrs = [], [], [], []
-        for pid in img_pid.tolist():
-            product, text_seed = PRODUCTS[pid], rng.getrandbits(64)
-            kind = step_kind
-            if kind == "title" and rng.random() < args.prompt_frac:
-                kind = "prompt"
-            text, row = caption(product, kind, text_seed)
-            texts.append(text)
-            attrs.append(row)
-            for attr in rng.sample(ATTRIBUTES, args.hard_negatives):
-                swapped = swap_attribute(product, attr, rng)
-                text, row = caption(swapped, kind, text_seed)
-                negatives.append(text)
-                neg_attrs.append(row)
-        tok = tokenizer(
-            texts + negatives, padding=True, truncation=True, return_tensors="pt"
+        texts, txt_attrs = captions(img_pid, args, rng)
+        loss = step_loss(
+            model, heads, tokenizer, pixels, img_pid, texts, txt_attrs, args
         )
-        img_raw = evaluate_mini.pooled(model.get_image_features(pixel_values=pixels))
-        img = F.normalize(img_raw, dim=-1)
-        txt = F.normalize(
-            evaluate_mini.pooled(
-                model.get_text_features(
-                    input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]
-                )
-            ),
-            dim=-1,
-        )
-        txt_attrs = torch.tensor(attrs + neg_attrs)
-        img_attrs = PRODUCT_ATTRS[img_pid]
-        match = ((txt_attrs[None] == img_attrs[:, None]) | (txt_attrs[None] < 0)).all(
-            -1
-        )
-        loss = clip_loss(img, txt, match, model.logit_scale)
-        if args.sigmoid_weight:
-            loss = loss + args.sigmoid_weight * sigmoid_loss(img, txt, match, head)
-        if args.attribute_weight:
-            loss = loss + args.attribute_weight * attribute_head(img_raw, img_attrs)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
+        update(loss, opt, sched, params)
         running += loss.item()
         if (step + 1) % 50 == 0:
-            rate = (step + 1) / (time.time() - t0)
-            eta = (args.steps - step - 1) / rate
-            print(
-                f"step {step + 1}/{args.steps} loss {running / 50:.3f} "
-                f"scale {model.logit_scale.exp().item():.1f} "
-                f"{rate:.2f} step/s eta {eta / 60:.1f} min",
-                flush=True,
-            )
+            _log_progress(step, args.steps, running / 50, model, t0)
             running = 0.0
         if args.monitor_every and (step + 1) % args.monitor_every == 0:
             print(f"  monitor @{step + 1}: {monitor(model, processor)}", flush=True)

@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 
 META_FILE = "clipmatch.json"
 # About a model, not part of it: a fine-tuning run's report (timings and all).
-NOT_WEIGHTS = (META_FILE, "finetune_report.json")
+REPORT_FILE = "finetune_report.json"
+NOT_WEIGHTS = (META_FILE, REPORT_FILE)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
 # Windows of a text are padded to a multiple of this (up to the context) and batched
 # with windows of the same padded length: a window's inputs, and so its vector,
@@ -251,6 +252,20 @@ def _feature_tensor(output: Any, kind: str):
     raise ModelLoadError(f"The model's get_{kind}_features returned {type(output)!r}.")
 
 
+def pick_device(device: str) -> str:
+    """The device to run on: "auto" is CUDA where there is one, else the CPU; CUDA
+    asked for and missing is an error, never a silent fallback to the CPU."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(
+            f"Device {device!r} was asked for, but no CUDA device is here."
+        )
+    return device
+
+
 class ClipEngine:
     """One loaded model with its processor; embeddings come back L2-normalised.
 
@@ -272,7 +287,7 @@ class ClipEngine:
             torch.set_num_threads(threads)
         self.source = source
         self.batch_size = batch_size
-        self.device = self._pick_device(device)
+        self.device = pick_device(device)
         self.family = _family_of(source)
         try:
             self.model, loading = AutoModel.from_pretrained(
@@ -306,18 +321,6 @@ class ClipEngine:
             raise ModelLoadError(f"{source.ref!r} has no tokenizer or image processor.")
         self.context_length = self._context_length()
         self.text_inputs, self.prefix, self.suffix = self._text_frame()
-
-    @staticmethod
-    def _pick_device(device: str) -> str:
-        import torch
-
-        if device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ModelLoadError(
-                "CLIPMATCH_DEVICE is 'cuda' but no CUDA device is here."
-            )
-        return device
 
     def _context_length(self) -> int:
         text_config = getattr(self.model.config, "text_config", self.model.config)

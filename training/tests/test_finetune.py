@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -16,6 +20,8 @@ from training.finetune import (
     finetune,
     load_pairs,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 COLOURS = {
     "red": (220, 30, 30),
@@ -277,7 +283,7 @@ def test_frozen_parts_keep_the_base_weights_and_the_rest_learns(
 
 
 def test_a_cached_synthetic_catalog_is_only_ever_seen_whole(tmp_path, monkeypatch):
-    from training import finetune as program
+    from training.finetune import data as program
 
     monkeypatch.setattr(program, "DATA_DIR", tmp_path)
     (tmp_path / ".replay-train-seed0-n3-leftover").mkdir()  # a writer that died
@@ -287,3 +293,49 @@ def test_a_cached_synthetic_catalog_is_only_ever_seen_whole(tmp_path, monkeypatc
     assert path == tmp_path / "replay-train-seed0-n3" / "catalog.csv"
     assert len(path.read_text().splitlines()) == 4  # header and 3 pairs
     assert program.replay_csv_default(3) == path
+
+
+def _without_django_settings() -> dict:
+    return {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+
+
+def test_the_program_imports_no_django_and_only_the_inference_core_of_the_app():
+    probe = (
+        "import json, sys, training.finetune, training.train_mini; "
+        "print(json.dumps(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('django', 'listings', 'config', 'clipmatch'))))"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO,
+        env=_without_django_settings(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    imported = json.loads(result.stdout)
+    assert "clipmatch.inference.engine" in imported  # the probe sees the app's modules
+    outside_the_core = [
+        m
+        for m in imported
+        if m != "clipmatch" and not m.startswith("clipmatch.inference")
+    ]
+    assert outside_the_core == []
+
+
+def test_python_dash_m_runs_the_program_and_bad_input_exits_2(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "training.finetune", "--base", str(tmp_path)]
+        + ["--output", str(tmp_path / "out")],
+        cwd=REPO,
+        env=_without_django_settings(),
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: No training data: give at least one training CSV.\n"
+    )
