@@ -1,0 +1,101 @@
+"""Fine-tuning reports the statistic the app routes listings by, for every family.
+
+finetune_clip's validation ROC-AUC must be clip_batch_test's on the same CSV and
+the saved model: the same image decoding and preprocessing, the same tokenizing,
+padding and windows, the same best-window cosine.
+"""
+
+import io
+import json
+import random
+
+import pytest
+from django.core.management import call_command
+from PIL import Image
+
+from clipmatch.inference.pairs import write_pairs
+from conftest import TINY_FAMILIES
+
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 180, 40),
+    "blue": (30, 60, 220),
+    "black": (15, 15, 15),
+}
+# Longer than the tiny models' 16-token context, the colour named in the first
+# window and again in the last: the first window alone is not the app's score.
+FILLER = "leather handbag with checked pattern shipping worldwide returns accepted"
+
+
+def long_text_catalog(folder, *, renders: int, seed: int):
+    rng = random.Random(seed)
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, rgb in COLOURS.items():
+        for k in range(renders):
+            size = rng.choice([(32, 32), (48, 30), (27, 60)])
+            image = Image.effect_noise(size, 40).convert("RGB")
+            image.paste(rgb, (4, 4, size[0] - 4, size[1] - 4))
+            rel = f"img/{name}-{k}.png"
+            image.save(folder / rel)
+            other = rng.choice([n for n in COLOURS if n != name])
+            rows.append(
+                {"image_path": rel, "text": f"{FILLER}a {name} box", "label": 1}
+            )
+            rows.append(
+                {"image_path": rel, "text": f"{FILLER}a {other} box", "label": 0}
+            )
+    return write_pairs(folder / "pairs.csv", rows)
+
+
+@pytest.fixture(scope="module")
+def catalogs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("long-texts")
+    return {
+        "train": long_text_catalog(root / "train", renders=3, seed=1),
+        "val": long_text_catalog(root / "val", renders=3, seed=2),
+        "regression": long_text_catalog(root / "regression", renders=2, seed=3),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_finetune_validation_roc_auc_is_clip_batch_test_s(
+    family, tiny_family_dirs, catalogs, tmp_path
+):
+    out = tmp_path / "tuned"
+    report_json, batch_json = io.StringIO(), io.StringIO()
+
+    call_command(
+        "finetune_clip",
+        base=str(tiny_family_dirs[family]),
+        output=str(out),
+        train_csv=[str(catalogs["train"])],
+        val_csv=[str(catalogs["val"])],
+        regression_csv=str(catalogs["regression"]),
+        epochs=1,
+        batch_size=8,
+        wise_alphas="0,0.5,1",
+        tolerance=1.0,
+        threads=1,
+        no_register=True,
+        json=True,
+        stdout=report_json,
+        stderr=io.StringIO(),
+        verbosity=0,
+    )
+    call_command(
+        "clip_batch_test",
+        csv=catalogs["val"],
+        model=str(out),
+        json=True,
+        verbosity=0,
+        stdout=batch_json,
+    )
+
+    report = json.loads((out / "finetune_report.json").read_text())
+    reported = report["metrics"]["validation"]["tuned"]["roc_auc"]
+    measured = json.loads(batch_json.getvalue())["roc_auc"]
+    assert report["history"][0]["epoch"] == 1
+    assert measured == pytest.approx(reported, abs=1e-6)
