@@ -7,54 +7,31 @@ padding and windows, the same best-window cosine.
 
 import io
 import json
-import random
 
 import pytest
 from django.core.management import call_command
-from PIL import Image
 
-from clipmatch.inference.pairs import write_pairs
 from conftest import TINY_FAMILIES
+from training.tests.test_finetune import colour_catalog
 
-COLOURS = {
-    "red": (220, 30, 30),
-    "green": (30, 180, 40),
-    "blue": (30, 60, 220),
-    "black": (15, 15, 15),
-}
 # Longer than the tiny models' 16-token context, the colour named in the first
 # window and again in the last: the first window alone is not the app's score.
-FILLER = "leather handbag with checked pattern shipping worldwide returns accepted"
-
-
-def long_text_catalog(folder, *, renders: int, seed: int):
-    rng = random.Random(seed)
-    (folder / "img").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for name, rgb in COLOURS.items():
-        for k in range(renders):
-            size = rng.choice([(32, 32), (48, 30), (27, 60)])
-            image = Image.effect_noise(size, 40).convert("RGB")
-            image.paste(rgb, (4, 4, size[0] - 4, size[1] - 4))
-            rel = f"img/{name}-{k}.png"
-            image.save(folder / rel)
-            other = rng.choice([n for n in COLOURS if n != name])
-            rows.append(
-                {"image_path": rel, "text": f"{FILLER}a {name} box", "label": 1}
-            )
-            rows.append(
-                {"image_path": rel, "text": f"{FILLER}a {other} box", "label": 0}
-            )
-    return write_pairs(folder / "pairs.csv", rows)
+LONG_TEXT = (
+    "a {0} box, leather handbag with checked pattern, shipping worldwide, returns "
+    "accepted within thirty days, {0}"
+)
 
 
 @pytest.fixture(scope="module")
 def catalogs(tmp_path_factory):
     root = tmp_path_factory.mktemp("long-texts")
     return {
-        "train": long_text_catalog(root / "train", renders=3, seed=1),
-        "val": long_text_catalog(root / "val", renders=3, seed=2),
-        "regression": long_text_catalog(root / "regression", renders=2, seed=3),
+        name: colour_catalog(root / name, renders=renders, seed=seed, text=LONG_TEXT)
+        for name, renders, seed in (
+            ("train", 3, 1),
+            ("val", 3, 2),
+            ("regression", 2, 3),
+        )
     }
 
 
