@@ -22,7 +22,7 @@ from clipmatch.inference.engine import (
 )
 from clipmatch.inference.scoring import Thresholds, ensemble
 from clipmatch.models import Embedding, ModelAuditEntry, ModelVersion, ThresholdVersion
-from clipmatch.runtime import get_engine
+from clipmatch.runtime import get_engine, resolve
 from clipmatch.signals import model_version_activated, model_version_shadowed
 
 
@@ -106,11 +106,12 @@ def source_for_version(version: ModelVersion) -> ModelSource:
     return source
 
 
-def model_version_active(ref: str | None = None) -> ActiveModel:
+def model_version_active(ref: str | None = None, *, hub: bool = False) -> ActiveModel:
     """The activated version, else the configured (or given) model, with its row.
 
     An activated version whose files are missing or changed raises ModelLoadError:
-    the settings' model is never used in its place.
+    the settings' model is never used in its place. A hub id not yet in the local
+    cache is fetched only with `hub` (a person's command, never a web request).
     """
     activated = None if ref else ModelVersion.objects.filter(is_active=True).first()
     if activated is not None:
@@ -121,7 +122,7 @@ def model_version_active(ref: str | None = None) -> ActiveModel:
         else:
             base = _row_thresholds(activated)
     else:
-        source = resolve_model(ref or conf.get("MODEL"))
+        source = resolve(ref or conf.get("MODEL"), hub=hub)
         base = thresholds_for(source)
         version, _ = ModelVersion.objects.get_or_create(
             fingerprint=source.fingerprint,

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,51 @@ META_FILE = "clipmatch.json"
 REPORT_FILE = "finetune_report.json"
 NOT_WEIGHTS = (META_FILE, REPORT_FILE)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
+# Windows of a text are padded to a multiple of this (up to the context) and batched
+# with windows of the same padded length: a window's inputs, and so its vector,
+# never depend on the other texts embedded beside it.
+PAD_MULTIPLE = 16
+# What a text may turn into; each value is the same for every token of one text, so
+# a window of a long text gets it too.
+TEXT_INPUT_FILL = {"input_ids": None, "attention_mask": 1, "token_type_ids": 0}
+_PROBE_TEXTS = ("a red mug", "two blue striped sneakers, size 42")
 
 
 class ModelLoadError(RuntimeError):
     """The configured model could not be found or loaded; never replaced silently."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """How a model family's authors feed it text, as their reference usage does."""
+
+    name: str
+    # Pooled at a fixed position (SigLIP's last token) and trained on texts padded
+    # to the full context: every text is padded to it, or its vector shifts.
+    pad_to_context: bool = False
+    # RoBERTa counts positions from after its padding index: max_position_embeddings
+    # minus (pad_token_id + 1) positions are usable.
+    roberta_positions: bool = False
+
+
+# Only families whose embeddings were checked against their documented reference
+# usage (clipmatch/tests/test_families.py); any other model type is refused at load.
+FAMILIES = {
+    "clip": Family("CLIP"),
+    "siglip": Family("SigLIP", pad_to_context=True),
+    "siglip2": Family("SigLIP 2", pad_to_context=True),
+    "altclip": Family("AltCLIP", roberta_positions=True),
+    "chinese_clip": Family("Chinese-CLIP"),
+    "blip": Family("BLIP"),
+    "metaclip_2": Family("MetaCLIP 2"),
+    "groupvit": Family("GroupViT"),
+    "owlvit": Family("OWL-ViT", pad_to_context=True),
+}
+
+
+def supported_families() -> str:
+    """The verified families, for messages to a person."""
+    return ", ".join(family.name for family in FAMILIES.values())
 
 
 @dataclass(frozen=True)
@@ -46,16 +88,24 @@ class ModelSource:
 
 
 _source_cache: dict[tuple[str, tuple], ModelSource] = {}
+# Hub ids as resolved in this process: a snapshot found, or the hub's silence, is
+# not asked about again (a worker scores many listings; a hub outage must not cost
+# a timeout each).
+_hub_cache: dict[str, ModelSource | ModelLoadError] = {}
 
 
-def resolve_model(ref: str) -> ModelSource:
-    """Find a local directory or a hub id's cached snapshot and fingerprint it."""
+def resolve_model(ref: str, *, hub_timeout: float | None = None) -> ModelSource:
+    """Find a local directory or a hub id's snapshot and fingerprint it.
+
+    A hub id is looked up in the local Hugging Face cache only, unless `hub_timeout`
+    allows asking the hub (and downloading) for that many seconds at most.
+    """
     path = Path(ref).expanduser()
     if path.is_dir():
         return _local_source(ref, path.resolve())
     if path.is_absolute() or ref.startswith((".", "~")) or ref.count("/") > 1:
         raise ModelLoadError(f"Model directory {ref!r} does not exist.")
-    return _hub_source(ref)
+    return _hub_source(ref, hub_timeout)
 
 
 def _local_source(ref: str, path: Path) -> ModelSource:
@@ -96,24 +146,87 @@ def _local_source(ref: str, path: Path) -> ModelSource:
     return source
 
 
-def _hub_source(ref: str) -> ModelSource:
+def _hub_source(ref: str, timeout: float | None) -> ModelSource:
+    cached = _hub_cache.get(ref)
+    if isinstance(cached, ModelSource):
+        return cached
+    if isinstance(cached, ModelLoadError) and timeout is not None:
+        raise cached
     from huggingface_hub import snapshot_download
 
     try:
         local = snapshot_download(ref, local_files_only=True)
-    except Exception:
-        try:
-            local = snapshot_download(ref)
-        except Exception as exc:
+    except Exception as exc:
+        if timeout is None or _hub_offline():
+            # Not cached, and this caller may not wait on the network: a web
+            # request or a scoring task must never hang on the hub.
             raise ModelLoadError(
-                f"Model {ref!r} is neither a local directory nor available from the "
-                f"Hugging Face hub: {exc.__class__.__name__}: {exc}"
+                f"Model {ref!r} is neither a local directory nor in this machine's "
+                "Hugging Face cache. Download it once where the hub is reachable "
+                f"(manage.py clip_info --model {ref}, or hf download {ref}); with "
+                "HF_HUB_OFFLINE=1 only the cache is used."
             ) from exc
+        try:
+            local = _download_bounded(ref, timeout)
+        except ModelLoadError as error:
+            _hub_cache[ref] = error
+            raise
     path = Path(local)
     # The snapshot folder's name is the hub commit: an exact, stable version.
-    return ModelSource(
+    source = ModelSource(
         ref=ref, path=path, fingerprint=path.name, name=ref, meta=_read_meta(path)
     )
+    _hub_cache[ref] = source
+    return source
+
+
+def _hub_offline() -> bool:
+    # Read now: huggingface_hub reads HF_HUB_OFFLINE once, at its import.
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _download_bounded(ref: str, timeout: float) -> str:
+    """Ask the hub which commit `ref` is within `timeout` seconds, then fetch it.
+
+    huggingface_hub retries a silent server for minutes, so the question runs in a
+    daemon thread that is abandoned at the deadline; the download that follows an
+    answer may take longer (its reads time out on their own).
+    """
+    from huggingface_hub import HfApi, snapshot_download
+
+    answer: dict[str, Any] = {}
+
+    def ask():
+        try:
+            # The request's own timeout is longer than the deadline: silence is
+            # always reported as such, never as whichever timer fired first.
+            answer["sha"] = HfApi().model_info(ref, timeout=2 * timeout).sha
+        except Exception as exc:  # reported below, in the caller's thread
+            answer["error"] = exc
+
+    asking = threading.Thread(target=ask, name=f"hub-lookup {ref}", daemon=True)
+    asking.start()
+    asking.join(timeout)
+    if "sha" not in answer:
+        error = answer.get("error")
+        why = (
+            f"{error.__class__.__name__}: {error}"
+            if error
+            else f"no answer within {timeout:g} s"
+        )
+        raise ModelLoadError(
+            f"Model {ref!r} is not in this machine's Hugging Face cache and the hub "
+            f"did not tell its files ({why}). Download it beforehand (hf download "
+            f"{ref}), or set HF_HUB_OFFLINE=1 to use the local cache only."
+        )
+    try:
+        return snapshot_download(ref, revision=answer["sha"], etag_timeout=timeout)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Model {ref!r} could not be downloaded from the Hugging Face hub: "
+            f"{exc.__class__.__name__}: {exc}. Download it beforehand (hf download "
+            f"{ref}), or set HF_HUB_OFFLINE=1 to use the local cache only."
+        ) from exc
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
@@ -154,7 +267,11 @@ def pick_device(device: str) -> str:
 
 
 class ClipEngine:
-    """One loaded model with its processor; embeddings come back L2-normalised."""
+    """One loaded model with its processor; embeddings come back L2-normalised.
+
+    Images and texts go through the checkpoint's own processor and tokenizer, with
+    its family's padding: what the family's reference usage feeds the model.
+    """
 
     def __init__(
         self,
@@ -171,14 +288,27 @@ class ClipEngine:
         self.source = source
         self.batch_size = batch_size
         self.device = pick_device(device)
+        self.family = _family_of(source)
         try:
-            self.model = AutoModel.from_pretrained(source.path)
+            self.model, loading = AutoModel.from_pretrained(
+                source.path, output_loading_info=True
+            )
             self.processor = AutoProcessor.from_pretrained(source.path)
         except Exception as exc:
             raise ModelLoadError(
                 f"Could not load model {source.ref!r} from {source.path}: "
                 f"{exc.__class__.__name__}: {exc}"
             ) from exc
+        missing = sorted(loading.get("missing_keys") or ())
+        if missing:
+            # e.g. a BLIP retrieval checkpoint read as a BlipModel: its text tower
+            # would be random and every score noise.
+            raise ModelLoadError(
+                f"{source.ref!r} lacks {len(missing)} weights of its "
+                f"{type(self.model).__name__} ({', '.join(missing[:3])}, ...): "
+                "they would be random. Save the model with save_pretrained from "
+                "the class AutoModel loads."
+            )
         for method in ("get_image_features", "get_text_features"):
             if not hasattr(self.model, method):
                 raise ModelLoadError(
@@ -190,33 +320,99 @@ class ClipEngine:
         if self.tokenizer is None or self.image_processor is None:
             raise ModelLoadError(f"{source.ref!r} has no tokenizer or image processor.")
         self.context_length = self._context_length()
+        self.text_inputs, self.prefix, self.suffix = self._text_frame()
 
     def _context_length(self) -> int:
         text_config = getattr(self.model.config, "text_config", self.model.config)
-        limits = [getattr(text_config, "max_position_embeddings", None)]
-        limits.append(getattr(self.tokenizer, "model_max_length", None))
+        positions = getattr(text_config, "max_position_embeddings", None)
+        if self.family.roberta_positions and isinstance(positions, int):
+            positions -= (getattr(text_config, "pad_token_id", None) or 0) + 1
+        limits = [positions, getattr(self.tokenizer, "model_max_length", None)]
         usable = [n for n in limits if isinstance(n, int) and 0 < n < 100_000]
         if not usable:
             raise ModelLoadError("Cannot tell the text context length of this model.")
         return min(usable)
 
+    def _text_frame(self) -> tuple[tuple[str, ...], list[int], list[int]]:
+        """What the processor gives the model for a text, and the special tokens
+        its tokenizer puts before and after the text's own tokens."""
+        keys = tuple(self.processor(text=[_PROBE_TEXTS[0]]).keys())
+        unknown = [key for key in keys if key not in TEXT_INPUT_FILL]
+        if "input_ids" not in keys or unknown:
+            raise ModelLoadError(
+                f"{self.source.ref!r}: its processor turns a text into "
+                f"{', '.join(keys)}; clipmatch can only window input_ids with an "
+                "attention mask and token types."
+            )
+        frames = set()
+        for text in _PROBE_TEXTS:
+            framed = self.tokenizer(text)["input_ids"]
+            bare = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            starts = [
+                i
+                for i in range(len(framed) - len(bare) + 1)
+                if framed[i : i + len(bare)] == bare
+            ]
+            if not bare or not starts:
+                raise ModelLoadError(
+                    f"{self.source.ref!r}: its tokenizer does not put a text's own "
+                    "tokens between fixed special tokens; clipmatch cannot window it."
+                )
+            start = starts[0]
+            frames.add((tuple(framed[:start]), tuple(framed[start + len(bare) :])))
+        if len(frames) != 1:
+            raise ModelLoadError(
+                f"{self.source.ref!r}: its tokenizer frames different texts with "
+                "different special tokens; clipmatch cannot window it."
+            )
+        prefix, suffix = frames.pop()
+        if self.context_length <= len(prefix) + len(suffix):
+            raise ModelLoadError(f"{self.source.ref!r}: its text context is empty.")
+        return keys, list(prefix), list(suffix)
+
     @property
     def version(self) -> str:
         return self.source.version
 
-    def embed_images(self, images: list, batch_size: int | None = None) -> np.ndarray:
-        """Return an (n, d) float32 array of unit vectors, one per RGB PIL image."""
+    def image_inputs(self, images: list) -> dict:
+        """What the processor makes of RGB PIL images, on the CPU. Every tensor of
+        it (SigLIP 2's patch mask and spatial shapes too) goes to the model."""
+        return dict(self.processor(images=images, return_tensors="pt"))
+
+    def image_features(self, inputs: dict):
+        """The model's image features for processor inputs, not normalised;
+        gradients flow unless the caller turns them off (fine-tuning needs them)."""
+        inputs = {key: value.to(self.device) for key, value in inputs.items()}
+        return _feature_tensor(self.model.get_image_features(**inputs), "image")
+
+    def embed_image_inputs(
+        self, inputs: dict, batch_size: int | None = None
+    ) -> np.ndarray:
+        """Return an (n, d) float32 array of unit vectors for processor inputs."""
         import torch
 
         batch_size = batch_size or self.batch_size
+        rows = len(inputs["pixel_values"])
         chunks = []
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size]
-            pixels = self.image_processor(images=batch, return_tensors="pt")
-            pixels = pixels["pixel_values"].to(self.device)
+        for start in range(0, rows, batch_size):
+            batch = {
+                key: value[start : start + batch_size] for key, value in inputs.items()
+            }
             with torch.inference_mode():
-                out = self.model.get_image_features(pixel_values=pixels)
-            chunks.append(_normalise(_feature_tensor(out, "image")))
+                chunks.append(_normalise(self.image_features(batch)))
+        if not chunks:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def embed_images(self, images: list, batch_size: int | None = None) -> np.ndarray:
+        """Return an (n, d) float32 array of unit vectors, one per RGB PIL image."""
+        batch_size = batch_size or self.batch_size
+        chunks = [
+            self.embed_image_inputs(
+                self.image_inputs(images[start : start + batch_size])
+            )
+            for start in range(0, len(images), batch_size)
+        ]
         if not chunks:
             return np.zeros((0, 0), dtype=np.float32)
         return np.concatenate(chunks)
@@ -228,8 +424,11 @@ class ClipEngine:
         OpenAI models); a long description is instead embedded window by window and
         each window is kept, so that the best-matching part of it can be found.
         """
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        width = self.context_length - 2  # room for the start and end tokens
+        # The text is tokenized whole, with its special tokens, exactly as the
+        # reference usage does; the tokens between them are the text's own.
+        framed = self.tokenizer(text, verbose=False)["input_ids"]
+        ids = framed[len(self.prefix) : len(framed) - len(self.suffix)]
+        width = self.context_length - len(self.prefix) - len(self.suffix)
         if len(ids) <= width:
             return [ids]
         stride = max(1, width * 3 // 4)
@@ -240,6 +439,36 @@ class ClipEngine:
                 break
         return windows
 
+    def text_inputs_for(self, windows: list[list[int]]) -> dict:
+        """Model inputs for windows of equal padded length, as the tokenizer pads."""
+        rows = []
+        for window in windows:
+            ids = self.prefix + window + self.suffix
+            row = {"input_ids": ids}
+            for key in self.text_inputs:
+                if key != "input_ids":
+                    row[key] = [TEXT_INPUT_FILL[key]] * len(ids)
+            rows.append(row)
+        padded = self.tokenizer.pad(
+            rows,
+            padding="max_length",
+            max_length=self._padded_length(max(len(r["input_ids"]) for r in rows)),
+            return_tensors="pt",
+        )
+        return {key: padded[key] for key in self.text_inputs}
+
+    def text_features(self, windows: list[list[int]]):
+        """The model's text features for windows of token ids, not normalised;
+        gradients flow unless the caller turns them off (fine-tuning needs them)."""
+        inputs = self.text_inputs_for(windows)
+        inputs = {key: value.to(self.device) for key, value in inputs.items()}
+        return _feature_tensor(self.model.get_text_features(**inputs), "text")
+
+    def _padded_length(self, length: int) -> int:
+        if self.family.pad_to_context:
+            return self.context_length
+        return min(self.context_length, -(-length // PAD_MULTIPLE) * PAD_MULTIPLE)
+
     def embed_texts(
         self, texts: list[str], batch_size: int | None = None
     ) -> list[np.ndarray]:
@@ -247,40 +476,49 @@ class ClipEngine:
         import torch
 
         batch_size = batch_size or self.batch_size
-        owners, windows = [], []
+        windows, owners = [], []
+        groups: dict[int, list[int]] = defaultdict(list)
         for index, text in enumerate(texts):
             for window in self.text_chunks(text):
-                owners.append(index)
+                total = len(self.prefix) + len(window) + len(self.suffix)
+                groups[self._padded_length(total)].append(len(windows))
                 windows.append(window)
-        bos, eos = self.tokenizer.bos_token_id, self.tokenizer.eos_token_id
-        pad = self.tokenizer.pad_token_id
-        pad = eos if pad is None else pad
-        vectors = []
-        for start in range(0, len(windows), batch_size):
-            batch = windows[start : start + batch_size]
-            rows = [
-                ([bos] if bos is not None else [])
-                + w
-                + ([eos] if eos is not None else [])
-                for w in batch
-            ]
-            length = max(len(r) for r in rows)
-            input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
-            mask = torch.zeros((len(rows), length), dtype=torch.long)
-            for i, row in enumerate(rows):
-                input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-                mask[i, : len(row)] = 1
-            with torch.inference_mode():
-                out = self.model.get_text_features(
-                    input_ids=input_ids.to(self.device),
-                    attention_mask=mask.to(self.device),
-                )
-            vectors.append(_normalise(_feature_tensor(out, "text")))
-        flat = np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)
+                owners.append(index)
+        vectors: list[np.ndarray | None] = [None] * len(windows)
+        for members in groups.values():
+            for start in range(0, len(members), batch_size):
+                batch = members[start : start + batch_size]
+                with torch.inference_mode():
+                    features = self.text_features([windows[n] for n in batch])
+                for n, vector in zip(batch, _normalise(features), strict=True):
+                    vectors[n] = vector
         result: list[list[np.ndarray]] = [[] for _ in texts]
-        for owner, vector in zip(owners, flat, strict=True):
+        for owner, vector in zip(owners, vectors, strict=True):
             result[owner].append(vector)
         return [np.stack(rows).astype(np.float32) for rows in result]
+
+
+def _family_of(source: ModelSource) -> Family:
+    """The checkpoint's family from its config.json, refused unless verified."""
+    try:
+        config = json.loads((source.path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{source.path}/config.json is unreadable: {exc}") from exc
+    model_type = config.get("model_type")
+    if not model_type:
+        raise ModelLoadError(
+            f"Could not load model {source.ref!r} from {source.path}: its "
+            "config.json names no model_type."
+        )
+    family = FAMILIES.get(model_type)
+    if family is None:
+        architectures = ", ".join(config.get("architectures") or ()) or "no class"
+        raise ModelLoadError(
+            f"{source.ref!r} is a {model_type} checkpoint ({architectures}), a "
+            "model family clipmatch has not verified: its scores could be wrong "
+            f"without any error. Supported families: {supported_families()}."
+        )
+    return family
 
 
 def _normalise(tensor) -> np.ndarray:
@@ -300,13 +538,14 @@ def load_engine(
     threads: int = 1,
     batch_size: int = 32,
     fingerprint: str | None = None,
+    hub_timeout: float | None = None,
 ) -> ClipEngine:
     """The process's engine for a model, loaded on first use (never at import).
 
     With `fingerprint`, refuse a model whose files changed since that version was
     recorded, so that no embedding is ever stored under the wrong version.
     """
-    source = resolve_model(ref)
+    source = resolve_model(ref, hub_timeout=hub_timeout)
     if fingerprint is not None and source.fingerprint != fingerprint:
         raise ModelLoadError(
             f"Model {ref!r} changed on disk while it was in use "

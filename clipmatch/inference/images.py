@@ -111,7 +111,7 @@ def decode_image(
                 opened.seek(0)  # the first frame of an animation or an MPO
                 opened.load()
                 _check_no_trailing_data(fmt, data)
-                image = _to_rgb(ImageOps.exif_transpose(opened))
+                image = upright_rgb(opened)
     except UnreadableImage:
         raise
     except Image.DecompressionBombError as exc:
@@ -169,6 +169,12 @@ def _check_no_trailing_data(fmt: str, data: bytes) -> None:
                 )
             return
     raise UnreadableImage("Unreadable image: the PNG has no end marker.")
+
+
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """A decoded image turned as its EXIF says and converted to RGB on purpose:
+    what the model sees, in the app and in fine-tuning alike."""
+    return _to_rgb(ImageOps.exif_transpose(image))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from clipmatch.inference.images import upright_rgb
+
 REQUIRED = ("image_path", "text")
 
 
@@ -96,12 +98,9 @@ def open_image(pair: Pair) -> Image.Image:
         raise PairsError(f"{pair.where}: image file {pair.image_path} does not exist.")
     try:
         with Image.open(pair.path) as image:
+            image.seek(0)  # the first frame, as the app decodes it
             image.load()
-            if image.mode in ("RGBA", "LA", "P"):
-                image = image.convert("RGBA")
-                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                return Image.alpha_composite(background, image).convert("RGB")
-            return image.convert("RGB")
+            return upright_rgb(image)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise PairsError(
             f"{pair.where}: image {pair.image_path} cannot be read "

@@ -28,9 +28,9 @@ def engine_and_thresholds(ref: str | None) -> tuple[ClipEngine, Thresholds]:
             engine = get_engine(source.ref, fingerprint=source.fingerprint)
             return engine, Thresholds.from_dict(registered.thresholds)
         if ref:
-            engine = get_engine(ref)
+            engine = get_engine(ref, hub=True)
             return engine, thresholds_for(engine.source)
-        active = model_version_active()
+        active = model_version_active(hub=True)
         return active.engine(), active.thresholds
     except (ModelLoadError, ImproperlyConfigured, ValueError) as exc:
         raise CommandError(str(exc)) from exc

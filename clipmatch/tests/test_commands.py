@@ -45,6 +45,7 @@ def test_clip_info_reports_model_version_device_and_thresholds(
     assert info["model"] == str(tiny_clip_dir)
     assert info["version"].startswith("tiny-clip-0@")
     assert info["device"] == "cpu"
+    assert info["family"] == "CLIP"
     assert info["context_length"] == 16
     assert info["thresholds"]["title"] == {"pass": 0.5, "hold": -0.5}
 

@@ -1,5 +1,6 @@
 """The engine against real (tiny, random) CLIP checkpoints built by the tests."""
 
+import functools
 import io
 
 import numpy as np
@@ -35,7 +36,10 @@ def test_resolve_model_refuses_a_directory_that_is_not_a_checkpoint(tmp_path):
 
 def test_unknown_hub_id_fails_loudly_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelLoadError, match="neither a local directory nor available"):
+    with pytest.raises(
+        ModelLoadError,
+        match="neither a local directory nor in this machine.s Hugging Face cache",
+    ):
         resolve_model("clipmatch-tests/no-such-model")
 
 
@@ -185,3 +189,115 @@ def test_a_fine_tuning_report_beside_the_weights_is_not_part_of_the_version(
     (path / "finetune_report.json").write_text('{"wall_seconds": 71.0}')
 
     assert resolve_model(str(path)).fingerprint == before
+
+
+@pytest.fixture
+def fresh_hub_lookups(monkeypatch, tmp_path):
+    """No hub id resolved yet in this process, and an empty Hugging Face cache."""
+    import huggingface_hub.constants
+
+    from clipmatch.inference import engine
+
+    monkeypatch.setattr(engine, "_hub_cache", {})
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
+@pytest.fixture
+def silent_hub(fresh_hub_lookups, monkeypatch):
+    """A hub on loopback that accepts connections and never answers."""
+    import socket
+    import threading
+
+    import huggingface_hub.constants
+
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept():
+        while True:
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:  # closed at teardown
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = server.getsockname()[1]
+    monkeypatch.setattr(
+        huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}"
+    )
+    yield accepted
+    server.close()
+    for connection in accepted:
+        connection.close()
+
+
+@pytest.mark.django_db
+def test_clip_info_gives_up_on_a_silent_hub_within_the_timeout(silent_hub, settings):
+    import time
+
+    from django.core.management import CommandError, call_command
+
+    settings.CLIPMATCH = {**settings.CLIPMATCH, "HUB_TIMEOUT": 1.5}
+    started = time.monotonic()
+
+    with pytest.raises(CommandError) as caught:
+        call_command("clip_info", model="clipmatch-tests/silent", no_load=True)
+
+    assert time.monotonic() - started < 1.5 + 0.5
+    assert silent_hub, "the hub was asked"
+    assert str(caught.value) == (
+        "Model 'clipmatch-tests/silent' is not in this machine's Hugging Face cache "
+        "and the hub did not tell its files (no answer within 1.5 s). Download it "
+        "beforehand (hf download clipmatch-tests/silent), or set HF_HUB_OFFLINE=1 to "
+        "use the local cache only."
+    )
+
+
+def test_a_hub_that_did_not_answer_is_not_asked_again_in_the_process(silent_hub):
+    import time
+
+    resolve = functools.partial(resolve_model, "clipmatch-tests/silent")
+    with pytest.raises(ModelLoadError):
+        resolve(hub_timeout=0.5)
+    asked = len(silent_hub)
+    started = time.monotonic()
+
+    with pytest.raises(ModelLoadError, match="no answer within 0.5 s"):
+        resolve(hub_timeout=0.5)
+
+    assert time.monotonic() - started < 0.1
+    assert len(silent_hub) == asked
+
+
+def test_without_a_timeout_a_hub_id_is_looked_up_in_the_local_cache_only(
+    silent_hub,
+):
+    import time
+
+    started = time.monotonic()
+
+    with pytest.raises(ModelLoadError) as caught:
+        resolve_model("clipmatch-tests/silent")
+
+    assert time.monotonic() - started < 0.5
+    assert silent_hub == []  # what web requests and workers do: never the network
+    assert str(caught.value) == (
+        "Model 'clipmatch-tests/silent' is neither a local directory nor in this "
+        "machine's Hugging Face cache. Download it once where the hub is reachable "
+        "(manage.py clip_info --model clipmatch-tests/silent, or hf download "
+        "clipmatch-tests/silent); with HF_HUB_OFFLINE=1 only the cache is used."
+    )
+
+
+@pytest.mark.django_db
+def test_scoring_setup_never_asks_the_hub(silent_hub, settings):
+    from clipmatch.services import model_version_active
+
+    settings.CLIPMATCH = {**settings.CLIPMATCH, "MODEL": "clipmatch-tests/silent"}
+
+    with pytest.raises(ModelLoadError, match="neither a local directory nor in"):
+        model_version_active()
+
+    assert silent_hub == []

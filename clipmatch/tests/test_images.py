@@ -172,3 +172,21 @@ def test_the_upload_validator_refuses_an_oversized_file_before_reading_it(settin
 
     with pytest.raises(ValidationError, match="the limit is 10 bytes"):
         validate_image_file(upload)
+
+
+def test_fine_tuning_reads_a_pair_image_as_the_app_decodes_it(tmp_path):
+    from clipmatch.inference.pairs import Pair, open_image
+
+    # A JPEG whose EXIF says "rotate 90": phones write these.
+    image = Image.new("RGB", (40, 20), (200, 30, 30))
+    image.paste((30, 30, 200), (0, 0, 10, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "turned.jpg"
+    image.save(path, format="JPEG", exif=exif)
+    pair = Pair(row=2, image_path="turned.jpg", path=path, text="a mug", label=1)
+
+    opened = open_image(pair)
+
+    assert opened.size == (20, 40)
+    assert opened.tobytes() == decode_image(path.read_bytes()).image.tobytes()

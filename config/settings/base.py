@@ -148,6 +148,9 @@ CLIPMATCH = {
     "AUDIT_RATE": env.float("CLIPMATCH_AUDIT_RATE", default=0.02),
     "BATCH_SIZE": env.int("CLIPMATCH_BATCH_SIZE", default=32),
     "TORCH_THREADS": env.int("CLIPMATCH_TORCH_THREADS", default=1),
+    # Seconds a command waits for the Hugging Face hub to say what a hub id is;
+    # web requests and workers never ask it (they read the local cache only).
+    "HUB_TIMEOUT": env.float("CLIPMATCH_HUB_TIMEOUT", default=10.0),
     "MAX_IMAGE_PIXELS": env.int("CLIPMATCH_MAX_IMAGE_PIXELS", default=40_000_000),
     "MAX_IMAGE_BYTES": env.int("CLIPMATCH_MAX_IMAGE_BYTES", default=15 * 1024 * 1024),
     "IMAGE_FORMATS": ["JPEG", "MPO", "PNG", "WEBP", "GIF"],

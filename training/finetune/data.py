@@ -22,10 +22,18 @@ class PairSet:
     """Labelled pairs with their images preprocessed once, as model inputs."""
 
     pairs: list[Pair]
-    pixels: object  # float tensor (images, 3, H, W)
-    image_of: list[int]  # pair -> row of pixels
+    images: dict  # the processor's tensors for the distinct images, one row each
+    image_of: list[int]  # pair -> row of images
     group_of_image: list[int]
     group_of_text: dict[str, int]
+
+    @property
+    def n_images(self) -> int:
+        return len(self.images["pixel_values"])
+
+    def image_rows(self, rows: list[int]) -> dict:
+        """The processor's tensors of some images, for a batch."""
+        return {key: value[rows] for key, value in self.images.items()}
 
     @property
     def labels(self) -> list[int]:
@@ -111,8 +119,9 @@ def _groups(pairs: Sequence[Pair]) -> tuple[dict[Path, int], dict[str, int]]:
     return images, texts
 
 
-def prepare(pairs: list[Pair], processor) -> PairSet:
-    """Decode each distinct image once and turn it into pixel values."""
+def prepare(pairs: list[Pair], engine) -> PairSet:
+    """Decode each distinct image once and turn it into model inputs, through the
+    engine's processor as the app does."""
     import torch
 
     paths = list(dict.fromkeys(p.path for p in pairs))
@@ -121,16 +130,14 @@ def prepare(pairs: list[Pair], processor) -> PairSet:
     for p in pairs:
         first.setdefault(p.path, p)
     images = open_images([first[path] for path in paths])
-    chunks = []
-    for start in range(0, len(images), PREPROCESS_CHUNK):
-        out = processor.image_processor(
-            images=images[start : start + PREPROCESS_CHUNK], return_tensors="pt"
-        )
-        chunks.append(out["pixel_values"].float())
+    chunks = [
+        engine.image_inputs(images[start : start + PREPROCESS_CHUNK])
+        for start in range(0, len(images), PREPROCESS_CHUNK)
+    ]
     image_groups, text_groups = _groups(pairs)
     return PairSet(
         pairs=pairs,
-        pixels=torch.cat(chunks),
+        images={key: torch.cat([c[key] for c in chunks]) for key in chunks[0]},
         image_of=[index[p.path] for p in pairs],
         group_of_image=[image_groups[path] for path in paths],
         group_of_text=text_groups,

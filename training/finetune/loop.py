@@ -40,8 +40,7 @@ class RunState:
 class Tuner:
     """The model being tuned, with everything that updates it."""
 
-    model: object
-    tokenizer: object
+    engine: object  # the ClipEngine whose model is tuned, and that measures it
     bias: object  # the BCE loss's learnable bias on the scaled cosine
     params: list
     optimizer: object
@@ -49,20 +48,25 @@ class Tuner:
     device: str
     state: RunState = field(default_factory=RunState)
 
+    @property
+    def model(self):
+        return self.engine.model
 
-def start_tuning(model, tokenizer, train: PairSet, config: FinetuneConfig, device):
+
+def start_tuning(engine, train: PairSet, config: FinetuneConfig):
     """A Tuner for the model's trainable parameters and the bias: AdamW, with
     warm-up over a share of all the steps the run will take, then cosine decay."""
     import torch
 
+    device = engine.device
     bias = torch.nn.Parameter(torch.zeros((), device=device))
-    params = [p for p in model.parameters() if p.requires_grad] + [bias]
+    params = [p for p in engine.model.parameters() if p.requires_grad] + [bias]
     optimizer = make_optimizer(params, config.lr, config.weight_decay)
     n_items = items_per_epoch(train, config.hard_negatives)
     total_steps = math.ceil(n_items / config.batch_size) * config.epochs
     warmup = max(1, int(config.warmup * total_steps))
     scheduler = make_scheduler(optimizer, total_steps, warmup)
-    return Tuner(model, tokenizer, bias, params, optimizer, scheduler, device)
+    return Tuner(engine, bias, params, optimizer, scheduler, device)
 
 
 def start_bias_at(tuner: Tuner, scores: np.ndarray) -> None:
@@ -119,8 +123,8 @@ def batch_loss(tuner: Tuner, data: PairSet, batch: list, loss_kind: str):
     device = tuner.device
     rows = list(dict.fromkeys(item[0] for item in batch))
     texts = list(dict.fromkeys(item[1] for item in batch))
-    img = encode_images(tuner.model, data.pixels[rows], device)
-    txt = encode_texts(tuner.model, tuner.tokenizer, texts, device)
+    img = encode_images(tuner.engine, data.image_rows(rows))
+    txt = encode_texts(tuner.engine, texts)
     scale = logit_scale(tuner.model)
     row_of = {r: n for n, r in enumerate(rows)}
     col_of = {t: n for n, t in enumerate(texts)}
@@ -194,7 +198,7 @@ def train(
     checkpoint."""
     for epoch in range(tuner.state.epoch, config.epochs):
         running = train_one_epoch(tuner, train_set, config, epoch, progress)
-        val_scores = similarities(tuner.model, tuner.tokenizer, val, tuner.device)
+        val_scores = similarities(tuner.engine, val)
         val_auc = roc_auc(val.labels, val_scores)
         if not running:
             raise FinetuneError(
@@ -217,10 +221,10 @@ def train(
             on_epoch_end(epoch + 1)
 
 
-def score(model, tokenizer, val: PairSet, regression: PairSet, device) -> Scores:
+def score(engine, val: PairSet, regression: PairSet) -> Scores:
+    """Validation and regression scores, each the app's score of its pair."""
     return Scores(
-        val=similarities(model, tokenizer, val, device),
-        regression=similarities(model, tokenizer, regression, device),
+        val=similarities(engine, val), regression=similarities(engine, regression)
     )
 
 
@@ -234,12 +238,12 @@ def wise_ft(
 ) -> tuple[float, list[dict]]:
     """Score every WiSE-FT mix of base and tuned weights, load the chosen one;
     returns its alpha and every candidate's figures."""
-    model, tokenizer, device = tuner.model, tuner.tokenizer, tuner.device
+    model = tuner.model
     tuned_state = snapshot(model)
     candidates = []
     for alpha in config.wise_alphas:
         model.load_state_dict(wise_mix(base_state, tuned_state, alpha))
-        scores = score(model, tokenizer, val, regression, device)
+        scores = score(tuner.engine, val, regression)
         candidates.append(
             {
                 "alpha": alpha,

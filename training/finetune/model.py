@@ -15,19 +15,19 @@ from training.finetune.params import FinetuneError
 EMBED_CHUNK = 256  # images or texts per forward pass when scoring
 
 
-def load_model(path: str | Path):
-    """Model and processor from a save_pretrained folder, float32, no network."""
-    from transformers import AutoModel, AutoProcessor
+def load_model(path: str | Path, device: str):
+    """The base model as the app loads it (its family checked, no network): the
+    engine whose embedding path fine-tuning trains through and measures with."""
+    from clipmatch.inference.engine import ClipEngine, ModelLoadError, resolve_model
 
     path = Path(path)
     if not (path / "config.json").exists():
         raise FinetuneError(f"--base {path} is not a save_pretrained folder.")
-    model = AutoModel.from_pretrained(path, local_files_only=True).float()
-    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-    for method in ("get_image_features", "get_text_features"):
-        if not hasattr(model, method):
-            raise FinetuneError(f"{path} is not a CLIP-family model: no {method}().")
-    return model, processor
+    try:
+        # threads=0: the run has set torch's threads already.
+        return ClipEngine(resolve_model(str(path)), device=device, threads=0)
+    except ModelLoadError as exc:
+        raise FinetuneError(f"--base: {exc}") from exc
 
 
 def read_meta(path: str | Path) -> dict:
@@ -78,57 +78,37 @@ def wise_mix(base_state: dict, tuned_state: dict, alpha: float) -> dict:
     return mixed
 
 
-def _features(output):
-    """transformers 5 returns an output object where 4.x returned a tensor."""
-    import torch
-
-    if isinstance(output, torch.Tensor):
-        return output
-    for name in ("image_embeds", "text_embeds", "pooler_output"):
-        value = getattr(output, name, None)
-        if value is not None:
-            return value
-    return output[0]
-
-
-def encode_images(model, pixels, device: str):
+def encode_images(engine, inputs: dict):
+    """Unit image vectors with gradients, through the engine's own path."""
     import torch.nn.functional as F
 
-    feats = model.get_image_features(pixel_values=pixels.to(device))
-    return F.normalize(_features(feats).float(), dim=-1)
+    return F.normalize(engine.image_features(inputs).float(), dim=-1)
 
 
-def encode_texts(model, tokenizer, texts: Sequence[str], device: str):
+def encode_texts(engine, texts: Sequence[str]):
+    """Unit text vectors with gradients: each text's first window, tokenized and
+    padded as the app does (the loss sees what the app's first window sees)."""
     import torch.nn.functional as F
 
-    tok = tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
-    feats = model.get_text_features(
-        input_ids=tok["input_ids"].to(device),
-        attention_mask=tok["attention_mask"].to(device),
+    windows = [engine.text_chunks(text)[0] for text in texts]
+    return F.normalize(engine.text_features(windows).float(), dim=-1)
+
+
+def similarities(engine, data: PairSet) -> np.ndarray:
+    """Every pair's score exactly as the app computes it (clip_batch_test, the
+    scoring of a listing): the cosine of the image with the text's best window."""
+    from clipmatch.inference.scoring import best_chunk_similarity
+
+    engine.model.eval()
+    images = engine.embed_image_inputs(data.images, batch_size=EMBED_CHUNK)
+    unique = list(dict.fromkeys(data.texts))
+    windows = dict(
+        zip(unique, engine.embed_texts(unique, batch_size=EMBED_CHUNK), strict=True)
     )
-    return F.normalize(_features(feats).float(), dim=-1)
-
-
-def similarities(model, tokenizer, data: PairSet, device: str) -> np.ndarray:
-    """Raw cosine of every pair's image with its text (what the app thresholds)."""
-    import torch
-
-    model.eval()
-    with torch.inference_mode():
-        image_vecs = torch.cat(
-            [
-                encode_images(model, data.pixels[s : s + EMBED_CHUNK], device)
-                for s in range(0, len(data.pixels), EMBED_CHUNK)
-            ]
-        )
-        unique = list(dict.fromkeys(data.texts))
-        text_vecs = torch.cat(
-            [
-                encode_texts(model, tokenizer, unique[s : s + EMBED_CHUNK], device)
-                for s in range(0, len(unique), EMBED_CHUNK)
-            ]
-        )
-    row = {t: n for n, t in enumerate(unique)}
-    img = image_vecs[data.image_of]
-    txt = text_vecs[[row[t] for t in data.texts]]
-    return (img * txt).sum(-1).cpu().numpy().astype(np.float64)
+    return np.array(
+        [
+            best_chunk_similarity(images[row], windows[text])
+            for row, text in zip(data.image_of, data.texts, strict=True)
+        ],
+        dtype=np.float64,
+    )

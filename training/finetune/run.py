@@ -31,8 +31,7 @@ class Loaded:
     """A run's inputs, loaded: the pairs, the base model and what it scored."""
 
     data: RunData
-    model: object
-    processor: object
+    engine: object  # the base model as the app loads it; tuned in place
     train: PairSet
     val: PairSet
     regression: PairSet
@@ -61,10 +60,8 @@ def finetune(
     run = _load(config, device, log)
 
     torch.manual_seed(config.seed)
-    trainable = freeze(run.model, config.freeze, config.trainable_blocks)
-    tuner = loop.start_tuning(
-        run.model, run.processor.tokenizer, run.train, config, device
-    )
+    trainable = freeze(run.engine.model, config.freeze, config.trainable_blocks)
+    tuner = loop.start_tuning(run.engine, run.train, config)
     if resume and (out / CHECKPOINT).exists():
         loop.load_checkpoint(tuner, out, config.fingerprint())
         log(f"resumed from {out / CHECKPOINT} after epoch {tuner.state.epoch}")
@@ -115,22 +112,19 @@ def _load(config: FinetuneConfig, device: str, log: Callable[[str], None]) -> Lo
     """Every image read and preprocessed, and the base scored on validation and
     regression before any training."""
     data = load_run_data(config)
-    model, processor = load_model(config.base)
+    engine = load_model(config.base, device)
     base_meta = read_meta(config.base)
-    train = prepare(data.train + data.replay, processor)
-    val = prepare(data.val, processor)
-    regression = prepare(data.regression, processor)
+    train = prepare(data.train + data.replay, engine)
+    val = prepare(data.val, engine)
+    regression = prepare(data.regression, engine)
     log(
-        f"{len(data.train)} training pairs ({len(train.pixels)} images), "
+        f"{len(data.train)} training pairs ({train.n_images} images), "
         f"{len(data.val)} validation, {len(data.regression)} regression; "
         f"device {device}"
     )
-    model.to(device)
-    base_state = snapshot(model)
-    base = loop.score(model, processor.tokenizer, val, regression, device)
-    return Loaded(
-        data, model, processor, train, val, regression, base_meta, base_state, base
-    )
+    base_state = snapshot(engine.model)
+    base = loop.score(engine, val, regression)
+    return Loaded(data, engine, train, val, regression, base_meta, base_state, base)
 
 
 def _finish(
@@ -149,7 +143,7 @@ def _finish(
     alpha, candidates = loop.wise_ft(
         tuner, run.base_state, base_regression_auc, val, regression, config
     )
-    tuned = loop.score(tuner.model, tuner.tokenizer, val, regression, tuner.device)
+    tuned = loop.score(tuner.engine, val, regression)
     thresholds = propose_thresholds(val.labels, tuned.val)
     base_thresholds = run.base_meta.get("thresholds") or thresholds
     metrics = compare(
@@ -162,7 +156,7 @@ def _finish(
     )
     out.mkdir(parents=True, exist_ok=True)
     tuner.model.save_pretrained(out, safe_serialization=True)
-    run.processor.save_pretrained(out)
+    run.engine.processor.save_pretrained(out)
     refused = refusals(metrics, config.tolerance)
     report = {
         "name": config.name or out.name,
@@ -191,7 +185,7 @@ def _data_report(config: FinetuneConfig, run: Loaded) -> dict:
     data = run.data
     return {
         "train_pairs": len(data.train),
-        "train_images": len(run.train.pixels),
+        "train_images": run.train.n_images,
         "replay_pairs": len(data.replay),
         "replay_csv": data.replay_csv,
         "mined_negatives_per_epoch": config.hard_negatives * sum(run.train.labels),

@@ -33,10 +33,12 @@ COLOURS = {
 }
 
 
-def colour_catalog(folder, *, renders: int, seed: int, flip: bool = False):
+def colour_catalog(
+    folder, *, renders: int, seed: int, flip: bool = False, text: str = "a {} box"
+):
     """Squares of one colour on noise; match = its colour's name, mismatch =
-    another's. With flip, the labels are swapped: what training learns is wrong
-    there (a regression set that tuning must make worse)."""
+    another's (each put in `text`). With flip, the labels are swapped: what
+    training learns is wrong there (a regression set that tuning must make worse)."""
     rng = random.Random(seed)
     (folder / "img").mkdir(parents=True, exist_ok=True)
     rows = []
@@ -50,8 +52,8 @@ def colour_catalog(folder, *, renders: int, seed: int, flip: bool = False):
             rel = f"img/{name}-{seed}-{k}.png"
             image.save(folder / rel)
             other = rng.choice([n for n in names if n != name])
-            rows.append({"image_path": rel, "text": f"a {name} box", "label": 1})
-            rows.append({"image_path": rel, "text": f"a {other} box", "label": 0})
+            rows.append({"image_path": rel, "text": text.format(name), "label": 1})
+            rows.append({"image_path": rel, "text": text.format(other), "label": 0})
     if flip:
         for row in rows:
             row["label"] = 1 - row["label"]

@@ -6,9 +6,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from clipmatch import conf
-from clipmatch.inference.engine import ModelLoadError, resolve_model
+from clipmatch.inference.engine import ModelLoadError
 from clipmatch.management.common import add_model_argument
-from clipmatch.runtime import get_engine
+from clipmatch.runtime import get_engine, resolve
 from clipmatch.services import model_version_active, thresholds_for
 
 
@@ -30,12 +30,12 @@ class Command(BaseCommand):
         ref = options["model"]
         try:
             if ref:
-                source = resolve_model(ref)
+                source = resolve(ref, hub=True)
                 thresholds = thresholds_for(source)
                 info = {"model": ref, "activated": False}
             else:
                 # The activated version if there is one, else the settings' model.
-                active = model_version_active()
+                active = model_version_active(hub=True)
                 source, thresholds = active.source, active.thresholds
                 info = {
                     "model": source.ref,
@@ -59,6 +59,7 @@ class Command(BaseCommand):
             if not options["no_load"]:
                 engine = get_engine(source.ref, fingerprint=source.fingerprint)
                 info["device"] = engine.device
+                info["family"] = engine.family.name
                 info["context_length"] = engine.context_length
         except (ModelLoadError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from exc
