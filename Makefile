@@ -35,6 +35,8 @@ serve: setup
 # processes, each loading the model as it starts; Ctrl-C stops all of it. A secret
 # key is made once in var/prod/ unless DJANGO_SECRET_KEY is set; both kinds of
 # process write their metrics to var/prod/prometheus (emptied at each start).
+# The stop handler clears itself first: kill 0 signals this shell too, and dash
+# re-enters a handler that is still set (a segfault at Ctrl-C).
 PROD_DIR := var/prod
 prod: $(VENV)/.installed
 	@case "$$DATABASE_URL" in postgres*) ;; *) echo "make prod: set DATABASE_URL to a PostgreSQL database (postgres://...)" >&2; exit 2;; esac
@@ -49,7 +51,7 @@ prod: $(VENV)/.installed
 	$(MANAGE) migrate --noinput && \
 	$(MANAGE) collectstatic --noinput -v0 && \
 	echo "gunicorn on $${GUNICORN_BIND:-127.0.0.1:8000}, $${Q_WORKERS:-2} workers; Ctrl-C stops both" && \
-	trap 'kill 0' INT TERM EXIT; \
+	trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
 	$(MANAGE) qcluster & \
 	$(VENV)/bin/gunicorn -c config/gunicorn.py & \
 	wait
