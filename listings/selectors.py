@@ -256,6 +256,17 @@ def _overturns(human: QuerySet) -> list[dict]:
     ]
 
 
+# How much each band needs a person, and how the page says it in words.
+BAND_SEVERITY = {"pass": 0, "review": 1, "hold": 2}
+BAND_LABELS = {"pass": "passes", "review": "needs review", "hold": "mismatch"}
+
+
+def _image_band(bands: dict[str, str], category_ok: bool) -> str:
+    """One image's worst band over its fields; a wrong category asks for review."""
+    found = list(bands.values()) + ([] if category_ok else ["review"])
+    return max(found, key=BAND_SEVERITY.__getitem__, default="")
+
+
 def review_evidence(listing: Listing) -> dict:
     """What a moderator needs to see about a listing, in display order."""
     score = listing.score
@@ -265,10 +276,21 @@ def review_evidence(listing: Listing) -> dict:
     for number, image in enumerate(images, start=1):
         seen = by_index.get(number, {})
         bands = seen.get("bands", {})
+        band = _image_band(bands, seen.get("category_ok", True))
         rows.append(
             {
                 "image": image,
                 "number": number,
+                "band": band,
+                "band_label": BAND_LABELS.get(band, "not scored"),
+                "lowest": min(
+                    (
+                        seen[name]
+                        for name in ("title", "description")
+                        if seen.get(name) is not None
+                    ),
+                    default=None,
+                ),
                 "fields": [
                     {
                         "name": name,
@@ -285,11 +307,22 @@ def review_evidence(listing: Listing) -> dict:
                 "category_ok": seen.get("category_ok", True),
             }
         )
+    worst = min(
+        rows,
+        key=lambda row: (
+            -BAND_SEVERITY.get(row["band"], -1),
+            row["lowest"] if row["lowest"] is not None else math.inf,
+            row["number"],
+        ),
+        default=None,
+    )
     decisions = list(listing.decisions.select_related("actor").order_by("-created_at"))
     appeal = listing.appeals.select_related("rejection__actor").first()
     return {
         "score": score,
         "images": rows,
+        # The viewer opens on the photo that most needs a person's eyes.
+        "worst_index": rows.index(worst) if worst else 0,
         "reasons": score.reasons if score else [],
         "thresholds": score.thresholds if score else {},
         "model_version": str(score.model_version) if score else "",

@@ -101,19 +101,28 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
     assert not page.locator("#help").is_visible()
 
     plan: dict[int, str] = {}
+    opened_on: dict[int, int] = {}
     for step in range(20):
         listing_id = current_listing(page)
         assert listing_id in demo_queue, f"step {step}: not on an item ({page.url})"
         assert listing_id not in plan, f"listing {listing_id} came back"
         images = page.locator(".stage img")
+        kind = demo_queue[listing_id]
+        # The demo plants "something else" in the second photo: the page opens there.
+        worst = 1 if kind == "something_else" else 0
+        assert images.nth(worst).is_visible(), f"step {step}: not on the worst image"
         if images.count() > 1:
+            opened_on[listing_id] = worst
+            assert "mismatch" in page.locator(".thumbs .current").inner_text()
             page.keyboard.press("j")
-            assert images.nth(1).is_visible() and not images.nth(0).is_visible()
+            assert images.nth(1 - worst).is_visible()
+            assert not images.nth(worst).is_visible()
             page.keyboard.press("k")
-            assert images.nth(0).is_visible()
+            assert images.nth(worst).is_visible()
         if step == 0:
             shot(page, "item")
-        kind = demo_queue[listing_id]
+        if step == 1:
+            look_closer(page)
         if step in (3, 11):
             plan[listing_id] = "approved"
             with page.expect_navigation():
@@ -151,4 +160,25 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
     assert page.locator("#claimed-now .n").inner_text() == "0"
     assert page.locator("svg.chart").count() == 2
     shot(page, "dashboard")
+    assert len(opened_on) >= 3, "too few multi-image items to tell"
     return plan
+
+
+def look_closer(page) -> None:
+    """The zoom shows the photo at its natural size, scales it up and pans."""
+    page.keyboard.press("z")
+    zoom = page.locator("#zoom")
+    assert zoom.is_visible()
+    assert page.locator("#zoom-size").inner_text() == "128 × 128 px at natural size"
+    assert page.evaluate("document.activeElement.id") == "zoom-pan"
+    for _ in range(5):  # up to 16× at most
+        page.keyboard.press("+")
+    assert page.locator("#zoom-size").inner_text() == "128 × 128 px shown at 16×"
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate("document.getElementById('zoom-pan').scrollLeft") == 60
+    assert page.evaluate("document.getElementById('zoom-pan').scrollTop") == 60
+    shot(page, "zoom")
+    page.keyboard.press("Escape")
+    assert not zoom.is_visible()
+    assert "128 × 128 px" in page.locator("#caption").inner_text()
