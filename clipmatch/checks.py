@@ -2,7 +2,7 @@
 break scoring or webhooks silently.
 
 Ids: E001-E004 combinations (below); E010 a key or a whole dict missing, E011 an
-unknown key, E012-E022 one kind of value each (clipmatch.conf names them).
+unknown key, E012-E023 one kind of value each (clipmatch.conf names them).
 """
 
 from django.conf import settings

@@ -7,6 +7,7 @@ report every bad value at startup, and get() refuses one at the moment it is rea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -163,6 +164,12 @@ def _image_formats(value: Any) -> str | None:
     return None
 
 
+def _currency(value: Any) -> str | None:
+    if not (isinstance(value, str) and re.fullmatch(r"[A-Z]{3}", value)):
+        return f"must be a three-letter ISO 4217 code such as EUR, not {value!r}"
+    return None
+
+
 MISSING = "clipmatch.E010"
 UNKNOWN = "clipmatch.E011"
 POSITIVE_INT = Rule("clipmatch.E012", _positive_int)
@@ -176,6 +183,7 @@ THRESHOLDS = Rule("clipmatch.E019", _thresholds)
 PROMPT_TEMPLATES = Rule("clipmatch.E020", _prompt_templates)
 REJECT_REASONS = Rule("clipmatch.E021", _reject_reasons)
 IMAGE_FORMATS = Rule("clipmatch.E022", _image_formats)
+CURRENCY = Rule("clipmatch.E023", _currency)
 
 
 @dataclass(frozen=True)
@@ -255,6 +263,8 @@ SETTINGS: dict[str, Setting] = {
                 COUNT_OR_ZERO,
             ),
             ("REJECT_REASONS", "", REJECT_REASONS),
+            ("REVIEW_UNDO_SECONDS", "CLIPMATCH_REVIEW_UNDO_SECONDS", COUNT_OR_ZERO),
+            ("CURRENCY", "CLIPMATCH_CURRENCY", CURRENCY),
         ],
     ),
     **_table(

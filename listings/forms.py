@@ -41,5 +41,6 @@ class DecisionForm(forms.Form):
     action = forms.ChoiceField(choices=[(a, a) for a in DECISIONS])
     reason_code = forms.CharField(required=False, max_length=40)
     note = forms.CharField(required=False, max_length=2000)
+    message = forms.CharField(required=False, max_length=2000)
     expected_status = forms.ChoiceField(choices=Listing.Status.choices)
     expected_content_hash = forms.CharField(max_length=64)

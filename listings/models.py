@@ -266,7 +266,22 @@ class ListingDecision(models.Model):
     from_status = models.CharField(max_length=10, choices=Listing.Status.choices)
     to_status = models.CharField(max_length=10, choices=Listing.Status.choices)
     reason_code = models.CharField(max_length=40)
-    reason = models.TextField(blank=True)
+    reason = models.TextField(
+        blank=True,
+        help_text="Why, for the audit log: a moderator's note stays internal.",
+    )
+    seller_message = models.TextField(
+        blank=True,
+        help_text="What the seller is told, in the API and webhooks.",
+    )
+    undoes = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="undone_by",
+        help_text="The decision this one took back.",
+    )
     model_version = models.CharField(max_length=300, blank=True)
     score = models.FloatField(null=True, blank=True)
     thresholds = models.JSONField(

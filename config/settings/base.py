@@ -161,6 +161,10 @@ CLIPMATCH = {
     "REVIEW_SKIP_COOLDOWN_SECONDS": env.int(
         "CLIPMATCH_REVIEW_SKIP_COOLDOWN_SECONDS", default=900
     ),
+    # A moderator may take a decision back this long after making it (0: never).
+    "REVIEW_UNDO_SECONDS": env.int("CLIPMATCH_REVIEW_UNDO_SECONDS", default=30),
+    # Prices are shown in this currency (an ISO 4217 code); listings carry none.
+    "CURRENCY": env.str("CLIPMATCH_CURRENCY", default="EUR"),
     # The reasons a moderator picks from when rejecting: [code, label] pairs; the
     # code is stored on the decision. "other" must be one of them, and needs a note.
     "REJECT_REASONS": [

@@ -12,7 +12,7 @@ from listings.models import (
     ListingImage,
     ListingScore,
 )
-from listings.roles import actor_as_seen_by
+from listings.roles import actor_as_seen_by, is_moderator
 from listings.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 
@@ -283,7 +283,18 @@ class DecideSerializer(serializers.Serializer):
         required=False, allow_blank=True, default="", max_length=40
     )
     note = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=2000
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=2000,
+        help_text="Internal, for moderators; needed to escalate and for “other”.",
+    )
+    message = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=2000,
+        help_text="What the seller is told; by default the reason in its own words.",
     )
 
 
@@ -311,9 +322,19 @@ class AppealResultSerializer(serializers.Serializer):
 
 
 class DecisionSerializer(serializers.ModelSerializer):
-    """One row of a listing's history. Sellers see roles, not moderators' names."""
+    """One row of a listing's history. Sellers see roles, not moderators' names,
+    and the message written for them; the internal note is for moderators."""
 
     actor = serializers.SerializerMethodField()
+    message = serializers.CharField(
+        source="seller_message", read_only=True, help_text="What the seller is told."
+    )
+    note = serializers.CharField(
+        source="reason",
+        read_only=True,
+        required=False,
+        help_text="The moderators' internal note: only moderators get this field.",
+    )
 
     class Meta:
         model = ListingDecision
@@ -322,7 +343,9 @@ class DecisionSerializer(serializers.ModelSerializer):
             "from_status",
             "to_status",
             "reason_code",
-            "reason",
+            "message",
+            "note",
+            "undoes",
             "actor",
             "model_version",
             "score",
@@ -331,5 +354,14 @@ class DecisionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_actor(self, obj) -> str:
+        return actor_as_seen_by(obj, self._viewer())
+
+    def _viewer(self):
         request = self.context.get("request")
-        return actor_as_seen_by(obj, request.user if request else None)
+        return request.user if request else None
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not is_moderator(self._viewer()):
+            del data["note"]
+        return data

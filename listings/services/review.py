@@ -49,6 +49,24 @@ def reject_reasons() -> dict[str, str]:
     return {code: label for code, label in conf.get("REJECT_REASONS")}
 
 
+# What the seller reads when the moderator writes them nothing of their own.
+SELLER_MESSAGES = {
+    "approve": "A moderator approved the listing.",
+    "escalate": "A senior moderator will take a second look at the listing.",
+    "undo": "A moderator took the last decision back; the listing is in review again.",
+}
+
+
+def seller_message_default(*, action: str, reason_code: str = "") -> str:
+    """The seller's message for a decision: a rejection's reason in its own words."""
+    if action == "reject":
+        label = reject_reasons().get(reason_code, "")
+        # "Other (write a note)": the part in brackets is for the moderator.
+        label = label.split(" (")[0]
+        return f"Rejected: {label.lower()}." if label else "Rejected."
+    return SELLER_MESSAGES[action]
+
+
 def review_claim_next(
     *, moderator, filters: ReviewFilters | None = None, now: datetime | None = None
 ) -> Listing | None:
@@ -180,13 +198,16 @@ def review_decide(
     expected_content_hash: str,
     reason_code: str = "",
     note: str = "",
+    message: str = "",
     now: datetime | None = None,
 ) -> ListingDecision:
     """Approve, reject (with a reason) or escalate a listing the moderator looked at.
 
     The expected status and content hash are what the moderator saw: if the listing
     changed, was decided by someone else, or another moderator holds it now, the
-    decision is refused with StaleDecision and nothing is written.
+    decision is refused with StaleDecision and nothing is written. The note is
+    internal (the audit log, other moderators); the seller reads only the message,
+    by default the reason in its own words.
     """
     now = now or timezone.now()
     to_status = DECISIONS.get(action)
@@ -203,6 +224,11 @@ def review_decide(
             raise ValueError("Rejecting for another reason needs a note.")
     else:
         reason_code = "approved" if action == "approve" else "escalated"
+    if action == "escalate" and not note:
+        raise ValueError("Escalating needs a note: say what the senior should look at.")
+    message = message.strip() or seller_message_default(
+        action=action, reason_code=reason_code
+    )
     with transaction.atomic():
         listing = listing_locked(listing_id)
         if listing is None:
@@ -243,8 +269,54 @@ def review_decide(
             actor=moderator,
             reason_code=reason_code,
             reason=note,
+            seller_message=message,
             expected_status=expected_status,
         )
+
+
+def review_undo(
+    *, decision_id: int, moderator, now: datetime | None = None
+) -> ListingDecision:
+    """Take back the moderator's own decision within the undo window, as a decision
+    of its own; refused once the listing has moved on. The listing comes back to
+    the queue where it was, claimed by the moderator again."""
+    now = now or timezone.now()
+    window = timedelta(seconds=conf.get("REVIEW_UNDO_SECONDS"))
+    with transaction.atomic():
+        decision = (
+            ListingDecision.objects.select_related("listing")
+            .filter(pk=decision_id, actor=moderator)
+            .first()
+        )
+        # Only a decision review_decide made: not an appeal, not an undo.
+        if (
+            decision is None
+            or decision.to_status not in DECISIONS.values()
+            or decision.reason_code == "undo"
+        ):
+            raise TransitionNotAllowed("There is no decision of yours to undo.")
+        if now - decision.created_at > window:
+            raise TransitionNotAllowed(
+                "Too late to undo: the window closed "
+                f"{conf.get('REVIEW_UNDO_SECONDS')} seconds after the decision."
+            )
+        listing = listing_locked(decision.listing_id)
+        if listing is None or listing.deleted_at is not None:
+            raise TransitionNotAllowed("Too late to undo: the listing is gone.")
+        undo = listing_transition(
+            listing=listing,
+            to_status=decision.from_status,
+            actor=moderator,
+            reason_code="undo",
+            reason=f"Took back {decision.reason_code} (decision {decision.pk}).",
+            seller_message=SELLER_MESSAGES["undo"],
+            undoes=decision,
+        )
+        try:
+            review_claim(listing_id=listing.pk, moderator=moderator, now=now)
+        except ClaimLost:
+            pass  # back in the queue, for someone else (an escalation, say)
+    return undo
 
 
 def _check_may_decide(listing: Listing, moderator, action: str) -> None:

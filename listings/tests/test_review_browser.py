@@ -64,7 +64,16 @@ def test_a_moderator_clears_20_demo_listings_with_the_keyboard_alone(
         plan = work_the_queue(page, live_server.url, demo_queue)
         browser.close()
 
-    decisions = ListingDecision.objects.filter(actor=user)
+    undo = ListingDecision.objects.get(reason_code="undo")
+    assert (undo.actor, undo.from_status, undo.undoes.to_status) == (
+        user,
+        "rejected",
+        "rejected",
+    )
+    assert undo.to_status == undo.undoes.from_status
+    decisions = ListingDecision.objects.filter(actor=user).exclude(
+        pk__in=[undo.pk, undo.undoes_id]
+    )
     made = {
         d.listing_id: d.to_status
         + (f":{d.reason_code}" if d.to_status == "rejected" else "")
@@ -74,6 +83,7 @@ def test_a_moderator_clears_20_demo_listings_with_the_keyboard_alone(
     assert decisions.get(reason_code="other").reason == (
         "Photo is a screenshot of another shop."
     )
+    assert decisions.get(reason_code="escalated").reason == "Is this a replica?"
     statuses = dict(Listing.objects.values_list("pk", "status"))
     assert {statuses[pk] for pk, p in plan.items() if p == "escalated"} == {"escalated"}
 
@@ -102,6 +112,7 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
 
     plan: dict[int, str] = {}
     opened_on: dict[int, int] = {}
+    undone: dict[int, str] = {}
     for step in range(20):
         listing_id = current_listing(page)
         assert listing_id in demo_queue, f"step {step}: not on an item ({page.url})"
@@ -129,8 +140,11 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
                 page.keyboard.press("a")
         elif step == 7:
             plan[listing_id] = "escalated"
+            page.keyboard.press("e")  # an escalation wants a note: focus moves there
+            assert "needs a note" in page.locator("#hint").inner_text()
+            page.keyboard.type("Is this a replica?")
             with page.expect_navigation():
-                page.keyboard.press("e")
+                page.keyboard.press("Enter")
         elif step == 9:
             plan[listing_id] = "rejected:other"
             page.keyboard.press("r")
@@ -148,6 +162,18 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
                 page.keyboard.press(key)
         message = page.locator(".messages .success")
         assert message.count() == 1, f"step {step}: {page.content()[:400]}"
+        if step == 5:
+            # Second thoughts: take the rejection back from the next page, approve.
+            assert page.locator("#undo").is_visible()
+            with page.expect_navigation():
+                page.keyboard.press("u")
+            assert current_listing(page) == listing_id
+            assert "Undone" in page.locator(".messages .success").inner_text()
+            shot(page, "undone")
+            undone[listing_id] = plan[listing_id]
+            plan[listing_id] = "approved"
+            with page.expect_navigation():
+                page.keyboard.press("a")
 
     assert current_listing(page) is None
     assert page.locator("#empty").is_visible()
@@ -161,6 +187,7 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
     assert page.locator("svg.chart").count() == 2
     shot(page, "dashboard")
     assert len(opened_on) >= 3, "too few multi-image items to tell"
+    assert len(undone) == 1
     return plan
 
 
