@@ -12,7 +12,6 @@ model, processor and ``clipmatch.json`` (thresholds and held-out metrics).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import multiprocessing
@@ -159,8 +158,7 @@ def render_pool(n: int, seed: int, size: int, workers: int):
     """
     # Keyed on the catalog's source too, so changing how products are drawn
     # never trains on stale photos.
-    source = Path(catalog.__file__).read_bytes()
-    key = hashlib.sha256(source).hexdigest()[:12]
+    key = catalog.source_fingerprint()[:12]
     cache = DATA_DIR / f"pool-seed{seed}-n{n}-s{size}-{key}.npz"
     if cache.exists():
         data = np.load(cache)

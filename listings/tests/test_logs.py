@@ -121,7 +121,7 @@ def test_a_5xx_response_is_still_logged_as_an_error_with_its_traceback(caplog):
 def test_the_reconciler_says_what_it_did_and_nothing_when_it_did_nothing(
     monkeypatch, caplog, report, said
 ):
-    monkeypatch.setattr("listings.services.scoring_reconcile", lambda: report)
+    monkeypatch.setattr("listings.services.reconcile.scoring_reconcile", lambda: report)
 
     with caplog.at_level(logging.INFO):
         tasks.reconcile_scoring()
