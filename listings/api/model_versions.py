@@ -16,6 +16,7 @@ from clipmatch.models import ModelVersion
 from clipmatch.services import ModelVersionError, model_version_activate
 from listings.api.errors import Conflict
 from listings.api.permissions import IsModeratorOrStaff
+from listings.api.strict import StrictQuery
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -46,7 +47,7 @@ class NewestFirst(CursorPagination):
     page_size = 20
 
 
-class ModelVersionListView(ListAPIView):
+class ModelVersionListView(StrictQuery, ListAPIView):
     """Every model version that has scored or been configured, newest first."""
 
     serializer_class = ModelVersionSerializer
@@ -55,7 +56,7 @@ class ModelVersionListView(ListAPIView):
     queryset = ModelVersion.objects.all()
 
 
-class ModelVersionDetailView(RetrieveAPIView):
+class ModelVersionDetailView(StrictQuery, RetrieveAPIView):
     """One model version with its thresholds and the metrics it shipped with."""
 
     serializer_class = ModelVersionSerializer
@@ -78,7 +79,7 @@ class CanActivateModels(BasePermission):
         )
 
 
-class ModelVersionActivateView(APIView):
+class ModelVersionActivateView(StrictQuery, APIView):
     """Make this version the one new scores use; the catalog is rescored after."""
 
     permission_classes = [CanActivateModels]
@@ -90,10 +91,12 @@ class ModelVersionActivateView(APIView):
     )
     def post(self, request, pk: int):
         version = get_object_or_404(ModelVersion, pk=pk)
+        was_active = version.is_active
         try:
             model_version_activate(version=version, actor=request.user)
         except (ModelVersionError, ModelLoadError) as exc:
             # Already active, or its files are missing or changed: nothing changed.
-            raise Conflict(str(exc)) from exc
+            code = "already_active" if was_active else "model_files_refused"
+            raise Conflict(str(exc), code=code) from exc
         version.refresh_from_db()
         return Response(ModelVersionSerializer(version).data)

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from listings.api.errors import ERROR_CODES
+
 ERROR_SCHEMA = {
     "type": "object",
     "description": "Every error has this shape.",
     "properties": {
-        "code": {"type": "string", "description": "Machine-readable error code."},
+        "code": {
+            "type": "string",
+            "enum": list(ERROR_CODES),
+            "description": "Machine-readable error code: "
+            + "; ".join(
+                f"`{code}`: {meaning}" for code, meaning in ERROR_CODES.items()
+            ),
+        },
         "message": {"type": "string", "description": "A sentence for a person."},
         "fields": {
             "type": "object",
@@ -15,6 +24,11 @@ ERROR_SCHEMA = {
         },
     },
     "required": ["code", "message", "fields"],
+    "example": {
+        "code": "stale_content",
+        "message": "Not applied: the seller changed the listing since you opened it.",
+        "fields": {},
+    },
 }
 DESCRIPTIONS = {
     "400": "Bad input.",

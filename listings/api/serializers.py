@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from clipmatch import conf
+from listings.api.strict import StrictFields
 from listings.models import (
     Category,
     Listing,
@@ -37,7 +38,7 @@ def _images_field(**kwargs) -> serializers.ListField:
     )
 
 
-class _Limited(serializers.Serializer):
+class _Limited(StrictFields):
     # Text limits come from settings when the serializer is built, not at import;
     # the placeholders keep the fields in form order.
     title = serializers.CharField()
@@ -187,7 +188,7 @@ class ListingSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class CheckSerializer(serializers.Serializer):
+class CheckSerializer(StrictFields):
     image = serializers.FileField(allow_empty_file=True)
     title = serializers.CharField()
     description = serializers.CharField()
@@ -215,7 +216,7 @@ class CheckResultSerializer(serializers.Serializer):
     model_version = ModelVersionRefSerializer()
 
 
-class WebhookEndpointSerializer(serializers.ModelSerializer):
+class WebhookEndpointSerializer(StrictFields, serializers.ModelSerializer):
     secret = serializers.CharField(
         write_only=True,
         min_length=16,
@@ -271,7 +272,7 @@ class ReviewFilterSerializer(serializers.Serializer):
     model_version = serializers.IntegerField(required=False, min_value=1)
 
 
-class DecideSerializer(serializers.Serializer):
+class DecideSerializer(StrictFields):
     action = serializers.ChoiceField(choices=["approve", "reject", "escalate"])
     expected_status = serializers.ChoiceField(
         choices=Listing.Status.choices, help_text="The status you saw."
@@ -298,7 +299,7 @@ class DecideSerializer(serializers.Serializer):
     )
 
 
-class ReleaseSerializer(serializers.Serializer):
+class ReleaseSerializer(StrictFields):
     skip = serializers.BooleanField(
         required=False,
         default=False,
@@ -310,7 +311,7 @@ class ReleasedSerializer(serializers.Serializer):
     released = serializers.BooleanField()
 
 
-class AppealSerializer(serializers.Serializer):
+class AppealSerializer(StrictFields):
     message = serializers.CharField(max_length=2000, help_text="Why it is wrong.")
 
 

@@ -21,6 +21,7 @@ from clipmatch.inference.images import UnreadableImage
 from listings.api import serializers as s
 from listings.api.errors import Conflict, ServiceUnavailable
 from listings.api.permissions import IsModerator, IsSeller, IsSellerOrModerator
+from listings.api.strict import StrictQuery
 from listings.api.uploads import read_images
 from listings.models import Category, Listing
 from listings.selectors import listing_list, listing_status, listings_visible_to
@@ -72,12 +73,16 @@ def _wait_for_verdict(listing_id: int, seconds: int) -> None:
         time.sleep(WAIT_POLL_SECONDS)
 
 
-class ListingListCreateView(ListAPIView):
+class ListingListCreateView(StrictQuery, ListAPIView):
     """Listings: sellers see and submit their own, moderators see all."""
 
     serializer_class = s.ListingSerializer
     pagination_class = NewestFirst
     parser_classes = [MultiPartParser]
+    query_serializers = {
+        "get": (s.ListingFilterSerializer,),
+        "post": (s.WaitSerializer,),
+    }
 
     def get_permissions(self):
         if self.request.method == "POST":
@@ -127,7 +132,7 @@ class ListingListCreateView(ListAPIView):
         return Response(self.get_serializer(listing).data, status=201)
 
 
-class ListingDetailView(GenericAPIView):
+class ListingDetailView(StrictQuery, GenericAPIView):
     """One listing with its full score; its seller may change or delete it."""
 
     serializer_class = s.ListingSerializer
@@ -185,7 +190,7 @@ class ListingDetailView(GenericAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class CheckView(APIView):
+class CheckView(StrictQuery, APIView):
     """Score a photo against a title (and description) without storing a listing."""
 
     permission_classes = [IsSellerOrModerator]
@@ -230,7 +235,7 @@ class CheckView(APIView):
         return Response(s.CheckResultSerializer(body).data)
 
 
-class WebhookEndpointListCreateView(ListAPIView):
+class WebhookEndpointListCreateView(StrictQuery, ListAPIView):
     """A user's webhook endpoints; they hear about the listings the user can see."""
 
     serializer_class = s.WebhookEndpointSerializer
@@ -258,7 +263,7 @@ class WebhookEndpointListCreateView(ListAPIView):
         return Response(self.get_serializer(endpoint).data, status=201)
 
 
-class WebhookEndpointDetailView(GenericAPIView):
+class WebhookEndpointDetailView(StrictQuery, GenericAPIView):
     serializer_class = s.WebhookEndpointSerializer
     permission_classes = [IsSellerOrModerator]
 
@@ -278,7 +283,7 @@ class WebhookEndpointDetailView(GenericAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class WebhookDeliveryListView(ListAPIView):
+class WebhookDeliveryListView(StrictQuery, ListAPIView):
     """The deliveries of one of the user's endpoints, newest first."""
 
     serializer_class = s.WebhookDeliverySerializer
@@ -297,7 +302,7 @@ class WebhookDeliveryListView(ListAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class ListingDecisionListView(ListAPIView):
+class ListingDecisionListView(StrictQuery, ListAPIView):
     """A listing's history, oldest first: every status change, who and why."""
 
     serializer_class = s.DecisionSerializer
@@ -315,7 +320,7 @@ class ListingDecisionListView(ListAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class ListingAppealView(APIView):
+class ListingAppealView(StrictQuery, APIView):
     """The seller contests the last rejection, once."""
 
     permission_classes = [IsSeller]
@@ -339,7 +344,7 @@ class ListingAppealView(APIView):
         except Listing.DoesNotExist as exc:
             raise exceptions.NotFound() from exc
         except AppealNotAllowed as exc:
-            raise Conflict(str(exc)) from exc
+            raise Conflict(str(exc), code=exc.code) from exc
         return Response(s.AppealResultSerializer(appeal).data, status=201)
 
 
@@ -353,10 +358,11 @@ def _review_item(listing_id: int) -> Listing:
     )
 
 
-class ReviewNextView(APIView):
+class ReviewNextView(StrictQuery, APIView):
     """Claim the most urgent item of the queue (or get back the one you hold)."""
 
     permission_classes = [IsModerator]
+    query_serializers = {"post": (s.ReviewFilterSerializer,)}
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
     @extend_schema(
@@ -390,7 +396,7 @@ class ReviewNextView(APIView):
         )
 
 
-class ReviewClaimView(APIView):
+class ReviewClaimView(StrictQuery, APIView):
     """Claim one queue item (or renew your claim on it)."""
 
     permission_classes = [IsModerator]
@@ -406,13 +412,13 @@ class ReviewClaimView(APIView):
         try:
             review_claim(listing_id=pk, moderator=request.user)
         except ClaimLost as exc:
-            raise Conflict(str(exc)) from exc
+            raise Conflict(str(exc), code=exc.code) from exc
         return Response(
             s.ReviewItemSerializer(_review_item(pk), context={"request": request}).data
         )
 
 
-class ReviewDecideView(APIView):
+class ReviewDecideView(StrictQuery, APIView):
     """Approve, reject (with a reason) or escalate what you saw; a decision on a
     view that is no longer true (changed, decided, claimed by another) is a 409."""
 
@@ -435,7 +441,7 @@ class ReviewDecideView(APIView):
         except DecisionNotAllowed as exc:
             raise exceptions.PermissionDenied(str(exc)) from exc
         except TransitionNotAllowed as exc:  # StaleDecision included
-            raise Conflict(str(exc)) from exc
+            raise Conflict(str(exc), code=exc.code) from exc
         except ValueError as exc:
             raise exceptions.ValidationError({"reason_code": [str(exc)]}) from exc
         return Response(
@@ -443,7 +449,7 @@ class ReviewDecideView(APIView):
         )
 
 
-class ReviewReleaseView(APIView):
+class ReviewReleaseView(StrictQuery, APIView):
     """Give a claimed item back to the queue."""
 
     permission_classes = [IsModerator]

@@ -129,7 +129,8 @@ def review_claim(*, listing_id: int, moderator, now: datetime | None = None) -> 
             .update(claimed_by=moderator, claimed_until=until)
         )
         if not taken:
-            raise ClaimLost(_claim_lost_message(listing_id, moderator, now))
+            message, code = _claim_lost(listing_id, moderator, now)
+            raise ClaimLost(message, code=code)
         claims = ReviewClaim.objects.filter(
             listing_id=listing_id, outcome=ReviewClaim.Outcome.OPEN
         )
@@ -153,19 +154,26 @@ def review_claim(*, listing_id: int, moderator, now: datetime | None = None) -> 
     )
 
 
-def _claim_lost_message(listing_id: int, moderator, now: datetime) -> str:
+def _claim_lost(listing_id: int, moderator, now: datetime) -> tuple[str, str]:
+    """Why the claim was refused: a sentence and its code."""
     listing = Listing.objects.select_related("claimed_by").filter(pk=listing_id).first()
     if listing is None:
-        return "The listing no longer exists."
+        return "The listing no longer exists.", "listing_gone"
     if listing.deleted_at is not None:
-        return "The seller deleted this listing."
+        return "The seller deleted this listing.", "listing_gone"
     if listing.seller_id == moderator.pk:
-        return "This is your own listing: someone else reviews it."
+        return "This is your own listing: someone else reviews it.", "own_listing"
     if listing.status not in QUEUE_STATES:
-        return f"The listing is no longer in the queue (it is {listing.status} now)."
+        return (
+            f"The listing is no longer in the queue (it is {listing.status} now).",
+            "already_decided",
+        )
     if listing.claimed_by and listing.claimed_until and listing.claimed_until >= now:
-        return f"{listing.claimed_by.get_username()} is reviewing this listing."
-    return "This listing is not in your queue."
+        return (
+            f"{listing.claimed_by.get_username()} is reviewing this listing.",
+            "claimed_by_another",
+        )
+    return "This listing is not in your queue.", "not_in_queue"
 
 
 def review_release(
@@ -232,9 +240,11 @@ def review_decide(
     with transaction.atomic():
         listing = listing_locked(listing_id)
         if listing is None:
-            raise StaleDecision("The listing no longer exists.")
+            raise StaleDecision("The listing no longer exists.", code="listing_gone")
         if listing.deleted_at is not None:
-            raise StaleDecision("Not applied: the seller deleted this listing.")
+            raise StaleDecision(
+                "Not applied: the seller deleted this listing.", code="listing_gone"
+            )
         if listing.status != expected_status:
             who = listing.decisions.exclude(actor=None).last()
             by = (
@@ -244,11 +254,13 @@ def review_decide(
             )
             raise StaleDecision(
                 f"Not applied: the listing was {expected_status} when you opened it "
-                f"and is {listing.get_status_display().lower()}{by} now."
+                f"and is {listing.get_status_display().lower()}{by} now.",
+                code="already_decided",
             )
         if listing.content_hash != expected_content_hash:
             raise StaleDecision(
-                "Not applied: the seller changed the listing since you opened it."
+                "Not applied: the seller changed the listing since you opened it.",
+                code="stale_content",
             )
         if (
             listing.claimed_by_id not in (None, moderator.pk)
@@ -257,7 +269,8 @@ def review_decide(
         ):
             raise StaleDecision(
                 f"Not applied: {listing.claimed_by.get_username()} is reviewing "
-                "this listing now."
+                "this listing now.",
+                code="claimed_by_another",
             )
         _check_may_decide(listing, moderator, action)
         ReviewClaim.objects.filter(
@@ -294,15 +307,20 @@ def review_undo(
             or decision.to_status not in DECISIONS.values()
             or decision.reason_code == "undo"
         ):
-            raise TransitionNotAllowed("There is no decision of yours to undo.")
+            raise TransitionNotAllowed(
+                "There is no decision of yours to undo.", code="nothing_to_undo"
+            )
         if now - decision.created_at > window:
             raise TransitionNotAllowed(
                 "Too late to undo: the window closed "
-                f"{conf.get('REVIEW_UNDO_SECONDS')} seconds after the decision."
+                f"{conf.get('REVIEW_UNDO_SECONDS')} seconds after the decision.",
+                code="undo_window_closed",
             )
         listing = listing_locked(decision.listing_id)
         if listing is None or listing.deleted_at is not None:
-            raise TransitionNotAllowed("Too late to undo: the listing is gone.")
+            raise TransitionNotAllowed(
+                "Too late to undo: the listing is gone.", code="listing_gone"
+            )
         undo = listing_transition(
             listing=listing,
             to_status=decision.from_status,
@@ -377,18 +395,24 @@ def listing_appeal(*, listing_id: int, seller, message: str) -> ListingAppeal:
     appeal is final (until the seller changes the listing, which rescores it)."""
     message = message.strip()
     if not message:
-        raise AppealNotAllowed("Say why the rejection is wrong.")
+        raise AppealNotAllowed("Say why the rejection is wrong.", code="appeal_empty")
     with transaction.atomic():
         listing = listing_locked(listing_id)
         if listing is None or listing.seller_id != seller.pk:
             raise Listing.DoesNotExist(f"Listing {listing_id} does not exist.")
         if listing.status != Status.REJECTED:
-            raise AppealNotAllowed("Only a rejected listing can be appealed.")
+            raise AppealNotAllowed(
+                "Only a rejected listing can be appealed.", code="not_rejected"
+            )
         rejection = listing.decisions.filter(to_status=Status.REJECTED).last()
         if ListingAppeal.objects.filter(rejection=rejection).exists():
-            raise AppealNotAllowed("This rejection has already been appealed.")
+            raise AppealNotAllowed(
+                "This rejection has already been appealed.", code="already_appealed"
+            )
         if rejection.from_status == Status.APPEALED:
-            raise AppealNotAllowed("The appeal has been decided; that is final.")
+            raise AppealNotAllowed(
+                "The appeal has been decided; that is final.", code="appeal_final"
+            )
         appeal = ListingAppeal.objects.create(
             listing=listing, rejection=rejection, seller=seller, message=message
         )

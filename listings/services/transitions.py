@@ -72,7 +72,8 @@ def listing_transition(
         from_status = current.status
         if expected_status is not None and from_status != expected_status:
             raise TransitionNotAllowed(
-                f"The listing is {from_status} now, no longer {expected_status}."
+                f"The listing is {from_status} now, no longer {expected_status}.",
+                code="already_decided",
             )
         queue_reason = reason_code
         if undoes is not None:
@@ -147,7 +148,8 @@ def _check_undo(current: Listing, undoes: ListingDecision, to_status: str) -> st
         or current.status != undoes.to_status
     ):
         raise TransitionNotAllowed(
-            "Too late to undo: the listing has moved on since that decision."
+            "Too late to undo: the listing has moved on since that decision.",
+            code="listing_moved_on",
         )
     if to_status != undoes.from_status:
         raise TransitionNotAllowed(

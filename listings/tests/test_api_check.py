@@ -229,6 +229,6 @@ def test_activating_a_version_whose_files_are_gone_is_a_409_not_a_500(
     response = admin_api.post(f"/api/v1/model-versions/{version.pk}/activate/")
 
     assert response.status_code == 409
-    assert response.json()["code"] == "conflict"
+    assert response.json()["code"] == "model_files_refused"
     assert "are missing" in response.json()["message"]
     assert not ModelVersion.objects.filter(is_active=True).exists()

@@ -195,17 +195,40 @@ def test_a_moderator_cannot_create_listings(moderator_api, sneaker):
     assert response.json()["message"] == "Only sellers can do this."
 
 
-def test_the_status_cannot_be_set_on_create_or_update(seller_api, seller, sneaker):
+def test_setting_the_status_or_an_unknown_field_is_a_400_unknown_field(
+    seller_api, seller, sneaker
+):
     response = create(seller_api, [upload(1)], status="approved")
-    listing_id = response.json()["id"]
+    assert (response.status_code, response.json()) == (
+        400,
+        {
+            "code": "unknown_field",
+            "message": "Invalid input: status: This field does not exist or "
+            "cannot be set.",
+            "fields": {"status": ["This field does not exist or cannot be set."]},
+        },
+    )
+    assert not Listing.objects.exists()
+    listing_id = create(seller_api, [upload(1)]).json()["id"]
+
     patched = seller_api.patch(
-        f"{URL}{listing_id}/", {"status": "approved"}, format="json"
+        f"{URL}{listing_id}/", {"status": "approved", "colour": "red"}, format="json"
     )
 
-    assert response.json()["status"] == "pending"
-    assert patched.status_code == 200
-    assert patched.json()["status"] == "pending"
+    assert patched.status_code == 400
+    assert patched.json()["code"] == "unknown_field"
+    assert sorted(patched.json()["fields"]) == ["colour", "status"]
     assert Listing.objects.get().status == "pending"
+
+
+def test_an_unknown_query_parameter_is_a_400_unknown_field(seller_api):
+    response = seller_api.get(URL, {"sort": "price", "page_size": 5})
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "sort": ["This query parameter does not exist."]
+    }
+    assert response.json()["code"] == "unknown_field"
+    assert seller_api.get(URL, {"page_size": 5}).status_code == 200
 
 
 def test_a_seller_lists_only_their_own_and_a_moderator_lists_all(

@@ -102,7 +102,7 @@ def test_a_stale_decision_is_a_409_and_writes_nothing(moderator_api, moderator, 
 
     assert response.status_code == 409
     assert response.json() == {
-        "code": "conflict",
+        "code": "already_decided",
         "message": (
             "Not applied: the listing was review when you opened it and is "
             "awaiting check now."
