@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -373,3 +374,26 @@ class ListingAppeal(models.Model):
 
     def __str__(self) -> str:
         return f"Appeal of {self.listing_id} ({self.created_at:%Y-%m-%d})"
+
+
+class IdempotencyKey(models.Model):
+    """One API request sent with an Idempotency-Key, and the answer it got: the
+    same request again with the same key gets that answer back, not a second
+    listing or decision."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    # Empty while the first request runs.
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    location = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status_code or 'running'})"

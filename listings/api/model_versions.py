@@ -6,7 +6,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView, RetrieveAPIView
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,9 +13,10 @@ from rest_framework.views import APIView
 from clipmatch.inference.engine import ModelLoadError
 from clipmatch.models import ModelVersion
 from clipmatch.services import ModelVersionError, model_version_activate
+from listings.api import idempotency
 from listings.api.errors import Conflict
 from listings.api.permissions import IsModeratorOrStaff
-from listings.api.strict import StrictQuery
+from listings.api.strict import NewestFirst, StrictQuery
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -40,11 +40,6 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
-
-
-class NewestFirst(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 20
 
 
 class ModelVersionListView(StrictQuery, ListAPIView):
@@ -87,8 +82,10 @@ class ModelVersionActivateView(StrictQuery, APIView):
     @extend_schema(
         request=None,
         responses={200: ModelVersionSerializer},
-        extensions={"x-extra-errors": ["409"]},
+        parameters=[idempotency.PARAMETER],
+        extensions={"x-extra-errors": ["409", "422"]},
     )
+    @idempotency.idempotent
     def post(self, request, pk: int):
         version = get_object_or_404(ModelVersion, pk=pk)
         was_active = version.is_active

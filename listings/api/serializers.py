@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clipmatch import conf
@@ -185,6 +186,34 @@ class ListingSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+        read_only_fields = fields
+
+
+class WaitResultSerializer(serializers.Serializer):
+    seconds = serializers.IntegerField(help_text="How long the answer waited, at most.")
+    expired = serializers.BooleanField(
+        help_text="True when the verdict did not come in time: still `pending`."
+    )
+
+
+class ListingCreatedSerializer(ListingSerializer):
+    """A new listing, with what came of `?wait`."""
+
+    wait = serializers.SerializerMethodField()
+
+    class Meta(ListingSerializer.Meta):
+        fields = [*ListingSerializer.Meta.fields, "wait"]
+        read_only_fields = fields
+
+    @extend_schema_field(WaitResultSerializer)
+    def get_wait(self, obj) -> dict:
+        return self.context["wait"]
+
+
+class CategorySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Category
+        fields = ["slug", "name"]
         read_only_fields = fields
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
+from rest_framework.pagination import CursorPagination
 
 UNKNOWN = "unknown_field"
 # Always allowed: DRF's own format switch.
@@ -56,3 +57,34 @@ class StrictQuery:
         unknown = set(request.query_params) - allowed
         if unknown:
             raise _unknown(unknown, "This query parameter does not exist.")
+
+
+class NewestFirst(CursorPagination):
+    """Cursor pages, newest first; a `page_size` out of range is refused rather
+    than capped, and the schema says the range."""
+
+    ordering = ("-created_at", "-id")
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+    def get_page_size(self, request):
+        given = request.query_params.get(self.page_size_query_param)
+        if given is None:
+            return self.page_size
+        if not (given.isdigit() and 1 <= int(given) <= self.max_page_size):
+            raise ValidationError(
+                {
+                    self.page_size_query_param: [
+                        f"Send a whole number from 1 to {self.max_page_size}."
+                    ]
+                }
+            )
+        return int(given)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+        return parameters

@@ -153,10 +153,22 @@ def test_the_schema_is_valid_openapi_3_and_documents_the_error_shape(client):
         "401",
         "403",
         "404",
+        "409",
         "413",
         "415",
+        "422",
         "429",
     }
+    assert create["operationId"] == "create_listing"
+    assert "Idempotency-Key" in [p["name"] for p in create["parameters"]]
+    codes = schema["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
+    assert {"unknown_field", "stale_content", "claimed_by_another"} <= set(codes)
+    operation_ids = [
+        operation["operationId"]
+        for operations in schema["paths"].values()
+        for operation in operations.values()
+    ]
+    assert not [name for name in operation_ids if name.startswith(("v1_", "api_"))]
     assert create["responses"]["413"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Error"
     }

@@ -549,6 +549,7 @@ def test_wait_without_a_worker_answers_pending_after_the_wait(seller_api, sneake
 
     assert response.status_code == 201
     assert response.json()["status"] == "pending"
+    assert response.json()["wait"] == {"seconds": 1, "expired": True}
     assert 1 <= time.monotonic() - started < 3
 
 
@@ -574,3 +575,62 @@ def test_a_body_over_djangos_limits_is_413_in_the_error_shape(
     assert many_files.json()["code"] == "too_large"
     listing.refresh_from_db()
     assert listing.description == "A red sneaker with white stripes, barely worn."
+
+
+def test_the_same_post_with_the_same_idempotency_key_makes_one_listing(
+    seller_api, sneaker
+):
+    def send(title="red striped sneaker", key="abc-123"):
+        return seller_api.post(
+            URL,
+            {
+                "title": title,
+                "category": "sneaker",
+                "price": "49.90",
+                "images": [upload(1)],
+            },
+            format="multipart",
+            HTTP_IDEMPOTENCY_KEY=key,
+        )
+
+    first, second = send(), send()
+
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert second.json() == first.json()
+    assert second["Location"] == first["Location"] == f"{URL}{first.json()['id']}/"
+    assert second["Idempotent-Replayed"] == "true"
+    assert Listing.objects.count() == 1
+    other = send(title="another sneaker")
+    assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
+    assert send(key="abc-124").status_code == 201
+    assert Listing.objects.count() == 2
+
+
+def test_a_created_listing_says_where_it_is_and_answers_carry_a_request_id(
+    seller_api, sneaker
+):
+    response = create(seller_api, [upload(1)])
+    assert response["Location"] == f"{URL}{response.json()['id']}/"
+    assert response.json()["wait"] == {"seconds": 0, "expired": False}
+    assert len(response["X-Request-Id"]) == 32
+    echoed = seller_api.get(URL, HTTP_X_REQUEST_ID="trace-42")
+    assert echoed["X-Request-Id"] == "trace-42"
+    refused = seller_api.get(URL, HTTP_X_REQUEST_ID="no spaces <b>")
+    assert refused["X-Request-Id"] != "no spaces <b>"
+
+
+def test_categories_lists_the_active_ones_by_slug(seller_api, sneaker):
+    from listings.tests.factories import CategoryFactory
+
+    CategoryFactory(name="Retired", slug="retired", active=False)
+    assert seller_api.get("/api/v1/categories/").json() == [
+        {"slug": "sneaker", "name": sneaker.name}
+    ]
+
+
+def test_a_page_size_over_the_maximum_is_refused_not_capped(seller_api):
+    response = seller_api.get(URL, {"page_size": 101})
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "page_size": ["Send a whole number from 1 to 100."]
+    }
