@@ -15,7 +15,13 @@ from django.utils import timezone
 
 from clipmatch import conf
 from clipmatch.services import ActiveModel
-from listings.models import Listing, ListingDecision, ListingScore, ReviewClaim
+from listings.models import (
+    Listing,
+    ListingAppeal,
+    ListingDecision,
+    ListingScore,
+    ReviewClaim,
+)
 
 Status = Listing.Status
 
@@ -92,6 +98,14 @@ def review_queue(*, moderator, filters=None, now: datetime | None = None) -> Que
             qs = qs.filter(queue_reason=filters.reason)
         if filters.model_version:
             qs = qs.filter(score__model_version_id=filters.model_version)
+        if filters.seller:
+            qs = qs.filter(seller_id=filters.seller)
+        if filters.text:
+            qs = qs.filter(
+                Q(title__icontains=filters.text)
+                | Q(description__icontains=filters.text)
+                | Q(seller__username__icontains=filters.text)
+            )
     return qs.annotate(
         lane=Case(
             *(When(status=state, then=Value(i)) for i, state in enumerate(states)),
@@ -254,6 +268,50 @@ def _overturns(human: QuerySet) -> list[dict]:
         }
         for category in sorted(total)
     ]
+
+
+@dataclass(frozen=True)
+class SellerSummary:
+    """Who is behind a listing, for the moderator deciding it."""
+
+    seller: object
+    joined: datetime
+    counts: dict[str, int]
+    appeals: int
+    others: list[Listing]
+    total: int
+
+
+def seller_summary(*, listing: Listing, limit: int = 8) -> SellerSummary:
+    """The seller's record: how their listings fared, since when they sell, and
+    their latest other listings."""
+    seller = listing.seller
+    theirs = Listing.objects.filter(seller=seller, deleted_at__isnull=True)
+    by_status = {
+        row["status"]: row["n"]
+        for row in theirs.order_by().values("status").annotate(n=Count("id"))
+    }
+    counts = {
+        "passed": by_status.get(Status.PASSED, 0) + by_status.get(Status.APPROVED, 0),
+        "rejected": by_status.get(Status.REJECTED, 0),
+        "in_review": sum(
+            by_status.get(state, 0)
+            for state in (Status.REVIEW, Status.HELD, Status.ESCALATED, Status.APPEALED)
+        ),
+    }
+    others = list(
+        theirs.exclude(pk=listing.pk)
+        .select_related("category")
+        .order_by("-created_at", "-id")[:limit]
+    )
+    return SellerSummary(
+        seller=seller,
+        joined=seller.date_joined,
+        counts=counts,
+        appeals=ListingAppeal.objects.filter(seller=seller).count(),
+        others=others,
+        total=sum(by_status.values()),
+    )
 
 
 # How much each band needs a person, and how the page says it in words.

@@ -76,7 +76,7 @@ def favicon(request):
 
 def _filter_query(request) -> str:
     """The queue filters of this request, to carry from item to item."""
-    keys = ("category", "band", "reason", "model_version")
+    keys = ("category", "band", "reason", "model_version", "seller", "q")
     kept = {k: request.GET.get(k) or request.POST.get(k) for k in keys}
     return urlencode({k: v for k, v in kept.items() if v})
 
@@ -89,7 +89,9 @@ def _with_query(url: str, query: str) -> str:
 def queue(request):
     form = QueueFilterForm(request.GET or None)
     waiting = selectors.review_queue(moderator=request.user, filters=form.filters())
-    items = list(waiting.select_related("category", "score", "claimed_by")[:50])
+    items = list(
+        waiting.select_related("category", "score", "claimed_by", "seller")[:50]
+    )
     now = timezone.now()
     for item in items:
         item.harm = selectors.review_harm(item, now)
@@ -102,6 +104,8 @@ def queue(request):
             "form": form,
             "items": items,
             "waiting": waiting.count(),
+            "currency": conf.get("CURRENCY"),
+            "seller_name": form.seller_name(),
             "query": _filter_query(request),
             "undo": _undo_offer(request),
         },
@@ -128,12 +132,15 @@ def item(request, pk: int):
         messages.warning(request, str(exc))
         return redirect(_with_query(reverse("review:queue"), _filter_query(request)))
     evidence = selectors.review_evidence(listing)
+    seller = selectors.seller_summary(listing=listing)
     return render(
         request,
         "review/item.html",
         {
             "listing": listing,
             "evidence": evidence,
+            "seller": seller,
+            "currency": conf.get("CURRENCY"),
             "reject_reasons": list(reject_reasons().items()),
             "query": _filter_query(request),
             "lease_seconds": conf.get("REVIEW_LEASE_SECONDS"),

@@ -359,9 +359,10 @@ class DecisionSerializer(serializers.ModelSerializer):
     message = serializers.CharField(
         source="seller_message", read_only=True, help_text="What the seller is told."
     )
+    # Not read-only, only so that the schema can mark it optional: the serializer
+    # is never used for input.
     note = serializers.CharField(
         source="reason",
-        read_only=True,
         required=False,
         help_text="The moderators' internal note: only moderators get this field.",
     )
@@ -381,7 +382,7 @@ class DecisionSerializer(serializers.ModelSerializer):
             "score",
             "created_at",
         ]
-        read_only_fields = fields
+        read_only_fields = [name for name in fields if name != "note"]
 
     def get_actor(self, obj) -> str:
         return actor_as_seen_by(obj, self._viewer())

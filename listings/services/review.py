@@ -35,6 +35,8 @@ class ReviewFilters:
     band: str = ""
     reason: str = ""
     model_version: int | None = None
+    seller: int | None = None
+    text: str = ""
 
 
 DECISIONS = {

@@ -59,7 +59,7 @@ def test_a_review_item_page_reads_a_fixed_number_of_queries(
     client.force_login(moderator("mo"))
 
     # Claiming it writes; the evidence is read once, whatever the number of images.
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(18):
         response = client.get(reverse("review:item", args=[listing.pk]))
 
     assert response.status_code == 200
