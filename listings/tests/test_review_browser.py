@@ -101,6 +101,7 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
     assert page.locator("tbody tr").count() == 20
     assert page.locator("#waiting").inner_text() == "20 waiting for you."
     shot(page, "queue")
+    fits_a_phone_and_the_dark(page, "queue")
 
     with page.expect_navigation():
         page.keyboard.press("Enter")  # start reviewing
@@ -132,6 +133,11 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
             assert images.nth(worst).is_visible()
         if step == 0:
             shot(page, "item")
+            fits_a_phone_and_the_dark(page, "item")
+            panel = page.locator("#seller-panel")
+            assert "demo-seller" in panel.inner_text()
+            assert panel.locator(".others li").count() == 8
+            panel.screenshot(path=str(SCREENSHOTS / "seller-panel.png"))
         if step == 1:
             look_closer(page)
         if step in (3, 11):
@@ -186,9 +192,26 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
     assert page.locator("#claimed-now .n").inner_text() == "0"
     assert page.locator("svg.chart").count() == 2
     shot(page, "dashboard")
+    fits_a_phone_and_the_dark(page, "dashboard")
     assert len(opened_on) >= 3, "too few multi-image items to tell"
     assert len(undone) == 1
     return plan
+
+
+def fits_a_phone_and_the_dark(page, name: str) -> None:
+    """No sideways scrolling at the desktop's width nor at a phone's 390 px; a
+    screenshot of each, and of the page in dark mode."""
+    for width in (1400, 390):
+        page.set_viewport_size({"width": width, "height": 844})
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= width, f"{name} is {wide} px wide in a {width} px window"
+    shot(page, f"{name}-390")
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.emulate_media(color_scheme="dark")
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(13, 17, 23)", f"{name} is not dark: {background}"
+    shot(page, f"{name}-dark")
+    page.emulate_media(color_scheme="light")
 
 
 def look_closer(page) -> None:
