@@ -172,6 +172,9 @@ class Dashboard:
     decision_minutes_p95: float | None
     decisions_timed: int
     overturns: list[dict]
+    # Claim to decision, the moderator's own time: overall and per moderator.
+    handling_seconds_median: float | None = None
+    handling_per_moderator: list[tuple[str, float, int]] = field(default_factory=list)
     similarities: dict[str, list[float]] = field(default_factory=dict)
     thresholds: dict = field(default_factory=dict)
     model_version: str = ""
@@ -214,6 +217,13 @@ def dashboard(*, days: int = 14, now: datetime | None = None) -> Dashboard:
         ).values_list("created_at", "queued_at")
     ]
     overturns = _overturns(human)
+    handled: dict[str, list[float]] = defaultdict(list)
+    for username, claimed, ended in ReviewClaim.objects.filter(
+        outcome=ReviewClaim.Outcome.DECIDED,
+        ended_at__gte=now - timedelta(days=days),
+    ).values_list("moderator__username", "claimed_at", "ended_at"):
+        handled[username].append((ended - claimed).total_seconds())
+    everyone = [seconds for times in handled.values() for seconds in times]
     latest = (
         ListingScore.objects.filter(pk__in=Listing.objects.values("score"))
         .select_related("model_version")
@@ -239,6 +249,11 @@ def dashboard(*, days: int = 14, now: datetime | None = None) -> Dashboard:
         decision_minutes_p95=_percentile(waits, 0.95),
         decisions_timed=len(waits),
         overturns=overturns,
+        handling_seconds_median=statistics.median(everyone) if everyone else None,
+        handling_per_moderator=[
+            (name, statistics.median(times), len(times))
+            for name, times in sorted(handled.items())
+        ],
         similarities=similarities,
         thresholds=thresholds,
         model_version=str(newest.model_version) if newest else "",

@@ -442,3 +442,18 @@ def test_undo_is_refused_to_others_after_the_window_and_once_the_listing_moved_o
     with pytest.raises(TransitionNotAllowed, match="the listing has moved on"):
         review_undo(decision_id=approval.pk, moderator=alice)
     assert ListingDecision.objects.filter(reason_code="undo").count() == 0
+
+
+def test_handling_time_runs_from_the_claim_to_the_decision_per_moderator():
+    from listings.selectors import dashboard
+
+    item = queue_item(title_similarity=0.25)
+    alice = moderator("alice")
+    claimed_at = timezone.now() - timedelta(hours=2)
+    review_claim(listing_id=item.pk, moderator=alice, now=claimed_at)
+    decide(item, alice, "approve", now=claimed_at + timedelta(seconds=42))
+
+    data = dashboard()
+
+    assert data.handling_seconds_median == 42.0
+    assert data.handling_per_moderator == [("alice", 42.0, 1)]
