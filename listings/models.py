@@ -153,7 +153,7 @@ class ListingImage(models.Model):
         ordering = ["position", "id"]
 
     def __str__(self) -> str:
-        return f"Image {self.position + 1} of {self.listing_id}"
+        return f"Photo {self.position + 1} of listing {self.listing_id}"
 
     detected_format = ""
 
