@@ -35,6 +35,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so that every answer carries it, errors included.
     "listings.api.request_id.RequestIdMiddleware",
+    "listings.api.throttling.RateLimitHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -194,9 +195,10 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
     ],
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.ScopedRateThrottle",
+        # DRF's own, reporting RateLimit-* headers.
+        "listings.api.throttling.AnonRateThrottle",
+        "listings.api.throttling.UserRateThrottle",
+        "listings.api.throttling.ScopedRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("API_THROTTLE_ANON", default="60/hour"),

@@ -103,10 +103,17 @@ def test_check_is_throttled_per_user_with_429(seller_api, tiny_model, monkeypatc
         ScopedRateThrottle, "THROTTLE_RATES", {"check": "2/minute"}, raising=False
     )
 
-    codes = [check(seller_api).status_code for _ in range(3)]
+    answers = [check(seller_api) for _ in range(3)]
     limited = check(seller_api)
 
-    assert codes == [200, 200, 429]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    # The tightest throttle (check's 2 a minute, not the user's 2,000 an hour).
+    assert [(a["RateLimit-Limit"], a["RateLimit-Remaining"]) for a in answers] == [
+        ("2", "1"),
+        ("2", "0"),
+        ("2", "0"),
+    ]
+    assert 0 < int(answers[0]["RateLimit-Reset"]) <= 60
     assert limited.json()["code"] == "throttled"
     assert limited.json()["message"].startswith("Request was throttled.")
     assert int(limited["Retry-After"]) > 0
