@@ -301,6 +301,16 @@ class ReviewFilterSerializer(serializers.Serializer):
     model_version = serializers.IntegerField(required=False, min_value=1)
 
 
+def _optional_text(help_text: str) -> serializers.CharField:
+    return serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=2000,
+        help_text=help_text,
+    )
+
+
 class DecideSerializer(StrictFields):
     action = serializers.ChoiceField(choices=["approve", "reject", "escalate"])
     expected_status = serializers.ChoiceField(
@@ -312,19 +322,11 @@ class DecideSerializer(StrictFields):
     reason_code = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=40
     )
-    note = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        default="",
-        max_length=2000,
-        help_text="Internal, for moderators; needed to escalate and for “other”.",
+    note = _optional_text(
+        "Internal, for moderators; needed to escalate and for “other”."
     )
-    message = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        default="",
-        max_length=2000,
-        help_text="What the seller is told; by default the reason in its own words.",
+    message = _optional_text(
+        "What the seller is told; by default the reason in its own words."
     )
 
 

@@ -12,7 +12,8 @@ class _Reporting:
     def allow_request(self, request, view):
         allowed = super().allow_request(request, view)
         history = getattr(self, "history", None)
-        if self.rate is None or getattr(self, "key", None) is None or history is None:
+        applies = getattr(self, "rate", None) and getattr(self, "key", None)
+        if not applies or history is None:
             return allowed  # this throttle does not apply to the request
         remaining = max(0, self.num_requests - len(history))
         reset = self.duration - (self.now - history[-1]) if history else 0

@@ -615,6 +615,9 @@ def test_a_created_listing_says_where_it_is_and_answers_carry_a_request_id(
     assert len(response["X-Request-Id"]) == 32
     echoed = seller_api.get(URL, HTTP_X_REQUEST_ID="trace-42")
     assert echoed["X-Request-Id"] == "trace-42"
+    # The user's throttle, one request spent before this one.
+    limit = int(echoed["RateLimit-Limit"])
+    assert int(echoed["RateLimit-Remaining"]) == limit - 2
     refused = seller_api.get(URL, HTTP_X_REQUEST_ID="no spaces <b>")
     assert refused["X-Request-Id"] != "no spaces <b>"
 
