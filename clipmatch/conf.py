@@ -7,6 +7,7 @@ report every bad value at startup, and get() refuses one at the moment it is rea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -169,6 +170,12 @@ def _image_formats(value: Any) -> str | None:
     return None
 
 
+def _currency(value: Any) -> str | None:
+    if not (isinstance(value, str) and re.fullmatch(r"[A-Z]{3}", value)):
+        return f"must be a three-letter ISO 4217 code such as EUR, not {value!r}"
+    return None
+
+
 MISSING = "clipmatch.E010"
 UNKNOWN = "clipmatch.E011"
 POSITIVE_INT = Rule("clipmatch.E012", _positive_int)
@@ -183,6 +190,7 @@ PROMPT_TEMPLATES = Rule("clipmatch.E020", _prompt_templates)
 REJECT_REASONS = Rule("clipmatch.E021", _reject_reasons)
 IMAGE_FORMATS = Rule("clipmatch.E022", _image_formats)
 TEXT = Rule("clipmatch.E023", _text)
+CURRENCY = Rule("clipmatch.E024", _currency)
 
 
 @dataclass(frozen=True)
@@ -266,6 +274,8 @@ SETTINGS: dict[str, Setting] = {
             ("PRELOAD_MODEL", "CLIPMATCH_PRELOAD_MODEL", FLAG),
             ("METRICS_TOKEN", "CLIPMATCH_METRICS_TOKEN", TEXT),
             ("METRICS_ALLOW_PRIVATE", "CLIPMATCH_METRICS_ALLOW_PRIVATE", FLAG),
+            ("REVIEW_UNDO_SECONDS", "CLIPMATCH_REVIEW_UNDO_SECONDS", COUNT_OR_ZERO),
+            ("CURRENCY", "CLIPMATCH_CURRENCY", CURRENCY),
         ],
     ),
     **_table(

@@ -6,7 +6,9 @@ from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -20,8 +22,13 @@ from listings.models import (
     ListingScore,
     ScoringAttempt,
 )
+from listings.services.exceptions import DecisionNotAllowed, TransitionNotAllowed
 from listings.services.rescoring import listings_queue_rescore
-from listings.services.review import reject_reasons, review_decide_bulk
+from listings.services.review import (
+    reject_reasons,
+    review_decide,
+    review_decide_bulk,
+)
 
 BADGE_COLOURS = {
     "pass": "#1a7f37",
@@ -37,6 +44,26 @@ def badge(verdict: str, label: str) -> str:
         'font-size:11px;white-space:nowrap">{}</span>',
         BADGE_COLOURS.get(verdict, "#6e7781"),
         label,
+    )
+
+
+def thresholds_table(thresholds: dict) -> str:
+    """Thresholds as a table: one row per field, its hold and pass cuts."""
+    rows = [
+        (name, f"{cuts.get('hold', 0):.3f}", f"{cuts.get('pass', 0):.3f}")
+        for name, cuts in thresholds.items()
+        if isinstance(cuts, dict)
+    ]
+    extra = format_html_join(
+        "",
+        "<tr><td>{}</td><td colspan='2'>{}</td></tr>",
+        ((k, v) for k, v in thresholds.items() if not isinstance(v, dict)),
+    )
+    return format_html(
+        "<table><tr><th>Field</th><th>Held below</th><th>Passes from</th></tr>"
+        "{}{}</table>",
+        format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+        extra,
     )
 
 
@@ -76,8 +103,9 @@ class ListingDecisionInline(admin.TabularInline):
         "to_status",
         "reason_code",
         "reason",
+        "seller_message",
         "model_version",
-        "score",
+        "rounded_score",
     ]
     readonly_fields = fields
     ordering = ["created_at", "id"]
@@ -88,6 +116,10 @@ class ListingDecisionInline(admin.TabularInline):
     @admin.display(description="Who")
     def who(self, obj: ListingDecision) -> str:
         return obj.actor_label
+
+    @admin.display(description="Score")
+    def rounded_score(self, obj: ListingDecision) -> str:
+        return "-" if obj.score is None else f"{obj.score:.3f}"
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -244,6 +276,50 @@ class ListingAdmin(admin.ModelAdmin):
     def has_moderate_permission(self, request) -> bool:
         return request.user.has_perm("listings.moderate_listing")
 
+    # What the seller wrote is theirs: moderators decide on it, not edit it.
+    seller_content = ["seller", "title", "description", "category", "price"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and not request.user.is_superuser:
+            fields += self.seller_content
+        return fields
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if request.method == "POST" and "_decide" in request.POST:
+            return self._decide(request, object_id)
+        extra_context = {
+            **(extra_context or {}),
+            "reject_reasons": reject_reasons().items(),
+            "may_decide": self.has_moderate_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _decide(self, request, object_id):
+        """The decide buttons of the change page: one review_decide, as in the
+        queue, on the status and content the page showed."""
+        url = reverse("admin:listings_listing_change", args=[object_id])
+        if not self.has_moderate_permission(request):
+            raise PermissionDenied
+        try:
+            decision = review_decide(
+                listing_id=int(object_id),
+                moderator=request.user,
+                action=request.POST["_decide"],
+                expected_status=request.POST.get("expected_status", ""),
+                expected_content_hash=request.POST.get("expected_content_hash", ""),
+                reason_code=request.POST.get("decide_reason_code", ""),
+                note=request.POST.get("decide_note", ""),
+                message=request.POST.get("decide_message", ""),
+            )
+        except (ValueError, TransitionNotAllowed, DecisionNotAllowed) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(url)
+        self.message_user(
+            request, f"{decision.get_to_status_display()}: “{decision.listing}”."
+        )
+        return HttpResponseRedirect(url)
+
     check_fields = [
         "status",
         "verdict",
@@ -334,7 +410,7 @@ class ListingAdmin(admin.ModelAdmin):
 
     @admin.display(description="Thresholds")
     def thresholds(self, obj: Listing) -> str:
-        return obj.score.thresholds if obj.score else "-"
+        return thresholds_table(obj.score.thresholds) if obj.score else "-"
 
     @admin.display(description="Scored at")
     def computed_at(self, obj: Listing):

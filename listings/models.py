@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -152,7 +153,7 @@ class ListingImage(models.Model):
         ordering = ["position", "id"]
 
     def __str__(self) -> str:
-        return f"Image {self.position + 1} of {self.listing_id}"
+        return f"Photo {self.position + 1} of listing {self.listing_id}"
 
     detected_format = ""
 
@@ -266,7 +267,22 @@ class ListingDecision(models.Model):
     from_status = models.CharField(max_length=10, choices=Listing.Status.choices)
     to_status = models.CharField(max_length=10, choices=Listing.Status.choices)
     reason_code = models.CharField(max_length=40)
-    reason = models.TextField(blank=True)
+    reason = models.TextField(
+        blank=True,
+        help_text="Why, for the audit log: a moderator's note stays internal.",
+    )
+    seller_message = models.TextField(
+        blank=True,
+        help_text="What the seller is told, in the API and webhooks.",
+    )
+    undoes = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="undone_by",
+        help_text="The decision this one took back.",
+    )
     model_version = models.CharField(max_length=300, blank=True)
     score = models.FloatField(null=True, blank=True)
     thresholds = models.JSONField(
@@ -358,3 +374,26 @@ class ListingAppeal(models.Model):
 
     def __str__(self) -> str:
         return f"Appeal of {self.listing_id} ({self.created_at:%Y-%m-%d})"
+
+
+class IdempotencyKey(models.Model):
+    """One API request sent with an Idempotency-Key, and the answer it got: the
+    same request again with the same key gets that answer back, not a second
+    listing or decision."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    # Empty while the first request runs.
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    location = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status_code or 'running'})"

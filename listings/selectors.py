@@ -27,6 +27,7 @@ from clipmatch import conf
 from clipmatch.services import ActiveModel
 from listings.models import (
     Listing,
+    ListingAppeal,
     ListingDecision,
     ListingScore,
     ReviewClaim,
@@ -108,6 +109,14 @@ def review_queue(*, moderator, filters=None, now: datetime | None = None) -> Que
             qs = qs.filter(queue_reason=filters.reason)
         if filters.model_version:
             qs = qs.filter(score__model_version_id=filters.model_version)
+        if filters.seller:
+            qs = qs.filter(seller_id=filters.seller)
+        if filters.text:
+            qs = qs.filter(
+                Q(title__icontains=filters.text)
+                | Q(description__icontains=filters.text)
+                | Q(seller__username__icontains=filters.text)
+            )
     return qs.annotate(
         lane=Case(
             *(When(status=state, then=Value(i)) for i, state in enumerate(states)),
@@ -174,6 +183,9 @@ class Dashboard:
     decision_minutes_p95: float | None
     decisions_timed: int
     overturns: list[dict]
+    # Claim to decision, the moderator's own time: overall and per moderator.
+    handling_seconds_median: float | None = None
+    handling_per_moderator: list[tuple[str, float, int]] = field(default_factory=list)
     similarities: dict[str, list[float]] = field(default_factory=dict)
     thresholds: dict = field(default_factory=dict)
     model_version: str = ""
@@ -216,6 +228,13 @@ def dashboard(*, days: int = 14, now: datetime | None = None) -> Dashboard:
         ).values_list("created_at", "queued_at")
     ]
     overturns = _overturns(human)
+    handled: dict[str, list[float]] = defaultdict(list)
+    for username, claimed, ended in ReviewClaim.objects.filter(
+        outcome=ReviewClaim.Outcome.DECIDED,
+        ended_at__gte=now - timedelta(days=days),
+    ).values_list("moderator__username", "claimed_at", "ended_at"):
+        handled[username].append((ended - claimed).total_seconds())
+    everyone = [seconds for times in handled.values() for seconds in times]
     latest = (
         ListingScore.objects.filter(pk__in=Listing.objects.values("score"))
         .select_related("model_version")
@@ -241,6 +260,11 @@ def dashboard(*, days: int = 14, now: datetime | None = None) -> Dashboard:
         decision_minutes_p95=_percentile(waits, 0.95),
         decisions_timed=len(waits),
         overturns=overturns,
+        handling_seconds_median=statistics.median(everyone) if everyone else None,
+        handling_per_moderator=[
+            (name, statistics.median(times), len(times))
+            for name, times in sorted(handled.items())
+        ],
         similarities=similarities,
         thresholds=thresholds,
         model_version=str(newest.model_version) if newest else "",
@@ -272,6 +296,61 @@ def _overturns(human: QuerySet) -> list[dict]:
     ]
 
 
+@dataclass(frozen=True)
+class SellerSummary:
+    """Who is behind a listing, for the moderator deciding it."""
+
+    seller: object
+    joined: datetime
+    counts: dict[str, int]
+    appeals: int
+    others: list[Listing]
+    total: int
+
+
+def seller_summary(*, listing: Listing, limit: int = 8) -> SellerSummary:
+    """The seller's record: how their listings fared, since when they sell, and
+    their latest other listings."""
+    seller = listing.seller
+    theirs = Listing.objects.filter(seller=seller, deleted_at__isnull=True)
+    by_status = {
+        row["status"]: row["n"]
+        for row in theirs.order_by().values("status").annotate(n=Count("id"))
+    }
+    counts = {
+        "passed": by_status.get(Status.PASSED, 0) + by_status.get(Status.APPROVED, 0),
+        "rejected": by_status.get(Status.REJECTED, 0),
+        "in_review": sum(
+            by_status.get(state, 0)
+            for state in (Status.REVIEW, Status.HELD, Status.ESCALATED, Status.APPEALED)
+        ),
+    }
+    others = list(
+        theirs.exclude(pk=listing.pk)
+        .select_related("category")
+        .order_by("-created_at", "-id")[:limit]
+    )
+    return SellerSummary(
+        seller=seller,
+        joined=seller.date_joined,
+        counts=counts,
+        appeals=ListingAppeal.objects.filter(seller=seller).count(),
+        others=others,
+        total=sum(by_status.values()),
+    )
+
+
+# How much each band needs a person, and how the page says it in words.
+BAND_SEVERITY = {"pass": 0, "review": 1, "hold": 2}
+BAND_LABELS = {"pass": "passes", "review": "needs review", "hold": "mismatch"}
+
+
+def _image_band(bands: dict[str, str], category_ok: bool) -> str:
+    """One image's worst band over its fields; a wrong category asks for review."""
+    found = list(bands.values()) + ([] if category_ok else ["review"])
+    return max(found, key=BAND_SEVERITY.__getitem__, default="")
+
+
 def review_evidence(listing: Listing) -> dict:
     """What a moderator needs to see about a listing, in display order."""
     score = listing.score
@@ -281,10 +360,21 @@ def review_evidence(listing: Listing) -> dict:
     for number, image in enumerate(images, start=1):
         seen = by_index.get(number, {})
         bands = seen.get("bands", {})
+        band = _image_band(bands, seen.get("category_ok", True))
         rows.append(
             {
                 "image": image,
                 "number": number,
+                "band": band,
+                "band_label": BAND_LABELS.get(band, "not scored"),
+                "lowest": min(
+                    (
+                        seen[name]
+                        for name in ("title", "description")
+                        if seen.get(name) is not None
+                    ),
+                    default=None,
+                ),
                 "fields": [
                     {
                         "name": name,
@@ -301,11 +391,22 @@ def review_evidence(listing: Listing) -> dict:
                 "category_ok": seen.get("category_ok", True),
             }
         )
+    worst = min(
+        rows,
+        key=lambda row: (
+            -BAND_SEVERITY.get(row["band"], -1),
+            row["lowest"] if row["lowest"] is not None else math.inf,
+            row["number"],
+        ),
+        default=None,
+    )
     decisions = list(listing.decisions.select_related("actor").order_by("-created_at"))
     appeal = listing.appeals.select_related("rejection__actor").first()
     return {
         "score": score,
         "images": rows,
+        # The viewer opens on the photo that most needs a person's eyes.
+        "worst_index": rows.index(worst) if worst else 0,
         "reasons": score.reasons if score else [],
         "thresholds": score.thresholds if score else {},
         "model_version": str(score.model_version) if score else "",

@@ -15,4 +15,5 @@ urlpatterns = [
     path("<int:pk>/skip/", views.skip, name="skip"),
     path("<int:pk>/renew/", views.renew, name="renew"),
     path("images/<int:pk>/", views.image, name="image"),
+    path("undo/<int:decision_id>/", views.undo, name="undo"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from functools import wraps
 from pathlib import Path
 from urllib.parse import urlencode
@@ -34,6 +35,8 @@ from listings.services.review import (
     review_claim_next,
     review_decide,
     review_release,
+    review_undo,
+    seller_message_default,
 )
 
 FAVICON = Path(__file__).resolve().parent / "static" / "listings" / "favicon.ico"
@@ -73,7 +76,7 @@ def favicon(request):
 
 def _filter_query(request) -> str:
     """The queue filters of this request, to carry from item to item."""
-    keys = ("category", "band", "reason", "model_version")
+    keys = ("category", "band", "reason", "model_version", "seller", "q")
     kept = {k: request.GET.get(k) or request.POST.get(k) for k in keys}
     return urlencode({k: v for k, v in kept.items() if v})
 
@@ -86,7 +89,9 @@ def _with_query(url: str, query: str) -> str:
 def queue(request):
     form = QueueFilterForm(request.GET or None)
     waiting = selectors.review_queue(moderator=request.user, filters=form.filters())
-    items = list(waiting.select_related("category", "score", "claimed_by")[:50])
+    items = list(
+        waiting.select_related("category", "score", "claimed_by", "seller")[:50]
+    )
     now = timezone.now()
     for item in items:
         item.harm = selectors.review_harm(item, now)
@@ -99,7 +104,10 @@ def queue(request):
             "form": form,
             "items": items,
             "waiting": waiting.count(),
+            "currency": conf.get("CURRENCY"),
+            "seller_name": form.seller_name(),
             "query": _filter_query(request),
+            "undo": _undo_offer(request),
         },
     )
 
@@ -124,12 +132,15 @@ def item(request, pk: int):
         messages.warning(request, str(exc))
         return redirect(_with_query(reverse("review:queue"), _filter_query(request)))
     evidence = selectors.review_evidence(listing)
+    seller = selectors.seller_summary(listing=listing)
     return render(
         request,
         "review/item.html",
         {
             "listing": listing,
             "evidence": evidence,
+            "seller": seller,
+            "currency": conf.get("CURRENCY"),
             "reject_reasons": list(reject_reasons().items()),
             "query": _filter_query(request),
             "lease_seconds": conf.get("REVIEW_LEASE_SECONDS"),
@@ -137,6 +148,16 @@ def item(request, pk: int):
                 score=listing.score, reason=listing.queue_reason
             ),
             "may_escalate": listing.status != Listing.Status.ESCALATED,
+            "undo": _undo_offer(request),
+            "undo_seconds": conf.get("REVIEW_UNDO_SECONDS"),
+            "seller_messages": {
+                "approve": seller_message_default(action="approve"),
+                "escalate": seller_message_default(action="escalate"),
+                **{
+                    code: seller_message_default(action="reject", reason_code=code)
+                    for code in reject_reasons()
+                },
+            },
         },
     )
 
@@ -157,6 +178,7 @@ def decide(request, pk: int):
             action=data["action"],
             reason_code=data["reason_code"],
             note=data["note"],
+            message=data["message"],
             expected_status=data["expected_status"],
             expected_content_hash=data["expected_content_hash"],
         )
@@ -171,7 +193,54 @@ def decide(request, pk: int):
         request,
         f"{decision.get_to_status_display()}: “{decision.listing.title}”.",
     )
+    _offer_undo(request, decision)
     return redirect(_with_query(reverse("review:next"), query))
+
+
+UNDO_KEY = "review_undo"
+
+
+def _offer_undo(request, decision) -> None:
+    """Remember the moderator's last decision for the pages that follow, which
+    offer to take it back while the window is open."""
+    window = conf.get("REVIEW_UNDO_SECONDS")
+    if not window:
+        return
+    request.session[UNDO_KEY] = {
+        "decision": decision.pk,
+        "title": decision.listing.title,
+        "status": decision.get_to_status_display(),
+        "until": (decision.created_at + timedelta(seconds=window)).isoformat(),
+    }
+
+
+def _undo_offer(request) -> dict | None:
+    offer = request.session.get(UNDO_KEY)
+    if offer and datetime.fromisoformat(offer["until"]) > timezone.now():
+        return offer
+    request.session.pop(UNDO_KEY, None)
+    return None
+
+
+@require_POST
+@moderator_required
+def undo(request, decision_id: int):
+    request.session.pop(UNDO_KEY, None)
+    try:
+        done = review_undo(decision_id=decision_id, moderator=request.user)
+    except TransitionNotAllowed as exc:
+        messages.error(request, str(exc))
+        return redirect(_with_query(reverse("review:next"), _filter_query(request)))
+    messages.success(
+        request,
+        f"Undone: “{done.listing.title}” is {done.get_to_status_display().lower()} "
+        "again. Decide it afresh.",
+    )
+    return redirect(
+        _with_query(
+            reverse("review:item", args=[done.listing_id]), _filter_query(request)
+        )
+    )
 
 
 @require_POST

@@ -149,6 +149,11 @@ BAD_VALUES = [
      "CLIPMATCH_REVIEW_AGING_HOURS must be a number above 0, not 0.0."),
     ("CLIPMATCH", "REVIEW_SKIP_COOLDOWN_SECONDS", -1, "E013",
      f"CLIPMATCH_REVIEW_SKIP_COOLDOWN_SECONDS {COUNT} -1."),
+    ("CLIPMATCH", "REVIEW_UNDO_SECONDS", -5, "E013",
+     f"CLIPMATCH_REVIEW_UNDO_SECONDS {COUNT} -5."),
+    ("CLIPMATCH", "CURRENCY", "euro", "E023",
+     "CLIPMATCH_CURRENCY must be a three-letter ISO 4217 code such as EUR, "
+     "not 'euro'."),
     ("CLIPMATCH", "REJECT_REASONS", {"other": "Other"}, "E021",
      f"CLIPMATCH[\"REJECT_REASONS\"] {REASONS}, not {{'other': 'Other'}}."),
     ("CLIPMATCH", "REJECT_REASONS", [["other", "Other"], ["spam"]], "E021",

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so that every response carries the id and every request is logged.
     "config.middleware.RequestIdMiddleware",
+    "listings.api.throttling.RateLimitHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -166,6 +167,10 @@ CLIPMATCH = {
     "REVIEW_SKIP_COOLDOWN_SECONDS": env.int(
         "CLIPMATCH_REVIEW_SKIP_COOLDOWN_SECONDS", default=900
     ),
+    # A moderator may take a decision back this long after making it (0: never).
+    "REVIEW_UNDO_SECONDS": env.int("CLIPMATCH_REVIEW_UNDO_SECONDS", default=30),
+    # Prices are shown in this currency (an ISO 4217 code); listings carry none.
+    "CURRENCY": env.str("CLIPMATCH_CURRENCY", default="EUR"),
     # The reasons a moderator picks from when rejecting: [code, label] pairs; the
     # code is stored on the decision. "other" must be one of them, and needs a note.
     "REJECT_REASONS": [
@@ -201,9 +206,10 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
     ],
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.ScopedRateThrottle",
+        # DRF's own, reporting RateLimit-* headers.
+        "listings.api.throttling.AnonRateThrottle",
+        "listings.api.throttling.UserRateThrottle",
+        "listings.api.throttling.ScopedRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("API_THROTTLE_ANON", default="60/hour"),

@@ -13,6 +13,44 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+# Every `code` an error body can carry, with what it means: the schema's enum.
+ERROR_CODES = {
+    "invalid": "A field or parameter has a bad value (see `fields`).",
+    "unknown_field": "A field or query parameter the operation does not take.",
+    "parse_error": "The body could not be parsed.",
+    "not_authenticated": "No credentials were sent.",
+    "authentication_failed": "The credentials are wrong.",
+    "permission_denied": "The user may not do this.",
+    "not_found": "No such object, or not one of yours.",
+    "method_not_allowed": "The path does not take this method.",
+    "not_acceptable": "No answer in the media type asked for.",
+    "unsupported_media_type": "The body's media type is not one the path takes.",
+    "throttled": "Too many requests; see Retry-After.",
+    "too_large": "The request is too large.",
+    "image_too_large": "A photo is over the size or pixel limit.",
+    "unsupported_image_type": "A photo is in a format the API does not take.",
+    "unreadable_image": "A photo could not be decoded.",
+    "unavailable": "The model cannot run now; try again later.",
+    "idempotency_key_reused": "The Idempotency-Key was used with another request.",
+    "idempotency_key_in_use": "A request with this Idempotency-Key is running.",
+    "stale_content": "The seller changed the listing since you loaded it.",
+    "already_decided": "The listing was decided, or moved on, since you loaded it.",
+    "claimed_by_another": "Another moderator is reviewing the listing.",
+    "listing_gone": "The listing was deleted.",
+    "own_listing": "Moderators do not review their own listings.",
+    "not_in_queue": "The listing is not in your review queue.",
+    "stale_view": "What you saw of the listing is no longer true.",
+    "transition_not_allowed": "The status change is not allowed from here.",
+    "appeal_not_allowed": "The listing cannot be appealed.",
+    "appeal_empty": "An appeal needs a message.",
+    "not_rejected": "Only a rejected listing can be appealed.",
+    "already_appealed": "The rejection has already been appealed.",
+    "appeal_final": "The appeal was decided; that is final.",
+    "already_active": "The model version is already the active one.",
+    "model_files_refused": "The model version's files are missing or changed.",
+    "error": "Any other error.",
+}
+
 
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
@@ -104,12 +142,17 @@ def exception_handler(exc, context):
             message = f"Invalid input: {name}: {messages[0]}"
         else:
             message = " ".join(_flatten(exc.detail)) or "Invalid input."
-        body = error_body("invalid", message, fields)
+        codes = set(_flatten(exc.get_codes()))
+        body = error_body(
+            "unknown_field" if "unknown_field" in codes else "invalid", message, fields
+        )
     else:
         detail = exc.detail
         code = exc.get_codes() if hasattr(exc, "get_codes") else exc.default_code
         if not isinstance(code, str):
             code = exc.default_code
+        if code not in ERROR_CODES:  # the schema promises one of these
+            code = exc.default_code if exc.default_code in ERROR_CODES else "error"
         message = " ".join(_flatten(detail)) if not isinstance(detail, str) else detail
         body = error_body(code, message)
 

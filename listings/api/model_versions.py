@@ -6,7 +6,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView, RetrieveAPIView
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,8 +13,10 @@ from rest_framework.views import APIView
 from clipmatch.inference.engine import ModelLoadError
 from clipmatch.models import ModelVersion
 from clipmatch.services import ModelVersionError, model_version_activate
+from listings.api import idempotency
 from listings.api.errors import Conflict
 from listings.api.permissions import IsModeratorOrStaff
+from listings.api.strict import NewestFirst, StrictQuery
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -41,12 +42,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class NewestFirst(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 20
-
-
-class ModelVersionListView(ListAPIView):
+class ModelVersionListView(StrictQuery, ListAPIView):
     """Every model version that has scored or been configured, newest first."""
 
     serializer_class = ModelVersionSerializer
@@ -55,7 +51,7 @@ class ModelVersionListView(ListAPIView):
     queryset = ModelVersion.objects.all()
 
 
-class ModelVersionDetailView(RetrieveAPIView):
+class ModelVersionDetailView(StrictQuery, RetrieveAPIView):
     """One model version with its thresholds and the metrics it shipped with."""
 
     serializer_class = ModelVersionSerializer
@@ -78,7 +74,7 @@ class CanActivateModels(BasePermission):
         )
 
 
-class ModelVersionActivateView(APIView):
+class ModelVersionActivateView(StrictQuery, APIView):
     """Make this version the one new scores use; the catalog is rescored after."""
 
     permission_classes = [CanActivateModels]
@@ -86,14 +82,18 @@ class ModelVersionActivateView(APIView):
     @extend_schema(
         request=None,
         responses={200: ModelVersionSerializer},
-        extensions={"x-extra-errors": ["409"]},
+        parameters=[idempotency.PARAMETER],
+        extensions={"x-extra-errors": ["409", "422"]},
     )
+    @idempotency.idempotent
     def post(self, request, pk: int):
         version = get_object_or_404(ModelVersion, pk=pk)
+        was_active = version.is_active
         try:
             model_version_activate(version=version, actor=request.user)
         except (ModelVersionError, ModelLoadError) as exc:
             # Already active, or its files are missing or changed: nothing changed.
-            raise Conflict(str(exc)) from exc
+            code = "already_active" if was_active else "model_files_refused"
+            raise Conflict(str(exc), code=code) from exc
         version.refresh_from_db()
         return Response(ModelVersionSerializer(version).data)

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
+from listings.api.errors import ERROR_CODES
+
 ERROR_SCHEMA = {
     "type": "object",
     "description": "Every error has this shape.",
     "properties": {
-        "code": {"type": "string", "description": "Machine-readable error code."},
+        "code": {
+            "type": "string",
+            "enum": list(ERROR_CODES),
+            "description": "Machine-readable error code: "
+            + "; ".join(
+                f"`{code}`: {meaning}" for code, meaning in ERROR_CODES.items()
+            ),
+        },
         "message": {"type": "string", "description": "A sentence for a person."},
         "fields": {
             "type": "object",
@@ -15,6 +26,11 @@ ERROR_SCHEMA = {
         },
     },
     "required": ["code", "message", "fields"],
+    "example": {
+        "code": "stale_content",
+        "message": "Not applied: the seller changed the listing since you opened it.",
+        "fields": {},
+    },
 }
 DESCRIPTIONS = {
     "400": "Bad input.",
@@ -24,10 +40,35 @@ DESCRIPTIONS = {
     "409": "Conflict with the current state.",
     "413": "Upload too large.",
     "415": "Unsupported media or image type.",
+    "422": "The Idempotency-Key was used with another request.",
     "429": "Too many requests.",
     "503": "The model is unavailable.",
 }
 WRITE_METHODS = {"post", "put", "patch"}
+# Operation ids that read as what they do, by path (parameters as {}) and method.
+OPERATION_IDS = {
+    ("/api/v1/listings/", "get"): "list_listings",
+    ("/api/v1/listings/", "post"): "create_listing",
+    ("/api/v1/listings/{}/", "get"): "get_listing",
+    ("/api/v1/listings/{}/", "patch"): "update_listing",
+    ("/api/v1/listings/{}/", "delete"): "delete_listing",
+    ("/api/v1/listings/{}/decisions/", "get"): "list_listing_decisions",
+    ("/api/v1/listings/{}/appeal/", "post"): "appeal_listing",
+    ("/api/v1/categories/", "get"): "list_categories",
+    ("/api/v1/check/", "post"): "check_listing",
+    ("/api/v1/review/next/", "post"): "claim_next_review_item",
+    ("/api/v1/review/{}/claim/", "post"): "claim_review_item",
+    ("/api/v1/review/{}/decide/", "post"): "decide_review_item",
+    ("/api/v1/review/{}/release/", "post"): "release_review_item",
+    ("/api/v1/webhooks/", "get"): "list_webhooks",
+    ("/api/v1/webhooks/", "post"): "create_webhook",
+    ("/api/v1/webhooks/{}/", "get"): "get_webhook",
+    ("/api/v1/webhooks/{}/", "delete"): "delete_webhook",
+    ("/api/v1/webhooks/{}/deliveries/", "get"): "list_webhook_deliveries",
+    ("/api/v1/model-versions/", "get"): "list_model_versions",
+    ("/api/v1/model-versions/{}/", "get"): "get_model_version",
+    ("/api/v1/model-versions/{}/activate/", "post"): "activate_model_version",
+}
 
 
 def add_error_responses(result, generator, request, public):
@@ -37,10 +78,13 @@ def add_error_responses(result, generator, request, public):
         ERROR_SCHEMA
     )
     ref = {"$ref": "#/components/schemas/Error"}
-    for _path, operations in result.get("paths", {}).items():
+    for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue
+            named = OPERATION_IDS.get((re.sub(r"\{[^}]+\}", "{}", path), method))
+            if named:
+                operation["operationId"] = named
             codes = ["400", "401", "403", "404", "429"]
             if method in WRITE_METHODS:
                 codes += ["413", "415"]

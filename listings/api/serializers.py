@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clipmatch import conf
+from listings.api.strict import StrictFields
 from listings.models import (
     Category,
     Listing,
@@ -12,7 +14,7 @@ from listings.models import (
     ListingImage,
     ListingScore,
 )
-from listings.roles import actor_as_seen_by
+from listings.roles import actor_as_seen_by, is_moderator
 from listings.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 
@@ -37,7 +39,7 @@ def _images_field(**kwargs) -> serializers.ListField:
     )
 
 
-class _Limited(serializers.Serializer):
+class _Limited(StrictFields):
     # Text limits come from settings when the serializer is built, not at import;
     # the placeholders keep the fields in form order.
     title = serializers.CharField()
@@ -187,7 +189,35 @@ class ListingSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class CheckSerializer(serializers.Serializer):
+class WaitResultSerializer(serializers.Serializer):
+    seconds = serializers.IntegerField(help_text="How long the answer waited, at most.")
+    expired = serializers.BooleanField(
+        help_text="True when the verdict did not come in time: still `pending`."
+    )
+
+
+class ListingCreatedSerializer(ListingSerializer):
+    """A new listing, with what came of `?wait`."""
+
+    wait = serializers.SerializerMethodField()
+
+    class Meta(ListingSerializer.Meta):
+        fields = [*ListingSerializer.Meta.fields, "wait"]
+        read_only_fields = fields
+
+    @extend_schema_field(WaitResultSerializer)
+    def get_wait(self, obj) -> dict:
+        return self.context["wait"]
+
+
+class CategorySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Category
+        fields = ["slug", "name"]
+        read_only_fields = fields
+
+
+class CheckSerializer(StrictFields):
     image = serializers.FileField(allow_empty_file=True)
     title = serializers.CharField()
     description = serializers.CharField()
@@ -215,7 +245,7 @@ class CheckResultSerializer(serializers.Serializer):
     model_version = ModelVersionRefSerializer()
 
 
-class WebhookEndpointSerializer(serializers.ModelSerializer):
+class WebhookEndpointSerializer(StrictFields, serializers.ModelSerializer):
     secret = serializers.CharField(
         write_only=True,
         min_length=16,
@@ -271,7 +301,17 @@ class ReviewFilterSerializer(serializers.Serializer):
     model_version = serializers.IntegerField(required=False, min_value=1)
 
 
-class DecideSerializer(serializers.Serializer):
+def _optional_text(help_text: str) -> serializers.CharField:
+    return serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=2000,
+        help_text=help_text,
+    )
+
+
+class DecideSerializer(StrictFields):
     action = serializers.ChoiceField(choices=["approve", "reject", "escalate"])
     expected_status = serializers.ChoiceField(
         choices=Listing.Status.choices, help_text="The status you saw."
@@ -282,12 +322,15 @@ class DecideSerializer(serializers.Serializer):
     reason_code = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=40
     )
-    note = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=2000
+    note = _optional_text(
+        "Internal, for moderators; needed to escalate and for “other”."
+    )
+    message = _optional_text(
+        "What the seller is told; by default the reason in its own words."
     )
 
 
-class ReleaseSerializer(serializers.Serializer):
+class ReleaseSerializer(StrictFields):
     skip = serializers.BooleanField(
         required=False,
         default=False,
@@ -299,7 +342,7 @@ class ReleasedSerializer(serializers.Serializer):
     released = serializers.BooleanField()
 
 
-class AppealSerializer(serializers.Serializer):
+class AppealSerializer(StrictFields):
     message = serializers.CharField(max_length=2000, help_text="Why it is wrong.")
 
 
@@ -311,9 +354,20 @@ class AppealResultSerializer(serializers.Serializer):
 
 
 class DecisionSerializer(serializers.ModelSerializer):
-    """One row of a listing's history. Sellers see roles, not moderators' names."""
+    """One row of a listing's history. Sellers see roles, not moderators' names,
+    and the message written for them; the internal note is for moderators."""
 
     actor = serializers.SerializerMethodField()
+    message = serializers.CharField(
+        source="seller_message", read_only=True, help_text="What the seller is told."
+    )
+    # Not read-only, only so that the schema can mark it optional: the serializer
+    # is never used for input.
+    note = serializers.CharField(
+        source="reason",
+        required=False,
+        help_text="The moderators' internal note: only moderators get this field.",
+    )
 
     class Meta:
         model = ListingDecision
@@ -322,14 +376,25 @@ class DecisionSerializer(serializers.ModelSerializer):
             "from_status",
             "to_status",
             "reason_code",
-            "reason",
+            "message",
+            "note",
+            "undoes",
             "actor",
             "model_version",
             "score",
             "created_at",
         ]
-        read_only_fields = fields
+        read_only_fields = [name for name in fields if name != "note"]
 
     def get_actor(self, obj) -> str:
+        return actor_as_seen_by(obj, self._viewer())
+
+    def _viewer(self):
         request = self.context.get("request")
-        return actor_as_seen_by(obj, request.user if request else None)
+        return request.user if request else None
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not is_moderator(self._viewer()):
+            del data["note"]
+        return data

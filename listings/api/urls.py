@@ -34,6 +34,7 @@ urlpatterns = [
         name="review-release",
     ),
     path("check/", views.CheckView.as_view(), name="check"),
+    path("categories/", views.CategoryListView.as_view(), name="category-list"),
     path(
         "webhooks/", views.WebhookEndpointListCreateView.as_view(), name="webhook-list"
     ),

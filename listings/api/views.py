@@ -7,20 +7,22 @@ import time
 from django.core.exceptions import ImproperlyConfigured
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.generics import GenericAPIView, ListAPIView
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clipmatch.inference.engine import ModelLoadError
 from clipmatch.inference.images import UnreadableImage
+from listings.api import idempotency
 from listings.api import serializers as s
 from listings.api.errors import Conflict, ServiceUnavailable
 from listings.api.permissions import IsModerator, IsSeller, IsSellerOrModerator
+from listings.api.strict import NewestFirst, StrictQuery
 from listings.api.uploads import read_images
 from listings.models import Category, Listing
 from listings.selectors import listing_list, listing_status, listings_visible_to
@@ -55,13 +57,6 @@ from listings.webhooks.services import (
 WAIT_POLL_SECONDS = 0.2
 
 
-class NewestFirst(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 20
-    page_size_query_param = "page_size"
-    max_page_size = 100
-
-
 def _wait_for_verdict(listing_id: int, seconds: int) -> None:
     """Poll the database until the worker routed the listing or time is up."""
     deadline = time.monotonic() + seconds
@@ -72,12 +67,16 @@ def _wait_for_verdict(listing_id: int, seconds: int) -> None:
         time.sleep(WAIT_POLL_SECONDS)
 
 
-class ListingListCreateView(ListAPIView):
+class ListingListCreateView(StrictQuery, ListAPIView):
     """Listings: sellers see and submit their own, moderators see all."""
 
     serializer_class = s.ListingSerializer
     pagination_class = NewestFirst
     parser_classes = [MultiPartParser]
+    query_serializers = {
+        "get": (s.ListingFilterSerializer,),
+        "post": (s.WaitSerializer,),
+    }
 
     def get_permissions(self):
         if self.request.method == "POST":
@@ -89,23 +88,24 @@ class ListingListCreateView(ListAPIView):
         filters.is_valid(raise_exception=True)
         return listing_list(user=self.request.user, **filters.validated_data)
 
-    @extend_schema(
-        operation_id="v1_listings_list", parameters=[s.ListingFilterSerializer]
-    )
+    @extend_schema(parameters=[s.ListingFilterSerializer])
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
         request=s.ListingCreateSerializer,
-        parameters=[s.WaitSerializer],
-        responses={201: s.ListingSerializer},
+        parameters=[s.WaitSerializer, idempotency.PARAMETER],
+        responses={201: s.ListingCreatedSerializer},
+        extensions={"x-extra-errors": ["409", "422"]},
         description=(
             "Create a listing with one or more photos (multipart, `images` repeated). "
             "Scoring starts after the commit; with `?wait=N` the answer waits up to "
-            "N seconds for the worker's verdict (the status stays `pending` if it "
-            "does not come in time)."
+            "N seconds for the worker's verdict: `wait.expired` says whether it ran "
+            "out (the status is then still `pending`). `Location` names the new "
+            "listing."
         ),
     )
+    @idempotency.idempotent
     def post(self, request):
         wait = s.WaitSerializer(data=request.query_params)
         wait.is_valid(raise_exception=True)
@@ -121,13 +121,25 @@ class ListingListCreateView(ListAPIView):
             price=data["price"],
             images=images,
         )
-        if wait.validated_data["wait"]:
-            _wait_for_verdict(listing.pk, wait.validated_data["wait"])
+        seconds = wait.validated_data["wait"]
+        if seconds:
+            _wait_for_verdict(listing.pk, seconds)
         listing = listings_visible_to(user=request.user).get(pk=listing.pk)
-        return Response(self.get_serializer(listing).data, status=201)
+        wait_result = {
+            "seconds": seconds,
+            "expired": bool(seconds) and listing.status == Listing.Status.PENDING,
+        }
+        body = s.ListingCreatedSerializer(
+            listing, context={**self.get_serializer_context(), "wait": wait_result}
+        ).data
+        return Response(
+            body,
+            status=201,
+            headers={"Location": reverse("v1:listing-detail", args=[listing.pk])},
+        )
 
 
-class ListingDetailView(GenericAPIView):
+class ListingDetailView(StrictQuery, GenericAPIView):
     """One listing with its full score; its seller may change or delete it."""
 
     serializer_class = s.ListingSerializer
@@ -185,7 +197,7 @@ class ListingDetailView(GenericAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class CheckView(APIView):
+class CheckView(StrictQuery, APIView):
     """Score a photo against a title (and description) without storing a listing."""
 
     permission_classes = [IsSellerOrModerator]
@@ -230,7 +242,7 @@ class CheckView(APIView):
         return Response(s.CheckResultSerializer(body).data)
 
 
-class WebhookEndpointListCreateView(ListAPIView):
+class WebhookEndpointListCreateView(StrictQuery, ListAPIView):
     """A user's webhook endpoints; they hear about the listings the user can see."""
 
     serializer_class = s.WebhookEndpointSerializer
@@ -241,11 +253,15 @@ class WebhookEndpointListCreateView(ListAPIView):
     def get_queryset(self):
         return WebhookEndpoint.objects.filter(owner=self.request.user, active=True)
 
-    @extend_schema(operation_id="v1_webhooks_list")
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
-    @extend_schema(responses={201: s.WebhookEndpointSerializer})
+    @extend_schema(
+        responses={201: s.WebhookEndpointSerializer},
+        parameters=[idempotency.PARAMETER],
+        extensions={"x-extra-errors": ["409", "422"]},
+    )
+    @idempotency.idempotent
     def post(self, request):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -255,10 +271,14 @@ class WebhookEndpointListCreateView(ListAPIView):
             )
         except WebhookURLRefused as exc:
             raise exceptions.ValidationError({"url": [str(exc)]}) from exc
-        return Response(self.get_serializer(endpoint).data, status=201)
+        return Response(
+            self.get_serializer(endpoint).data,
+            status=201,
+            headers={"Location": reverse("v1:webhook-detail", args=[endpoint.pk])},
+        )
 
 
-class WebhookEndpointDetailView(GenericAPIView):
+class WebhookEndpointDetailView(StrictQuery, GenericAPIView):
     serializer_class = s.WebhookEndpointSerializer
     permission_classes = [IsSellerOrModerator]
 
@@ -278,7 +298,7 @@ class WebhookEndpointDetailView(GenericAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class WebhookDeliveryListView(ListAPIView):
+class WebhookDeliveryListView(StrictQuery, ListAPIView):
     """The deliveries of one of the user's endpoints, newest first."""
 
     serializer_class = s.WebhookDeliverySerializer
@@ -292,12 +312,11 @@ class WebhookDeliveryListView(ListAPIView):
         )
         return endpoint.deliveries.all()
 
-    @extend_schema(operation_id="v1_webhooks_deliveries_list")
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
 
-class ListingDecisionListView(ListAPIView):
+class ListingDecisionListView(StrictQuery, ListAPIView):
     """A listing's history, oldest first: every status change, who and why."""
 
     serializer_class = s.DecisionSerializer
@@ -310,12 +329,11 @@ class ListingDecisionListView(ListAPIView):
         )
         return listing.decisions.select_related("actor", "listing")
 
-    @extend_schema(operation_id="v1_listings_decisions_list")
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
 
-class ListingAppealView(APIView):
+class ListingAppealView(StrictQuery, APIView):
     """The seller contests the last rejection, once."""
 
     permission_classes = [IsSeller]
@@ -324,8 +342,10 @@ class ListingAppealView(APIView):
     @extend_schema(
         request=s.AppealSerializer,
         responses={201: s.AppealResultSerializer},
-        extensions={"x-extra-errors": ["409"]},
+        parameters=[idempotency.PARAMETER],
+        extensions={"x-extra-errors": ["409", "422"]},
     )
+    @idempotency.idempotent
     def post(self, request, pk: int):
         serializer = s.AppealSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -339,8 +359,23 @@ class ListingAppealView(APIView):
         except Listing.DoesNotExist as exc:
             raise exceptions.NotFound() from exc
         except AppealNotAllowed as exc:
-            raise Conflict(str(exc)) from exc
-        return Response(s.AppealResultSerializer(appeal).data, status=201)
+            raise Conflict(str(exc), code=exc.code) from exc
+        return Response(
+            s.AppealResultSerializer(appeal).data,
+            status=201,
+            headers={"Location": reverse("v1:listing-decisions", args=[pk])},
+        )
+
+
+class CategoryListView(StrictQuery, ListAPIView):
+    """The categories a listing's `category` takes, by slug."""
+
+    serializer_class = s.CategorySerializer
+    permission_classes = [IsSellerOrModerator]
+    pagination_class = None
+
+    def get_queryset(self):
+        return Category.objects.filter(active=True).order_by("name")
 
 
 def _review_item(listing_id: int) -> Listing:
@@ -353,10 +388,11 @@ def _review_item(listing_id: int) -> Listing:
     )
 
 
-class ReviewNextView(APIView):
+class ReviewNextView(StrictQuery, APIView):
     """Claim the most urgent item of the queue (or get back the one you hold)."""
 
     permission_classes = [IsModerator]
+    query_serializers = {"post": (s.ReviewFilterSerializer,)}
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
     @extend_schema(
@@ -390,7 +426,7 @@ class ReviewNextView(APIView):
         )
 
 
-class ReviewClaimView(APIView):
+class ReviewClaimView(StrictQuery, APIView):
     """Claim one queue item (or renew your claim on it)."""
 
     permission_classes = [IsModerator]
@@ -406,13 +442,13 @@ class ReviewClaimView(APIView):
         try:
             review_claim(listing_id=pk, moderator=request.user)
         except ClaimLost as exc:
-            raise Conflict(str(exc)) from exc
+            raise Conflict(str(exc), code=exc.code) from exc
         return Response(
             s.ReviewItemSerializer(_review_item(pk), context={"request": request}).data
         )
 
 
-class ReviewDecideView(APIView):
+class ReviewDecideView(StrictQuery, APIView):
     """Approve, reject (with a reason) or escalate what you saw; a decision on a
     view that is no longer true (changed, decided, claimed by another) is a 409."""
 
@@ -422,8 +458,24 @@ class ReviewDecideView(APIView):
     @extend_schema(
         request=s.DecideSerializer,
         responses={200: s.DecisionSerializer},
-        extensions={"x-extra-errors": ["409"]},
+        parameters=[idempotency.PARAMETER],
+        extensions={"x-extra-errors": ["409", "422"]},
+        examples=[
+            OpenApiExample(
+                "Reject with a note and a message",
+                request_only=True,
+                value={
+                    "action": "reject",
+                    "expected_status": "review",
+                    "expected_content_hash": "9f2c…",
+                    "reason_code": "wrong_image",
+                    "note": "Same photo as listing 12.",
+                    "message": "The photo shows another product.",
+                },
+            )
+        ],
     )
+    @idempotency.idempotent
     def post(self, request, pk: int):
         serializer = s.DecideSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -435,7 +487,7 @@ class ReviewDecideView(APIView):
         except DecisionNotAllowed as exc:
             raise exceptions.PermissionDenied(str(exc)) from exc
         except TransitionNotAllowed as exc:  # StaleDecision included
-            raise Conflict(str(exc)) from exc
+            raise Conflict(str(exc), code=exc.code) from exc
         except ValueError as exc:
             raise exceptions.ValidationError({"reason_code": [str(exc)]}) from exc
         return Response(
@@ -443,7 +495,7 @@ class ReviewDecideView(APIView):
         )
 
 
-class ReviewReleaseView(APIView):
+class ReviewReleaseView(StrictQuery, APIView):
     """Give a claimed item back to the queue."""
 
     permission_classes = [IsModerator]

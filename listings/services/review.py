@@ -35,6 +35,8 @@ class ReviewFilters:
     band: str = ""
     reason: str = ""
     model_version: int | None = None
+    seller: int | None = None
+    text: str = ""
 
 
 DECISIONS = {
@@ -47,6 +49,24 @@ DECISIONS = {
 def reject_reasons() -> dict[str, str]:
     """The configured reasons a moderator rejects for, code -> label."""
     return {code: label for code, label in conf.get("REJECT_REASONS")}
+
+
+# What the seller reads when the moderator writes them nothing of their own.
+SELLER_MESSAGES = {
+    "approve": "A moderator approved the listing.",
+    "escalate": "A senior moderator will take a second look at the listing.",
+    "undo": "A moderator took the last decision back; the listing is in review again.",
+}
+
+
+def seller_message_default(*, action: str, reason_code: str = "") -> str:
+    """The seller's message for a decision: a rejection's reason in its own words."""
+    if action == "reject":
+        label = reject_reasons().get(reason_code, "")
+        # "Other (write a note)": the part in brackets is for the moderator.
+        label = label.split(" (")[0]
+        return f"Rejected: {label.lower()}." if label else "Rejected."
+    return SELLER_MESSAGES[action]
 
 
 def review_claim_next(
@@ -111,7 +131,8 @@ def review_claim(*, listing_id: int, moderator, now: datetime | None = None) -> 
             .update(claimed_by=moderator, claimed_until=until)
         )
         if not taken:
-            raise ClaimLost(_claim_lost_message(listing_id, moderator, now))
+            message, code = _claim_lost(listing_id, moderator, now)
+            raise ClaimLost(message, code=code)
         claims = ReviewClaim.objects.filter(
             listing_id=listing_id, outcome=ReviewClaim.Outcome.OPEN
         )
@@ -135,19 +156,26 @@ def review_claim(*, listing_id: int, moderator, now: datetime | None = None) -> 
     )
 
 
-def _claim_lost_message(listing_id: int, moderator, now: datetime) -> str:
+def _claim_lost(listing_id: int, moderator, now: datetime) -> tuple[str, str]:
+    """Why the claim was refused: a sentence and its code."""
     listing = Listing.objects.select_related("claimed_by").filter(pk=listing_id).first()
     if listing is None:
-        return "The listing no longer exists."
+        return "The listing no longer exists.", "listing_gone"
     if listing.deleted_at is not None:
-        return "The seller deleted this listing."
+        return "The seller deleted this listing.", "listing_gone"
     if listing.seller_id == moderator.pk:
-        return "This is your own listing: someone else reviews it."
+        return "This is your own listing: someone else reviews it.", "own_listing"
     if listing.status not in QUEUE_STATES:
-        return f"The listing is no longer in the queue (it is {listing.status} now)."
+        return (
+            f"The listing is no longer in the queue (it is {listing.status} now).",
+            "already_decided",
+        )
     if listing.claimed_by and listing.claimed_until and listing.claimed_until >= now:
-        return f"{listing.claimed_by.get_username()} is reviewing this listing."
-    return "This listing is not in your queue."
+        return (
+            f"{listing.claimed_by.get_username()} is reviewing this listing.",
+            "claimed_by_another",
+        )
+    return "This listing is not in your queue.", "not_in_queue"
 
 
 def review_release(
@@ -180,13 +208,16 @@ def review_decide(
     expected_content_hash: str,
     reason_code: str = "",
     note: str = "",
+    message: str = "",
     now: datetime | None = None,
 ) -> ListingDecision:
     """Approve, reject (with a reason) or escalate a listing the moderator looked at.
 
     The expected status and content hash are what the moderator saw: if the listing
     changed, was decided by someone else, or another moderator holds it now, the
-    decision is refused with StaleDecision and nothing is written.
+    decision is refused with StaleDecision and nothing is written. The note is
+    internal (the audit log, other moderators); the seller reads only the message,
+    by default the reason in its own words.
     """
     now = now or timezone.now()
     to_status = DECISIONS.get(action)
@@ -203,12 +234,19 @@ def review_decide(
             raise ValueError("Rejecting for another reason needs a note.")
     else:
         reason_code = "approved" if action == "approve" else "escalated"
+    if action == "escalate" and not note:
+        raise ValueError("Escalating needs a note: say what the senior should look at.")
+    message = message.strip() or seller_message_default(
+        action=action, reason_code=reason_code
+    )
     with transaction.atomic():
         listing = listing_locked(listing_id)
         if listing is None:
-            raise StaleDecision("The listing no longer exists.")
+            raise StaleDecision("The listing no longer exists.", code="listing_gone")
         if listing.deleted_at is not None:
-            raise StaleDecision("Not applied: the seller deleted this listing.")
+            raise StaleDecision(
+                "Not applied: the seller deleted this listing.", code="listing_gone"
+            )
         if listing.status != expected_status:
             who = listing.decisions.exclude(actor=None).last()
             by = (
@@ -218,11 +256,13 @@ def review_decide(
             )
             raise StaleDecision(
                 f"Not applied: the listing was {expected_status} when you opened it "
-                f"and is {listing.get_status_display().lower()}{by} now."
+                f"and is {listing.get_status_display().lower()}{by} now.",
+                code="already_decided",
             )
         if listing.content_hash != expected_content_hash:
             raise StaleDecision(
-                "Not applied: the seller changed the listing since you opened it."
+                "Not applied: the seller changed the listing since you opened it.",
+                code="stale_content",
             )
         if (
             listing.claimed_by_id not in (None, moderator.pk)
@@ -231,7 +271,8 @@ def review_decide(
         ):
             raise StaleDecision(
                 f"Not applied: {listing.claimed_by.get_username()} is reviewing "
-                "this listing now."
+                "this listing now.",
+                code="claimed_by_another",
             )
         _check_may_decide(listing, moderator, action)
         ReviewClaim.objects.filter(
@@ -243,8 +284,59 @@ def review_decide(
             actor=moderator,
             reason_code=reason_code,
             reason=note,
+            seller_message=message,
             expected_status=expected_status,
         )
+
+
+def review_undo(
+    *, decision_id: int, moderator, now: datetime | None = None
+) -> ListingDecision:
+    """Take back the moderator's own decision within the undo window, as a decision
+    of its own; refused once the listing has moved on. The listing comes back to
+    the queue where it was, claimed by the moderator again."""
+    now = now or timezone.now()
+    window = timedelta(seconds=conf.get("REVIEW_UNDO_SECONDS"))
+    with transaction.atomic():
+        decision = (
+            ListingDecision.objects.select_related("listing")
+            .filter(pk=decision_id, actor=moderator)
+            .first()
+        )
+        # Only a decision review_decide made: not an appeal, not an undo.
+        if (
+            decision is None
+            or decision.to_status not in DECISIONS.values()
+            or decision.reason_code == "undo"
+        ):
+            raise TransitionNotAllowed(
+                "There is no decision of yours to undo.", code="nothing_to_undo"
+            )
+        if now - decision.created_at > window:
+            raise TransitionNotAllowed(
+                "Too late to undo: the window closed "
+                f"{conf.get('REVIEW_UNDO_SECONDS')} seconds after the decision.",
+                code="undo_window_closed",
+            )
+        listing = listing_locked(decision.listing_id)
+        if listing is None or listing.deleted_at is not None:
+            raise TransitionNotAllowed(
+                "Too late to undo: the listing is gone.", code="listing_gone"
+            )
+        undo = listing_transition(
+            listing=listing,
+            to_status=decision.from_status,
+            actor=moderator,
+            reason_code="undo",
+            reason=f"Took back {decision.reason_code} (decision {decision.pk}).",
+            seller_message=SELLER_MESSAGES["undo"],
+            undoes=decision,
+        )
+        try:
+            review_claim(listing_id=listing.pk, moderator=moderator, now=now)
+        except ClaimLost:
+            pass  # back in the queue, for someone else (an escalation, say)
+    return undo
 
 
 def _check_may_decide(listing: Listing, moderator, action: str) -> None:
@@ -305,18 +397,24 @@ def listing_appeal(*, listing_id: int, seller, message: str) -> ListingAppeal:
     appeal is final (until the seller changes the listing, which rescores it)."""
     message = message.strip()
     if not message:
-        raise AppealNotAllowed("Say why the rejection is wrong.")
+        raise AppealNotAllowed("Say why the rejection is wrong.", code="appeal_empty")
     with transaction.atomic():
         listing = listing_locked(listing_id)
         if listing is None or listing.seller_id != seller.pk:
             raise Listing.DoesNotExist(f"Listing {listing_id} does not exist.")
         if listing.status != Status.REJECTED:
-            raise AppealNotAllowed("Only a rejected listing can be appealed.")
+            raise AppealNotAllowed(
+                "Only a rejected listing can be appealed.", code="not_rejected"
+            )
         rejection = listing.decisions.filter(to_status=Status.REJECTED).last()
         if ListingAppeal.objects.filter(rejection=rejection).exists():
-            raise AppealNotAllowed("This rejection has already been appealed.")
+            raise AppealNotAllowed(
+                "This rejection has already been appealed.", code="already_appealed"
+            )
         if rejection.from_status == Status.APPEALED:
-            raise AppealNotAllowed("The appeal has been decided; that is final.")
+            raise AppealNotAllowed(
+                "The appeal has been decided; that is final.", code="appeal_final"
+            )
         appeal = ListingAppeal.objects.create(
             listing=listing, rejection=rejection, seller=seller, message=message
         )

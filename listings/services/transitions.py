@@ -52,13 +52,18 @@ def listing_transition(
     actor=None,
     reason_code: str,
     reason: str = "",
+    seller_message: str | None = None,
     score: ListingScore | None = None,
     expected_status: str | None = None,
+    undoes: ListingDecision | None = None,
 ) -> ListingDecision:
     """Move a listing to a new status and write its audit row, in one transaction.
 
     The status in the database decides, not the one on the instance passed in: a
-    decision made on a page loaded before the listing changed is refused.
+    decision made on a page loaded before the listing changed is refused. What the
+    seller is told is the reason unless said otherwise (a moderator's note is
+    internal: review_decide says what the seller reads). With `undoes`, the move
+    is that decision taken back, allowed only while it is the listing's last.
     """
     with transaction.atomic():
         current = listing_locked(listing.pk)
@@ -67,9 +72,13 @@ def listing_transition(
         from_status = current.status
         if expected_status is not None and from_status != expected_status:
             raise TransitionNotAllowed(
-                f"The listing is {from_status} now, no longer {expected_status}."
+                f"The listing is {from_status} now, no longer {expected_status}.",
+                code="already_decided",
             )
-        if to_status not in TRANSITIONS.get(from_status, set()):
+        queue_reason = reason_code
+        if undoes is not None:
+            queue_reason = _check_undo(current, undoes, to_status)
+        elif to_status not in TRANSITIONS.get(from_status, set()):
             raise TransitionNotAllowed(
                 f"A listing cannot go from {from_status} to {to_status}."
             )
@@ -94,10 +103,13 @@ def listing_transition(
             # time and whoever holds it; an escalation or an appeal starts anew.
             rerouted = {from_status, to_status} <= {Status.REVIEW, Status.HELD}
             entered = queued_at if rerouted and queued_at else now
+            if undoes is not None and undoes.queued_at:
+                # Taken back: the listing waits as if it had never left.
+                entered = undoes.queued_at
             listing.queued_for_review_at = entered
-            listing.queue_reason = reason_code
+            listing.queue_reason = queue_reason
             listing.review_priority = review_priority(
-                score=basis, price=current.price, entered=entered, reason=reason_code
+                score=basis, price=current.price, entered=entered, reason=queue_reason
             )
             listing.claimed_by_id = current.claimed_by_id if rerouted else None
             listing.claimed_until = current.claimed_until if rerouted else None
@@ -113,6 +125,8 @@ def listing_transition(
             to_status=to_status,
             reason_code=reason_code,
             reason=reason,
+            seller_message=reason if seller_message is None else seller_message,
+            undoes=undoes,
             model_version=str(basis.model_version) if basis else "",
             score=basis.similarity if basis else None,
             thresholds=basis.thresholds if basis else {},
@@ -122,6 +136,26 @@ def listing_transition(
         # Recorded with the decision, sent after commit.
         webhooks_record_decision(decision=decision)
         return decision
+
+
+def _check_undo(current: Listing, undoes: ListingDecision, to_status: str) -> str:
+    """An undo goes back exactly one step, and only from where that step led.
+    Returns why the listing was queued before that step."""
+    last_two = list(current.decisions.order_by("-created_at", "-id")[:2])
+    if (
+        not last_two
+        or last_two[0].pk != undoes.pk
+        or current.status != undoes.to_status
+    ):
+        raise TransitionNotAllowed(
+            "Too late to undo: the listing has moved on since that decision.",
+            code="listing_moved_on",
+        )
+    if to_status != undoes.from_status:
+        raise TransitionNotAllowed(
+            f"Undoing goes back to {undoes.from_status}, not to {to_status}."
+        )
+    return last_two[1].reason_code if len(last_two) > 1 else undoes.reason_code
 
 
 def leave_queue(listing: Listing, now: datetime) -> None:

@@ -209,3 +209,51 @@ def test_filters_by_band_and_by_how_long_ago_it_was_scored(admin_client_logged_i
     stale = admin_client_logged_in.get(url, {"scored_days_ago": "7"}).content.decode()
     assert "fresh hold" in held and "old review" not in held
     assert "old review" in stale and "fresh hold" not in stale
+
+
+def test_a_moderator_decides_on_the_change_page_and_cannot_edit_the_sellers_words(
+    client,
+):
+    from django.contrib.auth.models import Permission
+
+    from listings.models import ListingDecision
+    from listings.tests.factories import moderator, queue_item
+
+    mod = moderator("mo")
+    mod.user_permissions.add(Permission.objects.get(codename="change_listing"))
+    client.force_login(mod)
+    item = queue_item(title="striped sneaker", title_similarity=0.25)
+    url = reverse("admin:listings_listing_change", args=[item.pk])
+
+    page = client.get(url).content.decode()
+    assert 'name="title"' not in page and "striped sneaker" in page
+    assert 'name="_decide" value="approve"' in page
+    response = client.post(
+        url,
+        {
+            "_decide": "reject",
+            "decide_reason_code": "wrong_image",
+            "decide_note": "Seen before.",
+            "expected_status": item.status,
+            "expected_content_hash": item.content_hash,
+        },
+    )
+
+    assert response.status_code == 302
+    decision = ListingDecision.objects.exclude(actor=None).get()
+    assert (decision.to_status, decision.reason, decision.seller_message) == (
+        "rejected",
+        "Seen before.",
+        "Rejected: wrong image.",
+    )
+    stale = client.post(
+        url,
+        {
+            "_decide": "approve",
+            "expected_status": item.status,
+            "expected_content_hash": item.content_hash,
+        },
+        follow=True,
+    )
+    assert "Not applied" in stale.content.decode()
+    assert ListingDecision.objects.exclude(actor=None).count() == 1

@@ -103,10 +103,17 @@ def test_check_is_throttled_per_user_with_429(seller_api, tiny_model, monkeypatc
         ScopedRateThrottle, "THROTTLE_RATES", {"check": "2/minute"}, raising=False
     )
 
-    codes = [check(seller_api).status_code for _ in range(3)]
+    answers = [check(seller_api) for _ in range(3)]
     limited = check(seller_api)
 
-    assert codes == [200, 200, 429]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    # The tightest throttle (check's 2 a minute, not the user's 2,000 an hour).
+    assert [(a["RateLimit-Limit"], a["RateLimit-Remaining"]) for a in answers] == [
+        ("2", "1"),
+        ("2", "0"),
+        ("2", "0"),
+    ]
+    assert 0 < int(answers[0]["RateLimit-Reset"]) <= 60
     assert limited.json()["code"] == "throttled"
     assert limited.json()["message"].startswith("Request was throttled.")
     assert int(limited["Retry-After"]) > 0
@@ -153,10 +160,22 @@ def test_the_schema_is_valid_openapi_3_and_documents_the_error_shape(client):
         "401",
         "403",
         "404",
+        "409",
         "413",
         "415",
+        "422",
         "429",
     }
+    assert create["operationId"] == "create_listing"
+    assert "Idempotency-Key" in [p["name"] for p in create["parameters"]]
+    codes = schema["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
+    assert {"unknown_field", "stale_content", "claimed_by_another"} <= set(codes)
+    operation_ids = [
+        operation["operationId"]
+        for operations in schema["paths"].values()
+        for operation in operations.values()
+    ]
+    assert not [name for name in operation_ids if name.startswith(("v1_", "api_"))]
     assert create["responses"]["413"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Error"
     }
@@ -229,6 +248,6 @@ def test_activating_a_version_whose_files_are_gone_is_a_409_not_a_500(
     response = admin_api.post(f"/api/v1/model-versions/{version.pk}/activate/")
 
     assert response.status_code == 409
-    assert response.json()["code"] == "conflict"
+    assert response.json()["code"] == "model_files_refused"
     assert "are missing" in response.json()["message"]
     assert not ModelVersion.objects.filter(is_active=True).exists()

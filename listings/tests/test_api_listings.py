@@ -195,17 +195,40 @@ def test_a_moderator_cannot_create_listings(moderator_api, sneaker):
     assert response.json()["message"] == "Only sellers can do this."
 
 
-def test_the_status_cannot_be_set_on_create_or_update(seller_api, seller, sneaker):
+def test_setting_the_status_or_an_unknown_field_is_a_400_unknown_field(
+    seller_api, seller, sneaker
+):
     response = create(seller_api, [upload(1)], status="approved")
-    listing_id = response.json()["id"]
+    assert (response.status_code, response.json()) == (
+        400,
+        {
+            "code": "unknown_field",
+            "message": "Invalid input: status: This field does not exist or "
+            "cannot be set.",
+            "fields": {"status": ["This field does not exist or cannot be set."]},
+        },
+    )
+    assert not Listing.objects.exists()
+    listing_id = create(seller_api, [upload(1)]).json()["id"]
+
     patched = seller_api.patch(
-        f"{URL}{listing_id}/", {"status": "approved"}, format="json"
+        f"{URL}{listing_id}/", {"status": "approved", "colour": "red"}, format="json"
     )
 
-    assert response.json()["status"] == "pending"
-    assert patched.status_code == 200
-    assert patched.json()["status"] == "pending"
+    assert patched.status_code == 400
+    assert patched.json()["code"] == "unknown_field"
+    assert sorted(patched.json()["fields"]) == ["colour", "status"]
     assert Listing.objects.get().status == "pending"
+
+
+def test_an_unknown_query_parameter_is_a_400_unknown_field(seller_api):
+    response = seller_api.get(URL, {"sort": "price", "page_size": 5})
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "sort": ["This query parameter does not exist."]
+    }
+    assert response.json()["code"] == "unknown_field"
+    assert seller_api.get(URL, {"page_size": 5}).status_code == 200
 
 
 def test_a_seller_lists_only_their_own_and_a_moderator_lists_all(
@@ -526,6 +549,7 @@ def test_wait_without_a_worker_answers_pending_after_the_wait(seller_api, sneake
 
     assert response.status_code == 201
     assert response.json()["status"] == "pending"
+    assert response.json()["wait"] == {"seconds": 1, "expired": True}
     assert 1 <= time.monotonic() - started < 3
 
 
@@ -551,3 +575,65 @@ def test_a_body_over_djangos_limits_is_413_in_the_error_shape(
     assert many_files.json()["code"] == "too_large"
     listing.refresh_from_db()
     assert listing.description == "A red sneaker with white stripes, barely worn."
+
+
+def test_the_same_post_with_the_same_idempotency_key_makes_one_listing(
+    seller_api, sneaker
+):
+    def send(title="red striped sneaker", key="abc-123"):
+        return seller_api.post(
+            URL,
+            {
+                "title": title,
+                "category": "sneaker",
+                "price": "49.90",
+                "images": [upload(1)],
+            },
+            format="multipart",
+            HTTP_IDEMPOTENCY_KEY=key,
+        )
+
+    first, second = send(), send()
+
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert second.json() == first.json()
+    assert second["Location"] == first["Location"] == f"{URL}{first.json()['id']}/"
+    assert second["Idempotent-Replayed"] == "true"
+    assert Listing.objects.count() == 1
+    other = send(title="another sneaker")
+    assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
+    assert send(key="abc-124").status_code == 201
+    assert Listing.objects.count() == 2
+
+
+def test_a_created_listing_says_where_it_is_and_answers_carry_a_request_id(
+    seller_api, sneaker
+):
+    response = create(seller_api, [upload(1)])
+    assert response["Location"] == f"{URL}{response.json()['id']}/"
+    assert response.json()["wait"] == {"seconds": 0, "expired": False}
+    assert len(response["X-Request-Id"]) == 32
+    echoed = seller_api.get(URL, HTTP_X_REQUEST_ID="trace-42")
+    assert echoed["X-Request-Id"] == "trace-42"
+    # The user's throttle, one request spent before this one.
+    limit = int(echoed["RateLimit-Limit"])
+    assert int(echoed["RateLimit-Remaining"]) == limit - 2
+    refused = seller_api.get(URL, HTTP_X_REQUEST_ID="no spaces <b>")
+    assert refused["X-Request-Id"] != "no spaces <b>"
+
+
+def test_categories_lists_the_active_ones_by_slug(seller_api, sneaker):
+    from listings.tests.factories import CategoryFactory
+
+    CategoryFactory(name="Retired", slug="retired", active=False)
+    assert seller_api.get("/api/v1/categories/").json() == [
+        {"slug": "sneaker", "name": sneaker.name}
+    ]
+
+
+def test_a_page_size_over_the_maximum_is_refused_not_capped(seller_api):
+    response = seller_api.get(URL, {"page_size": 101})
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "page_size": ["Send a whole number from 1 to 100."]
+    }

@@ -102,7 +102,7 @@ def test_a_stale_decision_is_a_409_and_writes_nothing(moderator_api, moderator, 
 
     assert response.status_code == 409
     assert response.json() == {
-        "code": "conflict",
+        "code": "already_decided",
         "message": (
             "Not applied: the listing was review when you opened it and is "
             "awaiting check now."
@@ -223,3 +223,38 @@ def test_an_appeal_of_a_listing_that_was_not_rejected_is_409(seller_api, seller)
 
     assert response.status_code == 409
     assert Listing.objects.get(pk=listing.pk).status == "pending"
+
+
+def test_a_seller_reads_the_message_and_never_the_internal_note(
+    seller_api, moderator_api, item
+):
+    response = moderator_api.post(
+        f"/api/v1/review/{item.pk}/decide/",
+        decide_body(
+            item,
+            "reject",
+            reason_code="wrong_image",
+            note="Same photo as the seller's listing 12: a reseller?",
+        ),
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    path = f"/api/v1/listings/{item.pk}/decisions/"
+
+    rejection = seller_api.get(path).json()[-1]
+    assert rejection["message"] == "Rejected: wrong image."
+    assert "note" not in rejection
+    assert "reseller" not in seller_api.get(path).content.decode()
+    assert moderator_api.get(path).json()[-1]["note"] == (
+        "Same photo as the seller's listing 12: a reseller?"
+    )
+
+
+def test_a_moderator_writes_the_seller_their_own_message(moderator_api, item):
+    response = moderator_api.post(
+        f"/api/v1/review/{item.pk}/decide/",
+        decide_body(item, "approve", message="Thanks for the clearer photos."),
+        format="json",
+    )
+    assert response.json()["message"] == "Thanks for the clearer photos."
+    assert response.json()["note"] == ""

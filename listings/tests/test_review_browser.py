@@ -64,7 +64,16 @@ def test_a_moderator_clears_20_demo_listings_with_the_keyboard_alone(
         plan = work_the_queue(page, live_server.url, demo_queue)
         browser.close()
 
-    decisions = ListingDecision.objects.filter(actor=user)
+    undo = ListingDecision.objects.get(reason_code="undo")
+    assert (undo.actor, undo.from_status, undo.undoes.to_status) == (
+        user,
+        "rejected",
+        "rejected",
+    )
+    assert undo.to_status == undo.undoes.from_status
+    decisions = ListingDecision.objects.filter(actor=user).exclude(
+        pk__in=[undo.pk, undo.undoes_id]
+    )
     made = {
         d.listing_id: d.to_status
         + (f":{d.reason_code}" if d.to_status == "rejected" else "")
@@ -74,6 +83,7 @@ def test_a_moderator_clears_20_demo_listings_with_the_keyboard_alone(
     assert decisions.get(reason_code="other").reason == (
         "Photo is a screenshot of another shop."
     )
+    assert decisions.get(reason_code="escalated").reason == "Is this a replica?"
     statuses = dict(Listing.objects.values_list("pk", "status"))
     assert {statuses[pk] for pk, p in plan.items() if p == "escalated"} == {"escalated"}
 
@@ -91,6 +101,7 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
     assert page.locator("tbody tr").count() == 20
     assert page.locator("#waiting").inner_text() == "20 waiting for you."
     shot(page, "queue")
+    fits_a_phone_and_the_dark(page, "queue")
 
     with page.expect_navigation():
         page.keyboard.press("Enter")  # start reviewing
@@ -101,27 +112,45 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
     assert not page.locator("#help").is_visible()
 
     plan: dict[int, str] = {}
+    opened_on: dict[int, int] = {}
+    undone: dict[int, str] = {}
     for step in range(20):
         listing_id = current_listing(page)
         assert listing_id in demo_queue, f"step {step}: not on an item ({page.url})"
         assert listing_id not in plan, f"listing {listing_id} came back"
         images = page.locator(".stage img")
+        kind = demo_queue[listing_id]
+        # The demo plants "something else" in the second photo: the page opens there.
+        worst = 1 if kind == "something_else" else 0
+        assert images.nth(worst).is_visible(), f"step {step}: not on the worst image"
         if images.count() > 1:
+            opened_on[listing_id] = worst
+            assert "mismatch" in page.locator(".thumbs .current").inner_text()
             page.keyboard.press("j")
-            assert images.nth(1).is_visible() and not images.nth(0).is_visible()
+            assert images.nth(1 - worst).is_visible()
+            assert not images.nth(worst).is_visible()
             page.keyboard.press("k")
-            assert images.nth(0).is_visible()
+            assert images.nth(worst).is_visible()
         if step == 0:
             shot(page, "item")
-        kind = demo_queue[listing_id]
+            fits_a_phone_and_the_dark(page, "item")
+            panel = page.locator("#seller-panel")
+            assert "demo-seller" in panel.inner_text()
+            assert panel.locator(".others li").count() == 8
+            panel.screenshot(path=str(SCREENSHOTS / "seller-panel.png"))
+        if step == 1:
+            look_closer(page)
         if step in (3, 11):
             plan[listing_id] = "approved"
             with page.expect_navigation():
                 page.keyboard.press("a")
         elif step == 7:
             plan[listing_id] = "escalated"
+            page.keyboard.press("e")  # an escalation wants a note: focus moves there
+            assert "needs a note" in page.locator("#hint").inner_text()
+            page.keyboard.type("Is this a replica?")
             with page.expect_navigation():
-                page.keyboard.press("e")
+                page.keyboard.press("Enter")
         elif step == 9:
             plan[listing_id] = "rejected:other"
             page.keyboard.press("r")
@@ -139,6 +168,18 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
                 page.keyboard.press(key)
         message = page.locator(".messages .success")
         assert message.count() == 1, f"step {step}: {page.content()[:400]}"
+        if step == 5:
+            # Second thoughts: take the rejection back from the next page, approve.
+            assert page.locator("#undo").is_visible()
+            with page.expect_navigation():
+                page.keyboard.press("u")
+            assert current_listing(page) == listing_id
+            assert "Undone" in page.locator(".messages .success").inner_text()
+            shot(page, "undone")
+            undone[listing_id] = plan[listing_id]
+            plan[listing_id] = "approved"
+            with page.expect_navigation():
+                page.keyboard.press("a")
 
     assert current_listing(page) is None
     assert page.locator("#empty").is_visible()
@@ -151,4 +192,43 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
     assert page.locator("#claimed-now .n").inner_text() == "0"
     assert page.locator("svg.chart").count() == 2
     shot(page, "dashboard")
+    fits_a_phone_and_the_dark(page, "dashboard")
+    assert len(opened_on) >= 3, "too few multi-image items to tell"
+    assert len(undone) == 1
     return plan
+
+
+def fits_a_phone_and_the_dark(page, name: str) -> None:
+    """No sideways scrolling at the desktop's width nor at a phone's 390 px; a
+    screenshot of each, and of the page in dark mode."""
+    for width in (1400, 390):
+        page.set_viewport_size({"width": width, "height": 844})
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= width, f"{name} is {wide} px wide in a {width} px window"
+    shot(page, f"{name}-390")
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.emulate_media(color_scheme="dark")
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(13, 17, 23)", f"{name} is not dark: {background}"
+    shot(page, f"{name}-dark")
+    page.emulate_media(color_scheme="light")
+
+
+def look_closer(page) -> None:
+    """The zoom shows the photo at its natural size, scales it up and pans."""
+    page.keyboard.press("z")
+    zoom = page.locator("#zoom")
+    assert zoom.is_visible()
+    assert page.locator("#zoom-size").inner_text() == "128 × 128 px at natural size"
+    assert page.evaluate("document.activeElement.id") == "zoom-pan"
+    for _ in range(5):  # up to 16× at most
+        page.keyboard.press("+")
+    assert page.locator("#zoom-size").inner_text() == "128 × 128 px shown at 16×"
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate("document.getElementById('zoom-pan').scrollLeft") == 60
+    assert page.evaluate("document.getElementById('zoom-pan').scrollTop") == 60
+    shot(page, "zoom")
+    page.keyboard.press("Escape")
+    assert not zoom.is_visible()
+    assert "128 × 128 px" in page.locator("#caption").inner_text()

@@ -13,6 +13,7 @@ from listings.services.exceptions import (
     ClaimLost,
     DecisionNotAllowed,
     StaleDecision,
+    TransitionNotAllowed,
 )
 from listings.services.priority import mismatch_probability, review_priority
 from listings.services.review import (
@@ -23,8 +24,10 @@ from listings.services.review import (
     review_decide,
     review_decide_bulk,
     review_release,
+    review_undo,
 )
 from listings.services.scoring import listing_request_scoring
+from listings.services.transitions import listing_transition
 from listings.tests.factories import CategoryFactory, moderator, queue_item
 
 pytestmark = pytest.mark.django_db
@@ -381,3 +384,76 @@ def test_an_edit_after_a_rejection_goes_back_to_a_person_even_if_the_model_passe
     assert listing.queue_reason == "edited_after_rejection"
     assert listing.score.verdict == "pass"
     assert "a person looks again" in " ".join(listing.score.reasons)
+
+
+def test_escalating_needs_a_note_and_the_seller_gets_the_default_message():
+    item = queue_item(title_similarity=0.25)
+    alice = moderator("alice")
+    with pytest.raises(ValueError, match="Escalating needs a note"):
+        decide(item, alice, "escalate", note="  ")
+    assert not ListingDecision.objects.filter(actor=alice).exists()
+    decision = decide(item, alice, "escalate", note="Replica?")
+    assert (decision.reason, decision.seller_message) == (
+        "Replica?",
+        "A senior moderator will take a second look at the listing.",
+    )
+
+
+def test_undo_takes_the_decision_back_as_its_own_row_and_reclaims_the_item():
+    item = queue_item(status="held", title_similarity=0.1)
+    before = Listing.objects.get(pk=item.pk)
+    alice = moderator("alice")
+    rejection = decide(item, alice, "reject", reason_code="wrong_image")
+
+    undo = review_undo(decision_id=rejection.pk, moderator=alice)
+
+    assert (undo.from_status, undo.to_status, undo.undoes) == (
+        "rejected",
+        "held",
+        rejection,
+    )
+    assert undo.seller_message == (
+        "A moderator took the last decision back; the listing is in review again."
+    )
+    listing = Listing.objects.get(pk=item.pk)
+    assert (listing.status, listing.claimed_by, listing.queue_reason) == (
+        "held",
+        alice,
+        before.queue_reason,
+    )
+    assert listing.queued_for_review_at == before.queued_for_review_at
+    with pytest.raises(TransitionNotAllowed, match="no decision of yours to undo"):
+        review_undo(decision_id=undo.pk, moderator=alice)
+
+
+def test_undo_is_refused_to_others_after_the_window_and_once_the_listing_moved_on(
+    settings,
+):
+    item = queue_item(title_similarity=0.25)
+    alice, bob = moderator("alice"), moderator("bob")
+    approval = decide(item, alice, "approve")
+    with pytest.raises(TransitionNotAllowed, match="no decision of yours"):
+        review_undo(decision_id=approval.pk, moderator=bob)
+    late = approval.created_at + timedelta(seconds=31)
+    with pytest.raises(TransitionNotAllowed, match="window closed 30 seconds"):
+        review_undo(decision_id=approval.pk, moderator=alice, now=late)
+    # The seller edits it: back to pending.
+    listing_transition(listing=item, to_status="pending", reason_code="content")
+    with pytest.raises(TransitionNotAllowed, match="the listing has moved on"):
+        review_undo(decision_id=approval.pk, moderator=alice)
+    assert ListingDecision.objects.filter(reason_code="undo").count() == 0
+
+
+def test_handling_time_runs_from_the_claim_to_the_decision_per_moderator():
+    from listings.selectors import dashboard
+
+    item = queue_item(title_similarity=0.25)
+    alice = moderator("alice")
+    claimed_at = timezone.now() - timedelta(hours=2)
+    review_claim(listing_id=item.pk, moderator=alice, now=claimed_at)
+    decide(item, alice, "approve", now=claimed_at + timedelta(seconds=42))
+
+    data = dashboard()
+
+    assert data.handling_seconds_median == 42.0
+    assert data.handling_per_moderator == [("alice", 42.0, 1)]

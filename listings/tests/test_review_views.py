@@ -178,3 +178,49 @@ def test_the_dashboard_counts_the_queue_and_draws_the_scores(mod_client):
     html = response.content.decode()
     assert html.count("<svg") == 2
     assert "hold 0.200" in html and "pass 0.300" in html
+
+
+def test_the_item_page_shows_the_sellers_record_and_their_other_listings(
+    mod_client, settings
+):
+    from listings.tests.factories import ListingFactory
+
+    settings.CLIPMATCH = {**settings.CLIPMATCH, "CURRENCY": "SEK"}
+    bob = UserFactory(username="bob")
+    item = queue_item(title="held one", seller=bob, title_similarity=0.1)
+    for title, status in (("old lamp", "rejected"), ("old mug", "passed")):
+        other = ListingFactory(seller=bob, title=title)
+        Listing.objects.filter(pk=other.pk).update(status=status)
+    ListingFactory(title="someone else's")
+
+    page = mod_client.get(reverse("review:item", args=[item.pk])).content.decode()
+
+    start = page.index('id="seller-panel"')
+    panel = page[start : page.index("</section>", start)]
+    assert "old lamp" in panel and "old mug" in panel
+    assert "someone else" not in panel and "held one" not in panel
+    assert 'id="seller-passed">1<' in panel
+    assert 'id="seller-rejected">1<' in panel
+    assert f'href="/review/?seller={bob.pk}"' in panel
+    assert "49.90 SEK" in page
+
+
+def test_the_queue_narrows_to_a_seller_and_to_a_search(mod_client):
+    bob = UserFactory(username="bob")
+    queue_item(title="red sneaker", seller=bob, title_similarity=0.25)
+    queue_item(title="blue sneaker", title_similarity=0.25)
+    queue_item(
+        title="green lamp",
+        description="Bright.",
+        seller=bob,
+        title_similarity=0.25,
+    )
+
+    def titles(**query):
+        response = mod_client.get(reverse("review:queue"), query)
+        return sorted(item.title for item in response.context["items"])
+
+    assert titles(seller=bob.pk) == ["green lamp", "red sneaker"]
+    assert titles(q="sneaker") == ["blue sneaker", "red sneaker"]
+    assert titles(q="bob") == ["green lamp", "red sneaker"]
+    assert titles(q="sneaker", seller=bob.pk) == ["red sneaker"]

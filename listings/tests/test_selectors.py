@@ -59,7 +59,7 @@ def test_a_review_item_page_reads_a_fixed_number_of_queries(
     client.force_login(moderator("mo"))
 
     # Claiming it writes; the evidence is read once, whatever the number of images.
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(18):
         response = client.get(reverse("review:item", args=[listing.pk]))
 
     assert response.status_code == 200
@@ -111,3 +111,51 @@ def test_the_api_detail_reads_a_fixed_number_of_queries(
 
     assert response.status_code == 200
     assert len(response.json()["images"]) == images
+
+
+def _image_seen(index, title, description, *, category_ok=True):
+    def band(sim):
+        return "hold" if sim < 0.2 else "review" if sim < 0.3 else "pass"
+
+    return {
+        "index": index,
+        "title": title,
+        "description": description,
+        "bands": {"title": band(title), "description": band(description)},
+        "categories": [],
+        "listed_rank": 1,
+        "category_ok": category_ok,
+    }
+
+
+@pytest.mark.parametrize(
+    ("seen", "worst", "labels"),
+    [
+        # A held photo after a passing one: the page opens on the second.
+        (
+            [_image_seen(1, 0.35, 0.4), _image_seen(2, 0.1, 0.4)],
+            1,
+            ["passes", "mismatch"],
+        ),
+        # Two in review: the lower similarity is the worse.
+        (
+            [_image_seen(1, 0.22, 0.25), _image_seen(2, 0.28, 0.29)],
+            0,
+            ["needs review", "needs review"],
+        ),
+        # A wrong category alone asks for review, above a passing photo.
+        (
+            [_image_seen(1, 0.31, 0.31), _image_seen(2, 0.4, 0.4, category_ok=False)],
+            1,
+            ["passes", "needs review"],
+        ),
+    ],
+)
+def test_the_evidence_opens_on_the_worst_image_and_names_each_band(seen, worst, labels):
+    from listings.selectors import review_evidence
+
+    listing = queue_item(title_similarity=0.1, images=2)
+    listing.score.images = seen
+    evidence = review_evidence(listing)
+    assert evidence["worst_index"] == worst
+    assert [row["band_label"] for row in evidence["images"]] == labels

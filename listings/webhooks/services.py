@@ -138,7 +138,9 @@ def _payload(decision, event: str, event_id, viewer) -> dict:
             "from_status": decision.from_status,
             "to_status": decision.to_status,
             "reason_code": decision.reason_code,
-            "reason": decision.reason,
+            # What the seller is told; a moderator's internal note never leaves.
+            "message": decision.seller_message,
+            "undoes": decision.undoes_id,
             "actor": actor_as_seen_by(decision, viewer),
             "model_version": decision.model_version,
             "score": decision.score,

@@ -177,7 +177,8 @@ def test_system_routing_is_a_verdict_and_a_moderators_call_a_decision(
         to_status="rejected",
         actor=moderator,
         reason_code="mismatch",
-        reason="The photo shows a mug.",
+        reason="Same photo as listing 12; a reseller?",
+        seller_message="The photo shows a mug.",
     )
     listing_transition(listing=listing, to_status="pending", reason_code="content")
 
@@ -189,11 +190,14 @@ def test_system_routing_is_a_verdict_and_a_moderators_call_a_decision(
     # The seller learns that a moderator decided, never which one.
     assert decision.payload["decision"]["actor"] == "moderator"
     assert decision.payload["decision"]["to_status"] == "rejected"
-    assert decision.payload["decision"]["reason"] == "The photo shows a mug."
+    assert decision.payload["decision"]["message"] == "The photo shows a mug."
     moderators = WebhookDelivery.objects.filter(
         endpoint=back_office, event="listing.decision"
     ).get()
     assert moderators.payload["decision"]["actor"] == "mo"
+    # The internal note is in no payload, the back office's included.
+    for delivery in WebhookDelivery.objects.all():
+        assert "reseller" not in json.dumps(delivery.payload)
 
 
 @pytest.mark.django_db
