@@ -5,11 +5,15 @@ distributions and offers the two changes a staff user makes, through services.
 """
 
 from django.contrib import admin, messages
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Q, Value
 from django.utils.html import format_html, format_html_join
 
+from clipmatch import conf
 from clipmatch.inference.engine import ModelLoadError
 from clipmatch.models import ModelAuditEntry, ModelVersion, ThresholdVersion
 from clipmatch.plots import histogram_svg
+from clipmatch.runtime import resolve
 from clipmatch.services import (
     ModelVersionError,
     model_version_activate,
@@ -21,14 +25,37 @@ METRIC_KEYS = ("n", "roc_auc", "pr_auc", "threshold", "precision", "recall", "f1
 
 
 def metrics_table(metrics: dict) -> str:
-    """A small table of the metrics dicts found in a version's metrics."""
-    rows = []
-    for name, values in metrics.items():
-        if isinstance(values, dict) and "roc_auc" in values:
-            rows.append((name, values))
-    if not rows:
+    """The version's figures as tables, whichever of the two shapes they come in.
+
+    Fine-tuning records one dict of figures per split ({"validation": {"roc_auc":
+    ...}}); the bundled model's training records one dict per figure, keyed by text
+    field ({"roc_auc": {"title": ...}}). Either way a figure is shown once.
+    """
+    per_split = [
+        (name, values)
+        for name, values in metrics.items()
+        if isinstance(values, dict) and "roc_auc" in values
+    ]
+    per_figure = [
+        (name, values)
+        for name, values in metrics.items()
+        if isinstance(values, dict)
+        and values
+        and "roc_auc" not in values
+        and all(isinstance(v, int | float) for v in values.values())
+    ]
+    tables = [_table(per_split, METRIC_KEYS)] if per_split else []
+    alike: dict[tuple, list] = {}  # figures over the same fields share a table
+    for name, values in per_figure:
+        alike.setdefault(tuple(values), []).append((name, values))
+    tables += [_table(rows, columns) for columns, rows in alike.items()]
+    if not tables:
         return "-"
-    head = format_html_join("", "<th>{}</th>", ((k,) for k in METRIC_KEYS))
+    return format_html_join("", "{}", ((table,) for table in tables))
+
+
+def _table(rows: list[tuple[str, dict]], columns) -> str:
+    head = format_html_join("", "<th>{}</th>", ((k,) for k in columns))
     body = format_html_join(
         "",
         "<tr><th>{}</th>{}</tr>",
@@ -36,9 +63,7 @@ def metrics_table(metrics: dict) -> str:
             (
                 name,
                 format_html_join(
-                    "",
-                    "<td>{}</td>",
-                    ((_fmt(values.get(k)),) for k in METRIC_KEYS),
+                    "", "<td>{}</td>", ((_fmt(values.get(k)),) for k in columns)
                 ),
             )
             for name, values in rows
@@ -57,7 +82,7 @@ def _fmt(value) -> str:
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = [
         "version",
-        "active",
+        "in_force",
         "is_shadow",
         "val_roc_auc",
         "activated_at",
@@ -74,19 +99,51 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "activated_by",
         "metrics_table",
         "distribution",
-        "thresholds",
-        "metrics",
+        "thresholds_table",
         "created_at",
     ]
-    exclude = ["report"]
+    exclude = ["report", "thresholds", "metrics"]
     actions = ["activate", "shadow"]
 
     def has_add_permission(self, request):
         return False
 
-    @admin.display(description="Active", boolean=True)
-    def active(self, obj: ModelVersion) -> bool:
-        return obj.is_active
+    def get_queryset(self, request):
+        # The version in force is the activated one, or, while none is, the row of
+        # the configured model (the bundled one by default): not "is_active".
+        queryset = super().get_queryset(request)
+        if ModelVersion.objects.filter(is_active=True).exists():
+            return queryset.annotate(in_force_flag=Q(is_active=True))
+        try:
+            source = resolve(conf.get("MODEL"))
+        except (ModelLoadError, ImproperlyConfigured):
+            return queryset.annotate(in_force_flag=Value(False))
+        return queryset.annotate(
+            in_force_flag=Q(fingerprint=source.fingerprint, source=source.ref)
+        )
+
+    @admin.display(description="In force", boolean=True, ordering="-is_active")
+    def in_force(self, obj: ModelVersion) -> bool:
+        return bool(obj.in_force_flag)
+
+    @admin.display(description="Thresholds")
+    def thresholds_table(self, obj: ModelVersion) -> str:
+        fields = [
+            (name, cuts)
+            for name, cuts in obj.thresholds.items()
+            if isinstance(cuts, dict) and {"pass", "hold"} <= set(cuts)
+        ]
+        if not fields:
+            return "-"
+        table = _table(fields, ("pass", "hold"))
+        top_k = obj.thresholds.get("category_top_k")
+        if top_k:
+            return format_html(
+                "{}<p>The listed category must rank within the top {}.</p>",
+                table,
+                top_k,
+            )
+        return table
 
     @admin.display(description="Validation ROC-AUC")
     def val_roc_auc(self, obj: ModelVersion) -> str:

@@ -9,7 +9,7 @@ from django.urls import reverse
 from clipmatch.models import ModelVersion, ThresholdVersion
 from clipmatch.plots import histogram_svg
 from clipmatch.services import model_version_register
-from conftest import build_tiny_clip
+from conftest import TINY_THRESHOLDS, build_tiny_clip
 
 pytestmark = pytest.mark.django_db
 HISTOGRAM = {"edges": [0.0, 0.25, 0.5, 0.75, 1.0], "match": [0, 1, 3, 6],
@@ -97,3 +97,49 @@ def test_the_apply_action_applies_a_proposal(client, boss, version):
     assert proposal.status == "applied"
     assert proposal.applied_by == boss
     assert ModelVersion.objects.get(pk=version.pk).is_active is False
+
+
+def test_the_configured_model_is_shown_in_force_until_a_version_is_activated(
+    client, boss, version, use_model, tiny_clip_dir, monkeypatch
+):
+    from clipmatch.services import model_version_activate, model_version_active
+
+    use_model(tiny_clip_dir, TINY_THRESHOLDS)
+    configured = model_version_active().version
+    url = reverse("admin:clipmatch_modelversion_changelist")
+
+    def in_force(page):
+        return [
+            row.version for row in page.context["cl"].result_list if row.in_force_flag
+        ]
+
+    assert in_force(client.get(url)) == [configured.version]
+
+    monkeypatch.setattr("listings.signals.queue_catalog_rescore", lambda pk: None)
+    model_version_activate(version=version, actor=boss)
+
+    assert in_force(client.get(url)) == [version.version]
+
+
+def test_the_bundled_models_figures_and_thresholds_are_tables(client, boss):
+    version = ModelVersion.objects.create(
+        name="mini",
+        source="bundled",
+        fingerprint="f" * 64,
+        thresholds={"title": {"pass": 0.25, "hold": 0.125}, "category_top_k": 3},
+        metrics={
+            "roc_auc": {"title": 0.99, "description": 0.985},
+            "pairwise_accuracy": {"title": 0.97, "description": 0.96},
+            "split": {"seed": 7, "n": 600},
+        },
+    )
+    url = reverse("admin:clipmatch_modelversion_change", args=[version.pk])
+
+    page = client.get(url).content.decode()
+
+    assert "<tr><th>roc_auc</th><td>0.9900</td><td>0.9850</td></tr>" in page
+    assert "<tr><th>pairwise_accuracy</th><td>0.9700</td><td>0.9600</td></tr>" in page
+    assert "<th></th><th>seed</th><th>n</th></tr><tr><th>split</th><td>7</td>" in page
+    assert "<tr><th>title</th><td>0.2500</td><td>0.1250</td></tr>" in page
+    assert "must rank within the top 3" in page
+    assert page.count("0.9900") == 1
