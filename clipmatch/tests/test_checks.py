@@ -151,7 +151,7 @@ BAD_VALUES = [
      f"CLIPMATCH_REVIEW_SKIP_COOLDOWN_SECONDS {COUNT} -1."),
     ("CLIPMATCH", "REVIEW_UNDO_SECONDS", -5, "E013",
      f"CLIPMATCH_REVIEW_UNDO_SECONDS {COUNT} -5."),
-    ("CLIPMATCH", "CURRENCY", "euro", "E023",
+    ("CLIPMATCH", "CURRENCY", "euro", "E024",
      "CLIPMATCH_CURRENCY must be a three-letter ISO 4217 code such as EUR, "
      "not 'euro'."),
     ("CLIPMATCH", "REJECT_REASONS", {"other": "Other"}, "E021",
