@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
 
 from django.db import transaction
 from django.db.models import F
@@ -13,7 +12,7 @@ from django.utils import timezone
 
 from clipmatch import conf
 from listings.models import Listing, ScoringAttempt
-from listings.services.queueing import queue_scoring
+from listings.services.queueing import after_commit, queue_scoring
 from listings.services.scoring import (
     attempt_close,
     attempt_failures,
@@ -103,7 +102,7 @@ def scoring_reconcile(
                 continue
             listing.scoring_queued_at = now
             listing.save(update_fields=["scoring_queued_at"])
-            transaction.on_commit(partial(queue_scoring, listing.pk), robust=True)
+            after_commit(queue_scoring, listing.pk)
             report.requeued.append(listing.pk)
     return report
 

@@ -173,7 +173,7 @@ def webhooks_record_decision(*, decision) -> list[int]:
         delivery.payload = _payload(decision, event, delivery.event_id, endpoint.owner)
         delivery.save()
         ids.append(delivery.pk)
-        transaction.on_commit(partial(_queue, delivery.pk), robust=True)
+        queueing.after_commit(_queue, delivery.pk)
     return ids
 
 
@@ -428,7 +428,7 @@ def webhook_retry_now(*, delivery: WebhookDelivery) -> bool:
         pk=delivery.pk, status__in=[Delivery.PENDING, Delivery.FAILED]
     ).update(status=Delivery.PENDING, next_attempt_at=timezone.now())
     if updated:
-        transaction.on_commit(partial(_queue, delivery.pk), robust=True)
+        queueing.after_commit(_queue, delivery.pk)
     return bool(updated)
 
 
