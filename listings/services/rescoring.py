@@ -23,9 +23,9 @@ from listings.models import Listing, ListingScore
 from listings.services.assessment import listing_assess
 from listings.services.exceptions import ImageStorageError
 from listings.services.queueing import (
-    after_commit,
     RESCORE_BATCH_TASK,
     SHADOW_BATCH_TASK,
+    after_commit,
     queue_batches,
 )
 from listings.services.scoring import (
