@@ -123,6 +123,14 @@ def png_bytes(colour=(200, 30, 30), size=(48, 40), mode="RGB", seed=0) -> bytes:
     return buffer.getvalue()
 
 
+def mpo_bytes(colours=((10, 200, 10), (200, 10, 10)), size=(32, 24)) -> bytes:
+    """A two-frame MPO, as phones save stereo and depth photos."""
+    frames = [Image.new("RGB", size, c) for c in colours]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="MPO", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
 class TaskRecorder:
     """Stands in for `listings.services.queueing.queue_task`: records the listing
     ids handed to the scoring task (not queued), and queues any other task as usual

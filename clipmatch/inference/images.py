@@ -26,6 +26,9 @@ FORMAT_CONTENT_TYPES = {
     "GIF": "image/gif",
 }
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Pillow has no MPO opener of its own: its JPEG plugin opens an MPO (and says so in
+# `.format`), so `Image.open(formats=["MPO"])` raised KeyError('MPO').
+OPENED_BY = {"MPO": "JPEG"}
 
 
 class UnreadableImage(ValueError):
@@ -101,7 +104,8 @@ def decode_image(
                     f"accepted types are {', '.join(allowed)}."
                 )
             # Only the allowed decoders ever see the bytes.
-            with Image.open(io.BytesIO(data), formats=[fmt]) as opened:
+            opener = OPENED_BY.get(fmt, fmt)
+            with Image.open(io.BytesIO(data), formats=[opener]) as opened:
                 width, height = opened.size
                 if width * height > max_pixels:
                     raise ImageTooLarge(

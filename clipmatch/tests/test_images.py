@@ -8,6 +8,7 @@ from PIL import Image
 
 from clipmatch.images import decode_image
 from clipmatch.inference.images import UnreadableImage
+from conftest import mpo_bytes
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
@@ -172,3 +173,11 @@ def test_the_upload_validator_refuses_an_oversized_file_before_reading_it(settin
 
     with pytest.raises(ValidationError, match="the limit is 10 bytes"):
         validate_image_file(upload)
+
+
+def test_an_mpo_decodes_to_its_first_frame():
+    decoded = decode_image(mpo_bytes())
+
+    assert (decoded.format, decoded.width, decoded.height) == ("MPO", 32, 24)
+    red, green, blue = decoded.image.getpixel((5, 5))
+    assert green > 150 and red < 60 and blue < 60

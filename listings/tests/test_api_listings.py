@@ -9,7 +9,7 @@ from django.utils import timezone
 from PIL import Image
 from rest_framework.test import APIClient
 
-from conftest import png_bytes
+from conftest import mpo_bytes, png_bytes
 from listings.models import Listing, ListingDecision
 from listings.services.scoring import listing_score
 from listings.tests.factories import CategoryFactory, ListingFactory
@@ -551,3 +551,21 @@ def test_a_body_over_djangos_limits_is_413_in_the_error_shape(
     assert many_files.json()["code"] == "too_large"
     listing.refresh_from_db()
     assert listing.description == "A red sneaker with white stripes, barely worn."
+
+
+def test_a_phone_photo_saved_as_mpo_is_accepted_and_scored(
+    seller_api, sneaker, tiny_model, queued, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = create(
+            seller_api,
+            [upload(name="stereo.jpg", data=mpo_bytes(), content_type="image/jpeg")],
+        )
+    outcome = listing_score(listing_id=response.json()["id"])
+
+    listing = Listing.objects.get()
+    assert response.status_code == 201
+    assert queued == [listing.pk]
+    assert outcome.outcome == "scored"
+    assert listing.status == Listing.Status.PASSED
+    assert listing.score.images[0]["index"] == 1
