@@ -11,6 +11,8 @@ from django.db import transaction
 logger = logging.getLogger(__name__)
 
 SCORE_TASK = "listings.tasks.score_listing"
+# The reconciler finds django-q2's record of a failed scoring run by this name.
+SCORE_TASK_PREFIX = "score-listing-"
 SHADOW_SCORE_TASK = "listings.tasks.score_shadow"
 RESCORE_BATCH_TASK = "listings.tasks.rescore_batch"
 SHADOW_BATCH_TASK = "listings.tasks.shadow_batch"
@@ -47,7 +49,7 @@ def after_commit(func: Callable[..., object], *args) -> None:
 
 def queue_scoring(listing_id: int) -> None:
     try:
-        queue_task(SCORE_TASK, listing_id, task_name=f"score-listing-{listing_id}")
+        queue_task(SCORE_TASK, listing_id, task_name=f"{SCORE_TASK_PREFIX}{listing_id}")
     except Exception:
         # Not queued after all: the reconciler's next pass queues it again, rather
         # than first giving the queue SCORING_STALE_AFTER to pick it up.
