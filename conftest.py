@@ -145,13 +145,13 @@ class TaskRecorder:
         self.tasks: list[tuple] = []
         self.hold_all = False
 
-    def __call__(self, path: str, *args, task_name: str) -> None:
+    def __call__(self, path: str, *args, task_name: str, **options) -> None:
         if path == self.score_task:
             self.scoring.append(args[0])
         if self.hold_all:
             self.tasks.append((path, *args))
         elif path != self.score_task:
-            self.queue_task(path, *args, task_name=task_name)
+            self.queue_task(path, *args, task_name=task_name, **options)
 
 
 @pytest.fixture
@@ -247,6 +247,19 @@ def qcluster(worker_env, tmp_path):
     log_path = tmp_path / "qcluster.log"
     with log_path.open("w") as log:
         process = qcluster_start(env=worker_env, log=log)
+        process.log_path = log_path
+        yield process
+        qcluster_stop(process, grace=5)
+
+
+@pytest.fixture
+def webhook_qcluster(worker_env, tmp_path):
+    """Start the webhook cluster (`manage.py qcluster_webhooks`) for one test."""
+    from listings.workers import qcluster_start, qcluster_stop
+
+    log_path = tmp_path / "qcluster_webhooks.log"
+    with log_path.open("w") as log:
+        process = qcluster_start(env=worker_env, log=log, command="qcluster_webhooks")
         process.log_path = log_path
         yield process
         qcluster_stop(process, grace=5)

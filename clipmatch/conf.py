@@ -7,6 +7,7 @@ report every bad value at startup, and get() refuses one at the moment it is rea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from clipmatch.inference.images import FORMAT_CONTENT_TYPES
 from clipmatch.inference.scoring import Thresholds
 
 DEVICES = ("auto", "cpu", "cuda")
+QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,49}")
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,15 @@ def _image_formats(value: Any) -> str | None:
     return None
 
 
+def _queue_name(value: Any) -> str | None:
+    if not (isinstance(value, str) and QUEUE_NAME.fullmatch(value)):
+        return (
+            "must be 1 to 50 lowercase letters, digits and dashes (a django-q2 "
+            f"queue name), not {value!r}"
+        )
+    return None
+
+
 MISSING = "clipmatch.E010"
 UNKNOWN = "clipmatch.E011"
 POSITIVE_INT = Rule("clipmatch.E012", _positive_int)
@@ -176,6 +187,7 @@ THRESHOLDS = Rule("clipmatch.E019", _thresholds)
 PROMPT_TEMPLATES = Rule("clipmatch.E020", _prompt_templates)
 REJECT_REASONS = Rule("clipmatch.E021", _reject_reasons)
 IMAGE_FORMATS = Rule("clipmatch.E022", _image_formats)
+QUEUE = Rule("clipmatch.E023", _queue_name)
 
 
 @dataclass(frozen=True)
@@ -276,6 +288,8 @@ SETTINGS: dict[str, Setting] = {
                 "CLIPMATCH_WEBHOOK_STALE_AFTER",
                 POSITIVE_INT,
             ),
+            ("WEBHOOK_QUEUE", "CLIPMATCH_WEBHOOK_QUEUE", QUEUE),
+            ("WEBHOOK_MAX_ENDPOINTS", "CLIPMATCH_WEBHOOK_MAX_ENDPOINTS", POSITIVE_INT),
             (
                 "WEBHOOK_ALLOW_PRIVATE_HOSTS",
                 "CLIPMATCH_WEBHOOK_ALLOW_PRIVATE_HOSTS",

@@ -243,6 +243,10 @@ CLIPMATCH_API = {
     "WEBHOOK_SENDING_STALE_AFTER": env.int(
         "CLIPMATCH_WEBHOOK_STALE_AFTER", default=120
     ),
+    # The django-q2 queue webhook tasks go to, served by `manage.py qcluster_webhooks`
+    # alone, so that no amount of webhook traffic delays scoring.
+    "WEBHOOK_QUEUE": env("CLIPMATCH_WEBHOOK_QUEUE", default="webhooks"),
+    "WEBHOOK_MAX_ENDPOINTS": env.int("CLIPMATCH_WEBHOOK_MAX_ENDPOINTS", default=10),
     # Off in production: a webhook URL on a private or loopback address could reach
     # services behind the firewall. The tests' receiver runs on loopback.
     "WEBHOOK_ALLOW_PRIVATE_HOSTS": env.bool(

@@ -47,6 +47,7 @@ from listings.services.review import (
 )
 from listings.webhooks.models import WebhookEndpoint
 from listings.webhooks.services import (
+    WebhookEndpointLimit,
     WebhookURLRefused,
     webhook_endpoint_create,
     webhook_endpoint_deactivate,
@@ -245,7 +246,10 @@ class WebhookEndpointListCreateView(ListAPIView):
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
-    @extend_schema(responses={201: s.WebhookEndpointSerializer})
+    @extend_schema(
+        responses={201: s.WebhookEndpointSerializer},
+        extensions={"x-extra-errors": ["409"]},
+    )
     def post(self, request):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -255,6 +259,8 @@ class WebhookEndpointListCreateView(ListAPIView):
             )
         except WebhookURLRefused as exc:
             raise exceptions.ValidationError({"url": [str(exc)]}) from exc
+        except WebhookEndpointLimit as exc:
+            raise Conflict(str(exc)) from exc
         return Response(self.get_serializer(endpoint).data, status=201)
 
 

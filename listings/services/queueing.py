@@ -18,13 +18,14 @@ RESCORE_BATCH_TASK = "listings.tasks.rescore_batch"
 SHADOW_BATCH_TASK = "listings.tasks.shadow_batch"
 
 
-def queue_task(path: str, *args, task_name: str) -> None:
-    """Hand the task at `path` (ids only, never instances) to django-q2 now; callers
-    call this from `transaction.on_commit`."""
+def queue_task(path: str, *args, task_name: str, cluster: str | None = None) -> None:
+    """Hand the task at `path` (ids only, never instances) to django-q2 now, on the
+    scoring cluster's queue or on `cluster`'s; callers call this from
+    `after_commit`."""
     # Imported here: django-q2 reads its settings once, when it is imported.
     from django_q.tasks import async_task
 
-    async_task(path, *args, task_name=task_name)
+    async_task(path, *args, task_name=task_name, cluster=cluster)
 
 
 def after_commit(func: Callable[..., object], *args) -> None:

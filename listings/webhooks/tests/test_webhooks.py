@@ -285,6 +285,7 @@ def test_a_real_worker_delivers_retries_after_a_500_and_does_not_duplicate(
     worker_env,
     qcluster_env_for_webhooks,
     qcluster,
+    webhook_qcluster,
 ):
     with Receiver([500, 200]) as receiver:
         webhook_endpoint_create(owner=seller, url=receiver.url, secret=SECRET)
@@ -300,7 +301,7 @@ def test_a_real_worker_delivers_retries_after_a_500_and_does_not_duplicate(
         requests = list(receiver.requests)
 
     delivery = WebhookDelivery.objects.get()
-    log = qcluster.log_path.read_text()[-3000:]
+    log = webhook_qcluster.log_path.read_text()[-3000:]
     assert delivery.status == "delivered", log
     assert len(requests) == 2, log
     assert all(verify(h, b) for h, b in requests)
@@ -395,8 +396,12 @@ def test_a_url_that_turned_private_is_refused_at_delivery_and_not_called(
         listing_transition(listing=listing, to_status="held", reason_code="scored_hold")
         outcome = webhook_deliver(delivery_id=WebhookDelivery.objects.get().pk)
 
-    assert outcome.outcome == "retry"
-    assert outcome.detail == "The URL must not point at a private address."
+    delivery = WebhookDelivery.objects.get()
+    assert outcome.outcome == "failed"  # refused now, refused on every retry
+    assert outcome.detail == "Given up: The URL must not point at a private address."
+    assert delivery.status == "failed"
+    assert delivery.last_error == outcome.detail
+    assert not Schedule.objects.filter(name=f"webhook-{delivery.pk}-retry").exists()
     assert receiver.requests == []
 
 
