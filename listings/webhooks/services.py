@@ -54,17 +54,34 @@ class WebhookEndpointLimit(ValueError):
     """The owner has as many active endpoints as CLIPMATCH_WEBHOOK_MAX_ENDPOINTS."""
 
 
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 forms that carry an IPv4 address in their last 32 bits: NAT64 (RFC 6052)
+# and SIIT's IPv4-translated ::ffff:0:a.b.c.d (RFC 2765).
+EMBEDS_IPV4_LOW = [
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("::ffff:0:0:0/96"),
+]
+# Never a public destination, whatever they embed: local-use NAT64 (RFC 8215) goes
+# through a translator inside this network; site-local (fec0::/10, deprecated) is
+# a private range that `is_global` still calls global.
+NEVER_PUBLIC = [
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("fec0::/10"),
+]
 
 
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Global, and so is any IPv4 address embedded in an IPv6 one (mapped,
-    compatible or NAT64), which `is_global` alone lets through."""
+    compatible, translated, NAT64 or 6to4), which `is_global` alone lets through."""
     if not address.is_global:
         return False
     if address.version == 6:
-        embedded = address.ipv4_mapped
-        if embedded is None and (int(address) >> 32 == 0 or address in NAT64):
+        if any(address in network for network in NEVER_PUBLIC):
+            return False
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and (
+            int(address) >> 32 == 0
+            or any(address in network for network in EMBEDS_IPV4_LOW)
+        ):
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None:
             return embedded.is_global
