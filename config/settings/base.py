@@ -152,6 +152,11 @@ CLIPMATCH = {
     "TORCH_THREADS": env.int("CLIPMATCH_TORCH_THREADS", default=1),
     "MAX_IMAGE_PIXELS": env.int("CLIPMATCH_MAX_IMAGE_PIXELS", default=40_000_000),
     "MAX_IMAGE_BYTES": env.int("CLIPMATCH_MAX_IMAGE_BYTES", default=15 * 1024 * 1024),
+    # The memory one image's decode may hold at its peak, estimated from its mode and
+    # size before decoding: 40 megapixels of palette or RGBA fit; more is refused.
+    "MAX_IMAGE_DECODE_BYTES": env.int(
+        "CLIPMATCH_MAX_IMAGE_DECODE_BYTES", default=256 * 1024 * 1024
+    ),
     "IMAGE_FORMATS": ["JPEG", "MPO", "PNG", "WEBP", "GIF"],
     "SCORING_MAX_ATTEMPTS": env.int("CLIPMATCH_SCORING_MAX_ATTEMPTS", default=3),
     "SCORING_RETRY_BACKOFF": env.int("CLIPMATCH_SCORING_RETRY_BACKOFF", default=30),

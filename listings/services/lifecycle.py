@@ -9,7 +9,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from clipmatch.images import decode_image
+from clipmatch.images import inspect_image
 from clipmatch.inference.scoring import Assessment
 from clipmatch.services import ActiveModel, model_version_active
 from listings.models import Category, Listing, ListingDecision, ListingImage
@@ -131,7 +131,7 @@ def listing_precheck(
     Only the embedding cache is written. Raises UnreadableImage for a bad image and
     ModelLoadError or ImproperlyConfigured when the configured model cannot run.
     """
-    decode_image(image)  # a bad image is the caller's error, before any model work
+    inspect_image(image)  # a bad image is the caller's error, before any model work
     active = model_version_active()
     assessment = content_assess(
         title=title,

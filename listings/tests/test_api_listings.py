@@ -1,6 +1,7 @@
 """The listings API: auth, roles, create/list/retrieve/update/delete, errors."""
 
 import io
+import time
 from datetime import timedelta
 
 import pytest
@@ -569,3 +570,20 @@ def test_a_phone_photo_saved_as_mpo_is_accepted_and_scored(
     assert outcome.outcome == "scored"
     assert listing.status == Listing.Status.PASSED
     assert listing.score.images[0]["index"] == 1
+
+
+def test_a_palette_bomb_is_answered_quickly_and_left_to_the_worker(
+    seller_api, sneaker, queued, django_capture_on_commit_callbacks
+):
+    buffer = io.BytesIO()
+    Image.new("P", (6320, 6320)).save(buffer, format="PNG")  # 4.9 KB, 40 megapixels
+    started = time.monotonic()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = create(
+            seller_api, [upload(data=buffer.getvalue()) for _ in range(4)]
+        )
+
+    assert time.monotonic() - started < 2
+    assert response.status_code == 201
+    assert queued == [response.json()["id"]]
