@@ -15,8 +15,9 @@ from listings.api.errors import FieldError
 
 
 def read_images(files, *, field: str = "images") -> list[tuple[str, bytes]]:
-    """Read and inspect each upload (the cheap checks; the worker decodes): 413 over the limits, 415 for a type we do
-    not accept (by content, never by name), 400 for anything else unreadable."""
+    """Read and inspect each upload (the cheap checks; the worker decodes): 413
+    over the limits, 415 for a type we do not accept (by content, never by name),
+    400 for anything else unreadable."""
     max_bytes = clip_conf.get("MAX_IMAGE_BYTES")
     out = []
     many = len(files) > 1
