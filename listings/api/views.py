@@ -56,11 +56,28 @@ from listings.webhooks.services import (
 WAIT_POLL_SECONDS = 0.2
 
 
+def query_of(request) -> dict:
+    """The query string as a plain dict: DRF treats a QueryDict as form input, where
+    an empty optional value counts as absent, so `?updated_since=` was accepted
+    although the schema (a date-time) refuses it."""
+    return request.query_params.dict()
+
+
 class NewestFirst(CursorPagination):
     ordering = ("-created_at", "-id")
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def get_page_size(self, request):
+        # DRF falls back to the default for anything that is not a positive whole
+        # number (`page_size=null`); the schema says integer, so refuse it.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is not None and not (raw.isascii() and raw.isdigit() and int(raw)):
+            raise exceptions.ValidationError(
+                {self.page_size_query_param: ["A whole number from 1 is required."]}
+            )
+        return super().get_page_size(request)
 
 
 def _wait_for_verdict(listing_id: int, seconds: int) -> None:
@@ -86,7 +103,7 @@ class ListingListCreateView(ListAPIView):
         return [IsSellerOrModerator()]
 
     def get_queryset(self):
-        filters = s.ListingFilterSerializer(data=self.request.query_params)
+        filters = s.ListingFilterSerializer(data=query_of(self.request))
         filters.is_valid(raise_exception=True)
         return listing_list(user=self.request.user, **filters.validated_data)
 
@@ -108,7 +125,7 @@ class ListingListCreateView(ListAPIView):
         ),
     )
     def post(self, request):
-        wait = s.WaitSerializer(data=request.query_params)
+        wait = s.WaitSerializer(data=query_of(request))
         wait.is_valid(raise_exception=True)
         serializer = s.ListingCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -292,8 +309,9 @@ class WebhookDeliveryListView(ListAPIView):
     pagination_class = NewestFirst
 
     def get_queryset(self):
+        # A deleted (deactivated) endpoint is gone for its owner, its deliveries too.
         endpoint = get_object_or_404(
-            WebhookEndpoint.objects.filter(owner=self.request.user),
+            WebhookEndpoint.objects.filter(owner=self.request.user, active=True),
             pk=self.kwargs["pk"],
         )
         return endpoint.deliveries.all()
@@ -371,7 +389,7 @@ class ReviewNextView(APIView):
         responses={200: s.ReviewItemSerializer, 204: None},
     )
     def post(self, request):
-        query = s.ReviewFilterSerializer(data=request.query_params)
+        query = s.ReviewFilterSerializer(data=query_of(request))
         query.is_valid(raise_exception=True)
         data = dict(query.validated_data)
         if "category" in data:
