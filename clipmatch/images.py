@@ -18,28 +18,25 @@ from clipmatch.inference.images import DecodedImage, ImageInfo, UnreadableImage
 DECODE_MIN_SIDE = 512
 
 
+def _limits() -> dict:
+    """The settings' limits, read at each call."""
+    return {
+        "max_pixels": conf.get("MAX_IMAGE_PIXELS"),
+        "max_bytes": conf.get("MAX_IMAGE_BYTES"),
+        "max_decode_bytes": conf.get("MAX_IMAGE_DECODE_BYTES"),
+        "formats": conf.get("IMAGE_FORMATS"),
+    }
+
+
 def decode_image(source: bytes | BinaryIO) -> DecodedImage:
     """Decode untrusted bytes under CLIPMATCH's size, pixel, memory and format
     limits, reduced to no less than DECODE_MIN_SIDE on the shorter side."""
-    return core.decode_image(
-        source,
-        max_pixels=conf.get("MAX_IMAGE_PIXELS"),
-        max_bytes=conf.get("MAX_IMAGE_BYTES"),
-        formats=conf.get("IMAGE_FORMATS"),
-        max_decode_bytes=conf.get("MAX_IMAGE_DECODE_BYTES"),
-        min_side=DECODE_MIN_SIDE,
-    )
+    return core.decode_image(source, **_limits(), min_side=DECODE_MIN_SIDE)
 
 
 def inspect_image(source: bytes | BinaryIO) -> ImageInfo:
     """The request's checks: everything cheap, nothing decoded at full size."""
-    return core.inspect_image(
-        source,
-        max_pixels=conf.get("MAX_IMAGE_PIXELS"),
-        max_bytes=conf.get("MAX_IMAGE_BYTES"),
-        max_decode_bytes=conf.get("MAX_IMAGE_DECODE_BYTES"),
-        formats=conf.get("IMAGE_FORMATS"),
-    )
+    return core.inspect_image(source, **_limits())
 
 
 def validate_image_file(file) -> None:
