@@ -31,8 +31,8 @@ serve: setup
 
 # A production-like stack on this machine: the production settings against the
 # PostgreSQL and Redis of DATABASE_URL and REDIS_URL (both required), gunicorn
-# (config/gunicorn.py, GUNICORN_* variables) and one qcluster of Q_WORKERS worker
-# processes, each loading the model as it starts; Ctrl-C stops all of it. A secret
+# (config/gunicorn.py, GUNICORN_* variables), one qcluster of Q_WORKERS worker
+# processes, each loading the model as it starts, and the webhooks' own cluster; Ctrl-C stops all of it. A secret
 # key is made once in var/prod/ unless DJANGO_SECRET_KEY is set; both kinds of
 # process write their metrics to var/prod/prometheus (emptied at each start).
 # The stop handler clears itself first: kill 0 signals this shell too, and dash
@@ -53,6 +53,7 @@ prod: $(VENV)/.installed
 	echo "gunicorn on $${GUNICORN_BIND:-127.0.0.1:8000}, $${Q_WORKERS:-2} workers; Ctrl-C stops both" && \
 	trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
 	$(MANAGE) qcluster & \
+	$(MANAGE) qcluster_webhooks & \
 	$(VENV)/bin/gunicorn -c config/gunicorn.py & \
 	wait
 

@@ -370,6 +370,14 @@ def png_bytes(colour=(200, 30, 30), size=(48, 40), mode="RGB", seed=0) -> bytes:
     return buffer.getvalue()
 
 
+def mpo_bytes(colours=((10, 200, 10), (200, 10, 10)), size=(32, 24)) -> bytes:
+    """A two-frame MPO, as phones save stereo and depth photos."""
+    frames = [Image.new("RGB", size, c) for c in colours]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="MPO", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
 class TaskRecorder:
     """Stands in for `listings.services.queueing.queue_task`: records the listing
     ids handed to the scoring task (not queued), and queues any other task as usual
@@ -384,13 +392,13 @@ class TaskRecorder:
         self.tasks: list[tuple] = []
         self.hold_all = False
 
-    def __call__(self, path: str, *args, task_name: str) -> None:
+    def __call__(self, path: str, *args, task_name: str, **options) -> None:
         if path == self.score_task:
             self.scoring.append(args[0])
         if self.hold_all:
             self.tasks.append((path, *args))
         elif path != self.score_task:
-            self.queue_task(path, *args, task_name=task_name)
+            self.queue_task(path, *args, task_name=task_name, **options)
 
 
 @pytest.fixture
@@ -486,6 +494,19 @@ def qcluster(worker_env, tmp_path):
     log_path = tmp_path / "qcluster.log"
     with log_path.open("w") as log:
         process = qcluster_start(env=worker_env, log=log)
+        process.log_path = log_path
+        yield process
+        qcluster_stop(process, grace=5)
+
+
+@pytest.fixture
+def webhook_qcluster(worker_env, tmp_path):
+    """Start the webhook cluster (`manage.py qcluster_webhooks`) for one test."""
+    from listings.workers import qcluster_start, qcluster_stop
+
+    log_path = tmp_path / "qcluster_webhooks.log"
+    with log_path.open("w") as log:
+        process = qcluster_start(env=worker_env, log=log, command="qcluster_webhooks")
         process.log_path = log_path
         yield process
         qcluster_stop(process, grace=5)

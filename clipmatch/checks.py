@@ -1,8 +1,8 @@
 """System checks: every CLIPMATCH and CLIPMATCH_API value, and the combinations that
 break scoring or webhooks silently.
 
-Ids: E001-E004 combinations (below); E010 a key or a whole dict missing, E011 an
-unknown key, E012-E023 one kind of value each (clipmatch.conf names them).
+Ids: E001-E006 combinations (below); E010 a key or a whole dict missing, E011 an
+unknown key, E012-E025 one kind of value each (clipmatch.conf names them).
 """
 
 from django.conf import settings
@@ -87,5 +87,22 @@ def check_log_format(app_configs=None, **kwargs):
         Error(
             f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {value!r}.",
             id="clipmatch.E005",
+        )
+    ]
+
+
+@register()
+def check_webhook_queue(app_configs=None, **kwargs):
+    """Webhooks on the scoring cluster's own queue would wait behind scoring and
+    delay it again: the point of the separate queue."""
+    queue = conf.get_or_none("WEBHOOK_QUEUE")
+    name = getattr(settings, "Q_CLUSTER", {}).get("name")
+    if queue is None or queue != name:
+        return []
+    return [
+        Error(
+            f"CLIPMATCH_WEBHOOK_QUEUE ({queue!r}) must differ from the Q_CLUSTER name "
+            f"({name!r}), or webhook tasks share the scoring queue.",
+            id="clipmatch.E006",
         )
     ]

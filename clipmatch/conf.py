@@ -19,6 +19,7 @@ from clipmatch.inference.images import FORMAT_CONTENT_TYPES
 from clipmatch.inference.scoring import Thresholds
 
 DEVICES = ("auto", "cpu", "cuda")
+QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,49}")
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,14 @@ def _image_formats(value: Any) -> str | None:
 def _currency(value: Any) -> str | None:
     if not (isinstance(value, str) and re.fullmatch(r"[A-Z]{3}", value)):
         return f"must be a three-letter ISO 4217 code such as EUR, not {value!r}"
+
+
+def _queue_name(value: Any) -> str | None:
+    if not (isinstance(value, str) and QUEUE_NAME.fullmatch(value)):
+        return (
+            "must be 1 to 50 lowercase letters, digits and dashes (a django-q2 "
+            f"queue name), not {value!r}"
+        )
     return None
 
 
@@ -191,6 +200,7 @@ REJECT_REASONS = Rule("clipmatch.E021", _reject_reasons)
 IMAGE_FORMATS = Rule("clipmatch.E022", _image_formats)
 TEXT = Rule("clipmatch.E023", _text)
 CURRENCY = Rule("clipmatch.E024", _currency)
+QUEUE = Rule("clipmatch.E025", _queue_name)
 
 
 @dataclass(frozen=True)
@@ -254,6 +264,11 @@ SETTINGS: dict[str, Setting] = {
             ("HUB_TIMEOUT", "CLIPMATCH_HUB_TIMEOUT", POSITIVE_NUMBER),
             ("MAX_IMAGE_PIXELS", "CLIPMATCH_MAX_IMAGE_PIXELS", POSITIVE_INT),
             ("MAX_IMAGE_BYTES", "CLIPMATCH_MAX_IMAGE_BYTES", POSITIVE_INT),
+            (
+                "MAX_IMAGE_DECODE_BYTES",
+                "CLIPMATCH_MAX_IMAGE_DECODE_BYTES",
+                POSITIVE_INT,
+            ),
             ("IMAGE_FORMATS", "", IMAGE_FORMATS),
             ("SCORING_MAX_ATTEMPTS", "CLIPMATCH_SCORING_MAX_ATTEMPTS", POSITIVE_INT),
             ("SCORING_RETRY_BACKOFF", "CLIPMATCH_SCORING_RETRY_BACKOFF", COUNT_OR_ZERO),
@@ -297,6 +312,8 @@ SETTINGS: dict[str, Setting] = {
                 "CLIPMATCH_WEBHOOK_STALE_AFTER",
                 POSITIVE_INT,
             ),
+            ("WEBHOOK_QUEUE", "CLIPMATCH_WEBHOOK_QUEUE", QUEUE),
+            ("WEBHOOK_MAX_ENDPOINTS", "CLIPMATCH_WEBHOOK_MAX_ENDPOINTS", POSITIVE_INT),
             (
                 "WEBHOOK_ALLOW_PRIVATE_HOSTS",
                 "CLIPMATCH_WEBHOOK_ALLOW_PRIVATE_HOSTS",

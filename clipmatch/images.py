@@ -1,4 +1,9 @@
-"""Image decoding as the app does it: the core decoder under the settings' limits."""
+"""Image decoding as the app does it: the core decoder under the settings' limits.
+
+The web request only inspects (`inspect_image`: cheap, bounded); the worker, and
+the check endpoint that scores in the request, decode (`decode_image`), reduced on
+the way to what a CLIP model looks at, within the decode memory budget.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,32 @@ from typing import BinaryIO
 
 from clipmatch import conf
 from clipmatch.inference import images as core
-from clipmatch.inference.images import DecodedImage, UnreadableImage
+from clipmatch.inference.images import DecodedImage, ImageInfo, UnreadableImage
+
+# The shorter side a decode is reduced to, no less: CLIP models look at 224 to 448
+# pixels, and a box reduction this far above that changes nothing they see.
+DECODE_MIN_SIDE = 512
+
+
+def _limits() -> dict:
+    """The settings' limits, read at each call."""
+    return {
+        "max_pixels": conf.get("MAX_IMAGE_PIXELS"),
+        "max_bytes": conf.get("MAX_IMAGE_BYTES"),
+        "max_decode_bytes": conf.get("MAX_IMAGE_DECODE_BYTES"),
+        "formats": conf.get("IMAGE_FORMATS"),
+    }
 
 
 def decode_image(source: bytes | BinaryIO) -> DecodedImage:
-    """Decode untrusted bytes under CLIPMATCH's size, pixel and format limits."""
-    return core.decode_image(
-        source,
-        max_pixels=conf.get("MAX_IMAGE_PIXELS"),
-        max_bytes=conf.get("MAX_IMAGE_BYTES"),
-        formats=conf.get("IMAGE_FORMATS"),
-    )
+    """Decode untrusted bytes under CLIPMATCH's size, pixel, memory and format
+    limits, reduced to no less than DECODE_MIN_SIDE on the shorter side."""
+    return core.decode_image(source, **_limits(), min_side=DECODE_MIN_SIDE)
+
+
+def inspect_image(source: bytes | BinaryIO) -> ImageInfo:
+    """The request's checks: everything cheap, nothing decoded at full size."""
+    return core.inspect_image(source, **_limits())
 
 
 def validate_image_file(file) -> None:
@@ -31,6 +51,6 @@ def validate_image_file(file) -> None:
             code="image_too_large",
         )
     try:
-        decode_image(file)
+        inspect_image(file)
     except UnreadableImage as exc:
         raise ValidationError(str(exc), code="unreadable_image") from exc

@@ -121,11 +121,14 @@ class DatabaseCollector:
 
 
 def queue_names() -> list[str]:
-    """The task queues the settings name: the cluster's own and any ALT_CLUSTERS."""
+    """The task queues the settings name: the scoring cluster's own, the webhooks'
+    (served by qcluster_webhooks) and any ALT_CLUSTERS."""
     from django.conf import settings
 
+    from clipmatch import conf
+
     cluster = getattr(settings, "Q_CLUSTER", {})
-    names = [cluster.get("name", "default")]
+    names = [cluster.get("name", "default"), conf.get("WEBHOOK_QUEUE")]
     names += [name for name in cluster.get("ALT_CLUSTERS", {}) if name not in names]
     return names
 

@@ -22,13 +22,19 @@ def reconcile_scoring() -> dict:
     from listings.services.reconcile import scoring_reconcile
 
     report = scoring_reconcile()
-    if report.requeued or report.abandoned or report.quarantined:
+    if (
+        report.requeued
+        or report.abandoned
+        or report.quarantined
+        or report.orphans_closed
+    ):
         logger.info(
             "Reconciler: listings re-queued: %d, abandoned attempts: %d, "
-            "quarantined to review: %d.",
+            "quarantined to review: %d, orphaned attempts closed: %d.",
             len(report.requeued),
             len(report.abandoned),
             len(report.quarantined),
+            len(report.orphans_closed),
         )
     return asdict(report)
 

@@ -32,10 +32,13 @@ def _manage(*args: str, env: dict[str, str] | None = None, **popen) -> subproces
     )
 
 
-def qcluster_start(*, env: dict[str, str] | None = None, log=None) -> subprocess.Popen:
-    """A worker cluster in its own process group, so it can be stopped whole."""
+def qcluster_start(
+    *, env: dict[str, str] | None = None, log=None, command: str = "qcluster"
+) -> subprocess.Popen:
+    """A worker cluster in its own process group, so it can be stopped whole;
+    `command="qcluster_webhooks"` for the one that sends webhooks."""
     return _manage(
-        "qcluster",
+        command,
         env=env,
         stdout=log if log is not None else subprocess.DEVNULL,
         stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
@@ -117,6 +120,7 @@ def serve(*, port: int, on_ready: Callable[[], None], out) -> str | None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     children = {
         "worker": _manage("qcluster", env=env),
+        "webhook worker": _manage("qcluster_webhooks", env=env),
         "server": _manage("runserver", f"127.0.0.1:{port}", env=env),
     }
     try:
@@ -164,7 +168,7 @@ def _stop(children: dict[str, subprocess.Popen], out) -> None:
     # runserver and its autoreloader child have nothing to finish.
     for name, process in children.items():
         try:
-            if name == "worker":
+            if name in ("worker", "webhook worker"):
                 process.send_signal(signal.SIGTERM)
             else:
                 os.killpg(process.pid, signal.SIGTERM)

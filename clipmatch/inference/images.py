@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -26,6 +27,16 @@ FORMAT_CONTENT_TYPES = {
     "GIF": "image/gif",
 }
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Pillow has no MPO opener of its own: its JPEG plugin opens an MPO (and says so in
+# `.format`), so `Image.open(formats=["MPO"])` raised KeyError('MPO').
+OPENED_BY = {"MPO": "JPEG"}
+# Bytes a decode holds per pixel at its peak, by the mode Pillow decodes into: one
+# for the 1-byte modes, four for the rest (Pillow pads 3 bands to 4); a palette is
+# expanded to RGBA and 16-bit to 32-bit before it is reduced, beside the original.
+DECODE_BYTES_PER_PIXEL = {"1": 2, "L": 1, "P": 5, "I;16": 6, "I;16B": 6, "I;16L": 6}
+# GIF and WebP have no cheap partial decode: below this size the request decodes
+# them in full to refuse a broken file; above, the worker does.
+QUICK_DECODE_PIXELS = 4_000_000
 
 
 class UnreadableImage(ValueError):
@@ -38,6 +49,17 @@ class ImageTooLarge(UnreadableImage):
 
 class UnsupportedImageType(UnreadableImage):
     """A real image of a type outside the allow-list (an API answers 415)."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the cheap checks learnt about an image, without decoding it in full."""
+
+    format: str
+    width: int
+    height: int
+    mode: str
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -68,50 +90,71 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def inspect_image(
+    source: bytes | BinaryIO,
+    *,
+    max_pixels: int,
+    max_bytes: int,
+    max_decode_bytes: int,
+    formats: Sequence[str],
+) -> ImageInfo:
+    """The checks cheap enough for a web request: size in bytes, format by content,
+    declared pixels, the memory a decode would take, and enough of the data to
+    refuse a broken file quickly (the PNG's chunks and compressed stream, a JPEG
+    decoded at an eighth of its size; small GIFs and WebPs in full). Raises
+    UnreadableImage (or a subclass); never holds the full-size pixels."""
+    data, fmt = _sniffed(source, max_bytes=max_bytes, formats=formats)
+    try:
+        with _opened(data, fmt) as opened:
+            _check_budget(opened, max_pixels, max_decode_bytes)
+            info = ImageInfo(
+                fmt, opened.width, opened.height, opened.mode, sha256_hex(data)
+            )
+            _check_no_trailing_data(fmt, data)
+            if fmt == "PNG":
+                _check_png_stream(data)
+            elif fmt in ("JPEG", "MPO"):
+                opened.draft(opened.mode, (1, 1))  # DCT scaling: 1/8 of the pixels
+                opened.load()
+            elif opened.width * opened.height <= QUICK_DECODE_PIXELS:
+                opened.seek(0)
+                opened.load()
+    except UnreadableImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"Image too large: {exc}") from exc
+    except Exception as exc:  # any decoder failure is the file's fault, not ours
+        raise UnreadableImage(f"Unreadable image: {_describe(exc)}") from exc
+    return info
+
+
 def decode_image(
     source: bytes | BinaryIO,
     *,
     max_pixels: int,
     max_bytes: int,
     formats: Sequence[str],
+    max_decode_bytes: int | None = None,
+    min_side: int | None = None,
 ) -> DecodedImage:
-    """Decode untrusted image bytes completely into RGB, or raise UnreadableImage."""
-    allowed = [f.upper() for f in formats]
-    data = read_bytes(source)
-    if not data:
-        raise UnreadableImage("Unreadable image: the file is empty.")
-    if len(data) > max_bytes:
-        raise ImageTooLarge(
-            f"Image too large: {len(data):,} bytes, the limit is {max_bytes:,} bytes."
-        )
+    """Decode untrusted image bytes into upright RGB, or raise UnreadableImage.
+
+    With `min_side`, reduced on the way to no less than that on its shorter side
+    (a JPEG by DCT scaling as it decodes, the rest by an integer box reduction
+    before any conversion); with `max_decode_bytes`, refused before decoding when
+    its mode at its size would take more memory than that.
+    """
+    data, fmt = _sniffed(source, max_bytes=max_bytes, formats=formats)
     try:
-        # Pillow's own bomb check only warns below twice its limit: make any warning
-        # an error, and check the declared size before a single pixel is decoded.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            fmt = sniff_format(data)
-            if not fmt:
-                raise UnreadableImage(
-                    "Unreadable image: the file is not an image in any format we "
-                    "can read."
-                )
-            if fmt not in allowed:
-                raise UnsupportedImageType(
-                    f"Unsupported image type {fmt or 'unknown'}: "
-                    f"accepted types are {', '.join(allowed)}."
-                )
-            # Only the allowed decoders ever see the bytes.
-            with Image.open(io.BytesIO(data), formats=[fmt]) as opened:
-                width, height = opened.size
-                if width * height > max_pixels:
-                    raise ImageTooLarge(
-                        f"Image too large: {width}x{height} pixels, the limit is "
-                        f"{max_pixels:,} pixels."
-                    )
-                opened.seek(0)  # the first frame of an animation or an MPO
-                opened.load()
-                _check_no_trailing_data(fmt, data)
-                image = upright_rgb(opened)
+        with _opened(data, fmt) as opened:
+            opened.seek(0)  # the first frame of an animation or an MPO
+            if min_side and fmt in ("JPEG", "MPO"):
+                opened.draft(opened.mode, _draft_request(opened.size, min_side))
+            _check_budget(opened, max_pixels, max_decode_bytes)
+            opened.load()
+            _check_no_trailing_data(fmt, data)
+            image = _reduced(opened, min_side) if min_side else opened
+            image = upright_rgb(image)
     except UnreadableImage:
         raise
     except Image.DecompressionBombError as exc:
@@ -127,6 +170,125 @@ def decode_image(
         height=image.height,
         sha256=sha256_hex(data),
     )
+
+
+def _sniffed(
+    source: bytes | BinaryIO, *, max_bytes: int, formats: Sequence[str]
+) -> tuple[bytes, str]:
+    """The bytes and their format, if both are within the limits."""
+    allowed = [f.upper() for f in formats]
+    data = read_bytes(source)
+    if not data:
+        raise UnreadableImage("Unreadable image: the file is empty.")
+    if len(data) > max_bytes:
+        raise ImageTooLarge(
+            f"Image too large: {len(data):,} bytes, the limit is {max_bytes:,} bytes."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            fmt = sniff_format(data)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"Image too large: {exc}") from exc
+    if not fmt:
+        raise UnreadableImage(
+            "Unreadable image: the file is not an image in any format we can read."
+        )
+    if fmt not in allowed:
+        raise UnsupportedImageType(
+            f"Unsupported image type {fmt or 'unknown'}: "
+            f"accepted types are {', '.join(allowed)}."
+        )
+    return data, fmt
+
+
+class _opened:
+    """Image.open by only the decoder for `fmt`, with Pillow's bomb warning made an
+    error (it only warns below twice its own limit)."""
+
+    def __init__(self, data: bytes, fmt: str):
+        self._data, self._fmt = data, fmt
+
+    def __enter__(self) -> Image.Image:
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        opener = OPENED_BY.get(self._fmt, self._fmt)
+        self._image = Image.open(io.BytesIO(self._data), formats=[opener])
+        return self._image
+
+    def __exit__(self, *exc) -> None:
+        self._image.close()
+        self._warnings.__exit__(*exc)
+
+
+def _check_budget(
+    opened: Image.Image, max_pixels: int, max_decode_bytes: int | None
+) -> None:
+    """Refuse by the declared size, before a single pixel is decoded."""
+    width, height = opened.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"Image too large: {width}x{height} pixels, the limit is "
+            f"{max_pixels:,} pixels."
+        )
+    if max_decode_bytes is None:
+        return
+    needed = width * height * DECODE_BYTES_PER_PIXEL.get(opened.mode, 4)
+    if needed > max_decode_bytes:
+        raise ImageTooLarge(
+            f"Image too large: decoding {width}x{height} pixels of mode "
+            f"{opened.mode} takes about {needed:,} bytes of memory, the limit is "
+            f"{max_decode_bytes:,} bytes."
+        )
+
+
+def _draft_request(size: tuple[int, int], min_side: int) -> tuple[int, int]:
+    """The size to ask JPEG's DCT scaling for: it keeps at least this, so the
+    shorter side stays at or above `min_side`."""
+    width, height = size
+    scale = min(1.0, min_side / max(1, min(width, height)))
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def _reduced(image: Image.Image, min_side: int) -> Image.Image:
+    """Box-reduce by the largest whole factor that keeps the shorter side at or
+    above `min_side`, in a mode that reduction works in."""
+    factor = min(image.size) // min_side
+    if factor < 2:
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif image.mode.startswith("I;16"):
+        image = image.convert("I")
+    elif image.mode == "1":
+        image = image.convert("L")
+    elif image.mode in ("PA", "RGBa", "La"):
+        image = image.convert("RGBA")
+    return image.reduce(factor)
+
+
+def _check_png_stream(data: bytes) -> None:
+    """Inflate the PNG's image data to its end, keeping none of it: a truncated or
+    corrupt stream is refused at a fraction of a decode's time and memory."""
+    stream = zlib.decompressobj()
+    position, finished = len(PNG_SIGNATURE), False
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
+        if kind == b"IDAT":
+            chunk = data[position + 8 : position + 8 + length]
+            while chunk and not stream.eof:
+                stream.decompress(chunk, 1 << 20)
+                chunk = stream.unconsumed_tail
+        elif kind == b"fdAT":  # an animated PNG's frames: checked by the worker
+            pass
+        position += 12 + length
+        if kind == b"IEND":
+            finished = stream.eof
+            break
+    if not finished:
+        raise UnreadableImage("Unreadable image: the PNG's image data is incomplete.")
 
 
 def sniff_format(source: bytes | BinaryIO) -> str:

@@ -9,6 +9,7 @@ from clipmatch.checks import (
     check_log_format,
     check_settings,
     check_timeouts,
+    check_webhook_queue,
     check_webhook_timeouts,
 )
 
@@ -17,6 +18,7 @@ def test_the_shipped_settings_pass():
     assert check_settings() == []
     assert check_timeouts() == []
     assert check_webhook_timeouts() == []
+    assert check_webhook_queue() == []
     call_command("check")  # every app's checks, listings' included: no error
 
 
@@ -58,6 +60,22 @@ def test_a_webhook_sender_must_time_out_before_it_looks_dead(settings):
             "(30s), or a delivery still waiting for its answer is claimed and sent "
             "again.",
             id="clipmatch.E004",
+        )
+    ]
+
+
+def test_webhooks_on_the_scoring_queue_are_an_error(settings):
+    settings.CLIPMATCH_API = {
+        **settings.CLIPMATCH_API,
+        "WEBHOOK_QUEUE": settings.Q_CLUSTER["name"],
+    }
+
+    assert check_webhook_queue() == [
+        Error(
+            f"CLIPMATCH_WEBHOOK_QUEUE ({settings.Q_CLUSTER['name']!r}) must differ "
+            f"from the Q_CLUSTER name ({settings.Q_CLUSTER['name']!r}), or webhook "
+            "tasks share the scoring queue.",
+            id="clipmatch.E006",
         )
     ]
 
@@ -180,6 +198,14 @@ BAD_VALUES = [
      f"CLIPMATCH_WEBHOOK_TIMEOUT {POSITIVE} 0."),
     ("CLIPMATCH_API", "WEBHOOK_SENDING_STALE_AFTER", 0, "E012",
      f"CLIPMATCH_WEBHOOK_STALE_AFTER {POSITIVE} 0."),
+    ("CLIPMATCH_API", "WEBHOOK_QUEUE", "Web Hooks", "E025",
+     "CLIPMATCH_WEBHOOK_QUEUE must be 1 to 50 lowercase letters, digits and dashes "
+     "(a django-q2 queue name), not 'Web Hooks'."),
+    ("CLIPMATCH_API", "WEBHOOK_QUEUE", "", "E025",
+     "CLIPMATCH_WEBHOOK_QUEUE must be 1 to 50 lowercase letters, digits and dashes "
+     "(a django-q2 queue name), not ''."),
+    ("CLIPMATCH_API", "WEBHOOK_MAX_ENDPOINTS", 0, "E012",
+     f"CLIPMATCH_WEBHOOK_MAX_ENDPOINTS {POSITIVE} 0."),
     ("CLIPMATCH_API", "WEBHOOK_ALLOW_PRIVATE_HOSTS", "yes", "E017",
      "CLIPMATCH_WEBHOOK_ALLOW_PRIVATE_HOSTS must be true or false, not 'yes'."),
     ("CLIPMATCH_API", "MEDIA_ACCEL_REDIRECT", None, "E023",
@@ -272,8 +298,8 @@ def test_an_unknown_key_is_an_error(settings):
             "settings.CLIPMATCH_API has an unknown key 'MAX_IMAGES'; the keys are "
             "MAX_IMAGES_PER_LISTING, MAX_TITLE_LENGTH, MAX_DESCRIPTION_LENGTH, "
             "MAX_WAIT_SECONDS, WEBHOOK_MAX_ATTEMPTS, WEBHOOK_RETRY_BACKOFF, "
-            "WEBHOOK_TIMEOUT, WEBHOOK_SENDING_STALE_AFTER, "
-            "WEBHOOK_ALLOW_PRIVATE_HOSTS, MEDIA_ACCEL_REDIRECT.",
+            "WEBHOOK_TIMEOUT, WEBHOOK_SENDING_STALE_AFTER, WEBHOOK_QUEUE, "
+            "WEBHOOK_MAX_ENDPOINTS, WEBHOOK_ALLOW_PRIVATE_HOSTS, MEDIA_ACCEL_REDIRECT.",
         )
     ]
 

@@ -8,6 +8,7 @@ from PIL import Image
 
 from clipmatch.images import decode_image
 from clipmatch.inference.images import UnreadableImage
+from conftest import mpo_bytes
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
@@ -190,3 +191,11 @@ def test_fine_tuning_reads_a_pair_image_as_the_app_decodes_it(tmp_path):
 
     assert opened.size == (20, 40)
     assert opened.tobytes() == decode_image(path.read_bytes()).image.tobytes()
+
+
+def test_an_mpo_decodes_to_its_first_frame():
+    decoded = decode_image(mpo_bytes())
+
+    assert (decoded.format, decoded.width, decoded.height) == ("MPO", 32, 24)
+    red, green, blue = decoded.image.getpixel((5, 5))
+    assert green > 150 and red < 60 and blue < 60

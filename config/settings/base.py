@@ -45,6 +45,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# Django's database sessions, refusing a cookie with a NUL byte before PostgreSQL does
+# (with a 500).
+SESSION_ENGINE = "listings.sessions"
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 
@@ -154,6 +158,11 @@ CLIPMATCH = {
     "HUB_TIMEOUT": env.float("CLIPMATCH_HUB_TIMEOUT", default=10.0),
     "MAX_IMAGE_PIXELS": env.int("CLIPMATCH_MAX_IMAGE_PIXELS", default=40_000_000),
     "MAX_IMAGE_BYTES": env.int("CLIPMATCH_MAX_IMAGE_BYTES", default=15 * 1024 * 1024),
+    # The memory one image's decode may hold at its peak, estimated from its mode and
+    # size before decoding: 40 megapixels of palette or RGBA fit; more is refused.
+    "MAX_IMAGE_DECODE_BYTES": env.int(
+        "CLIPMATCH_MAX_IMAGE_DECODE_BYTES", default=256 * 1024 * 1024
+    ),
     "IMAGE_FORMATS": ["JPEG", "MPO", "PNG", "WEBP", "GIF"],
     "SCORING_MAX_ATTEMPTS": env.int("CLIPMATCH_SCORING_MAX_ATTEMPTS", default=3),
     "SCORING_RETRY_BACKOFF": env.int("CLIPMATCH_SCORING_RETRY_BACKOFF", default=30),
@@ -196,7 +205,7 @@ CLIPMATCH = {
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes a missing login a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "listings.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -258,6 +267,10 @@ CLIPMATCH_API = {
     "WEBHOOK_SENDING_STALE_AFTER": env.int(
         "CLIPMATCH_WEBHOOK_STALE_AFTER", default=120
     ),
+    # The django-q2 queue webhook tasks go to, served by `manage.py qcluster_webhooks`
+    # alone, so that no amount of webhook traffic delays scoring.
+    "WEBHOOK_QUEUE": env("CLIPMATCH_WEBHOOK_QUEUE", default="webhooks"),
+    "WEBHOOK_MAX_ENDPOINTS": env.int("CLIPMATCH_WEBHOOK_MAX_ENDPOINTS", default=10),
     # Off in production: a webhook URL on a private or loopback address could reach
     # services behind the firewall. The tests' receiver runs on loopback.
     "WEBHOOK_ALLOW_PRIVATE_HOSTS": env.bool(

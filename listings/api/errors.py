@@ -48,6 +48,7 @@ ERROR_CODES = {
     "appeal_final": "The appeal was decided; that is final.",
     "already_active": "The model version is already the active one.",
     "model_files_refused": "The model version's files are missing or changed.",
+    "too_many_endpoints": "The owner has the most webhook endpoints allowed.",
     "error": "Any other error.",
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -16,6 +18,53 @@ from listings.models import (
 )
 from listings.roles import actor_as_seen_by, is_moderator
 from listings.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+# Characters that make a text read other than it is (bidi overrides and isolates
+# reorder what follows), or that are no text at all (a byte order mark, the
+# noncharacters): a title or description with one is refused.
+HIDDEN_CHARACTERS = re.compile(
+    "[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\ufeff\ufdd0-\ufdef"
+    + "".join(
+        f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(17)
+    )
+    + "]"
+)
+PRICE = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
+# What RFC 3986 allows in a URI: Django's URLValidator also takes non-ASCII hosts
+# and paths and stray "%", which the schema's `uri` format refuses.
+URI_CHARACTERS = re.compile(
+    r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+"
+)
+
+
+def _rfc3986(value: str) -> None:
+    if not URI_CHARACTERS.fullmatch(value):
+        raise serializers.ValidationError(
+            "Enter the URL in ASCII, percent-encoded (an international host name "
+            "in its xn-- form)."
+        )
+
+
+def _no_hidden_characters(value: str) -> None:
+    found = HIDDEN_CHARACTERS.search(value)
+    if found:
+        raise serializers.ValidationError(
+            f"Contains the invisible character U+{ord(found.group()):04X} (a "
+            "direction override, byte order mark or noncharacter); remove it."
+        )
+
+
+class PriceField(serializers.DecimalField):
+    """A price as written in ASCII digits: Python's Decimal also reads "1_000" and
+    Arabic-Indic digits, which the schema's pattern does not allow."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and not PRICE.fullmatch(data):
+            raise serializers.ValidationError(
+                "Write the price with the digits 0-9 and at most two decimals, "
+                "like 49.90."
+            )
+        return super().to_internal_value(data)
 
 
 def _category_field(**kwargs) -> serializers.SlugRelatedField:
@@ -49,19 +98,22 @@ class _Limited(StrictFields):
         super().__init__(*args, **kwargs)
         partial = kwargs.get("partial", False)
         self.fields["title"] = serializers.CharField(
-            max_length=conf.get("MAX_TITLE_LENGTH"), required=not partial
+            max_length=conf.get("MAX_TITLE_LENGTH"),
+            required=not partial,
+            validators=[_no_hidden_characters],
         )
         self.fields["description"] = serializers.CharField(
             max_length=conf.get("MAX_DESCRIPTION_LENGTH"),
             required=False,
             allow_blank=True,
+            validators=[_no_hidden_characters],
         )
         self.fields["images"] = _images_field(required=not partial)
 
 
 class ListingCreateSerializer(_Limited):
     category = _category_field()
-    price = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0)
+    price = PriceField(max_digits=10, decimal_places=2, min_value=0)
     images = serializers.ListField()
 
 
@@ -69,9 +121,7 @@ class ListingUpdateSerializer(_Limited):
     # Every field optional; `images`, when given, replaces all the photos.
 
     category = _category_field(required=False)
-    price = serializers.DecimalField(
-        max_digits=10, decimal_places=2, min_value=0, required=False
-    )
+    price = PriceField(max_digits=10, decimal_places=2, min_value=0, required=False)
     images = serializers.ListField()
 
 
@@ -246,6 +296,7 @@ class CheckResultSerializer(serializers.Serializer):
 
 
 class WebhookEndpointSerializer(StrictFields, serializers.ModelSerializer):
+    url = serializers.URLField(max_length=500, validators=[_rfc3986])
     secret = serializers.CharField(
         write_only=True,
         min_length=16,
@@ -320,7 +371,14 @@ class DecideSerializer(StrictFields):
         max_length=64, help_text="The content_hash you saw."
     )
     reason_code = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=40
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=40,
+        help_text=(
+            "Required when `action` is `reject`: one of the configured reject "
+            "reason codes (with `other`, a `note` too); ignored otherwise."
+        ),
     )
     note = _optional_text(
         "Internal, for moderators; needed to escalate and for “other”."

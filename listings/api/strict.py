@@ -72,7 +72,11 @@ class NewestFirst(CursorPagination):
         given = request.query_params.get(self.page_size_query_param)
         if given is None:
             return self.page_size
-        if not (given.isdigit() and 1 <= int(given) <= self.max_page_size):
+        if not (
+            given.isascii()
+            and given.isdigit()
+            and 1 <= int(given) <= self.max_page_size
+        ):
             raise ValidationError(
                 {
                     self.page_size_query_param: [

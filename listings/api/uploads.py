@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import status
 
 from clipmatch import conf as clip_conf
-from clipmatch.images import decode_image
+from clipmatch.images import inspect_image
 from clipmatch.inference.images import (
     ImageTooLarge,
     UnreadableImage,
@@ -15,8 +15,9 @@ from listings.api.errors import FieldError
 
 
 def read_images(files, *, field: str = "images") -> list[tuple[str, bytes]]:
-    """Read and fully decode each upload: 413 over the limits, 415 for a type we do
-    not accept (by content, never by name), 400 for anything else unreadable."""
+    """Read and inspect each upload (the cheap checks; the worker decodes): 413
+    over the limits, 415 for a type we do not accept (by content, never by name),
+    400 for anything else unreadable."""
     max_bytes = clip_conf.get("MAX_IMAGE_BYTES")
     out = []
     many = len(files) > 1
@@ -35,7 +36,7 @@ def read_images(files, *, field: str = "images") -> list[tuple[str, bytes]]:
             )
         data = upload.read()
         try:
-            decode_image(data)
+            inspect_image(data)
         except ImageTooLarge as exc:
             raise FieldError(
                 status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,

@@ -49,12 +49,20 @@ from listings.services.review import (
 )
 from listings.webhooks.models import WebhookEndpoint
 from listings.webhooks.services import (
+    WebhookEndpointLimit,
     WebhookURLRefused,
     webhook_endpoint_create,
     webhook_endpoint_deactivate,
 )
 
 WAIT_POLL_SECONDS = 0.2
+
+
+def query_of(request) -> dict:
+    """The query string as a plain dict: DRF treats a QueryDict as form input, where
+    an empty optional value counts as absent, so `?updated_since=` was accepted
+    although the schema (a date-time) refuses it."""
+    return request.query_params.dict()
 
 
 def _wait_for_verdict(listing_id: int, seconds: int) -> None:
@@ -84,7 +92,7 @@ class ListingListCreateView(StrictQuery, ListAPIView):
         return [IsSellerOrModerator()]
 
     def get_queryset(self):
-        filters = s.ListingFilterSerializer(data=self.request.query_params)
+        filters = s.ListingFilterSerializer(data=query_of(self.request))
         filters.is_valid(raise_exception=True)
         return listing_list(user=self.request.user, **filters.validated_data)
 
@@ -107,7 +115,7 @@ class ListingListCreateView(StrictQuery, ListAPIView):
     )
     @idempotency.idempotent
     def post(self, request):
-        wait = s.WaitSerializer(data=request.query_params)
+        wait = s.WaitSerializer(data=query_of(request))
         wait.is_valid(raise_exception=True)
         serializer = s.ListingCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -271,6 +279,8 @@ class WebhookEndpointListCreateView(StrictQuery, ListAPIView):
             )
         except WebhookURLRefused as exc:
             raise exceptions.ValidationError({"url": [str(exc)]}) from exc
+        except WebhookEndpointLimit as exc:
+            raise Conflict(str(exc), code="too_many_endpoints") from exc
         return Response(
             self.get_serializer(endpoint).data,
             status=201,
@@ -306,8 +316,9 @@ class WebhookDeliveryListView(StrictQuery, ListAPIView):
     pagination_class = NewestFirst
 
     def get_queryset(self):
+        # A deleted (deactivated) endpoint is gone for its owner, its deliveries too.
         endpoint = get_object_or_404(
-            WebhookEndpoint.objects.filter(owner=self.request.user),
+            WebhookEndpoint.objects.filter(owner=self.request.user, active=True),
             pk=self.kwargs["pk"],
         )
         return endpoint.deliveries.all()
@@ -401,7 +412,7 @@ class ReviewNextView(StrictQuery, APIView):
         responses={200: s.ReviewItemSerializer, 204: None},
     )
     def post(self, request):
-        query = s.ReviewFilterSerializer(data=request.query_params)
+        query = s.ReviewFilterSerializer(data=query_of(request))
         query.is_valid(raise_exception=True)
         data = dict(query.validated_data)
         if "category" in data:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import partial
 
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from clipmatch.images import decode_image
+from clipmatch.images import inspect_image
 from clipmatch.inference.scoring import Assessment
 from clipmatch.services import ActiveModel, model_version_active
 from listings.models import Category, Listing, ListingDecision, ListingImage
 from listings.services.assessment import content_assess
 from listings.services.exceptions import ListingNotEditable
+from listings.services.queueing import after_commit
 from listings.services.transitions import QUEUE_FIELDS, leave_queue, listing_locked
 
 
@@ -72,9 +72,7 @@ def listing_update(
             for old in current.images.all():
                 old.delete()
                 # The file goes only once the change is committed.
-                transaction.on_commit(
-                    partial(old.image.storage.delete, old.image.name), robust=True
-                )
+                after_commit(old.image.storage.delete, old.image.name)
             for position, (name, data) in enumerate(images):
                 ListingImage.objects.create(
                     listing=current,
@@ -133,7 +131,7 @@ def listing_precheck(
     Only the embedding cache is written. Raises UnreadableImage for a bad image and
     ModelLoadError or ImproperlyConfigured when the configured model cannot run.
     """
-    decode_image(image)  # a bad image is the caller's error, before any model work
+    inspect_image(image)  # a bad image is the caller's error, before any model work
     active = model_version_active()
     assessment = content_assess(
         title=title,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
 
 from django.db import transaction
 from django.db.models import F
@@ -13,7 +12,12 @@ from django.utils import timezone
 
 from clipmatch import conf
 from listings.models import Listing, ScoringAttempt
-from listings.services.queueing import queue_scoring
+from listings.services.queueing import (
+    SCORE_TASK,
+    SCORE_TASK_PREFIX,
+    after_commit,
+    queue_scoring,
+)
 from listings.services.scoring import (
     attempt_close,
     attempt_failures,
@@ -22,7 +26,9 @@ from listings.services.scoring import (
 from listings.services.transitions import listing_locked
 
 Status = Listing.Status
+Outcome = ScoringAttempt.Outcome
 RECONCILER = "clipmatch: reconcile scoring"
+DIED = "The worker stopped before it finished (killed or timed out)."
 
 
 @dataclass
@@ -33,6 +39,9 @@ class ReconcileReport:
     abandoned: list[int] = field(default_factory=list)
     quarantined: list[int] = field(default_factory=list)
     waiting: list[int] = field(default_factory=list)
+    # Attempts (by attempt id) left running for content nobody waits for any more:
+    # the listing was edited, rescored or routed after its worker died.
+    orphans_closed: list[int] = field(default_factory=list)
 
 
 def scoring_reconcile(
@@ -47,6 +56,8 @@ def scoring_reconcile(
     stale_after = timedelta(seconds=conf.get("SCORING_STALE_AFTER"))
     max_attempts = conf.get("SCORING_MAX_ATTEMPTS")
     report = ReconcileReport()
+    report.orphans_closed = _close_orphaned_attempts(now - stale_after, now)
+    failed_at = _failed_scoring_tasks(since=now - stale_after)
     pending = Listing.objects.filter(status=Status.PENDING).order_by(
         F("scoring_queued_at").asc(nulls_first=True), "pk"
     )
@@ -58,15 +69,17 @@ def scoring_reconcile(
             attempts = ScoringAttempt.objects.filter(
                 listing=listing, content_hash=listing.content_hash
             )
-            running = attempts.filter(outcome=ScoringAttempt.Outcome.RUNNING)
+            running = attempts.filter(outcome=Outcome.RUNNING)
+            task_failed = failed_at.get(listing.pk)
             for attempt in running:
                 if attempt.started_at < now - stale_after:
-                    attempt_close(
-                        attempt,
-                        ScoringAttempt.Outcome.ABANDONED,
-                        now,
-                        "The worker stopped before it finished (killed or timed out).",
-                    )
+                    attempt_close(attempt, Outcome.ABANDONED, now, DIED)
+                    report.abandoned.append(listing.pk)
+                elif task_failed and task_failed[0] >= attempt.started_at:
+                    # Its task has ended, in failure (django-q2 recorded it): the
+                    # attempt will never finish, so waiting for it to go stale
+                    # only delays the retry.
+                    attempt_close(attempt, Outcome.ABANDONED, now, task_failed[1])
                     report.abandoned.append(listing.pk)
             if running.filter(started_at__gte=now - stale_after).exists():
                 report.waiting.append(listing.pk)
@@ -96,6 +109,7 @@ def scoring_reconcile(
                 queued
                 and queued >= now - stale_after
                 and (last is None or queued > last.started_at)
+                and not (task_failed and task_failed[0] >= queued)
             ):
                 # Queued since the last attempt and not picked up yet: give the queue
                 # its time rather than piling up duplicates.
@@ -103,9 +117,45 @@ def scoring_reconcile(
                 continue
             listing.scoring_queued_at = now
             listing.save(update_fields=["scoring_queued_at"])
-            transaction.on_commit(partial(queue_scoring, listing.pk), robust=True)
+            after_commit(queue_scoring, listing.pk)
             report.requeued.append(listing.pk)
     return report
+
+
+def _close_orphaned_attempts(stale: datetime, now: datetime) -> list[int]:
+    """Close attempts left running for good: started before `stale`, for a listing
+    that no longer waits for that content (edited, rescored or routed since its
+    worker died), which the pass over pending listings never looks at."""
+    orphans = ScoringAttempt.objects.filter(
+        outcome=Outcome.RUNNING, started_at__lt=stale
+    ).exclude(listing__status=Status.PENDING, content_hash=F("listing__content_hash"))
+    ids = list(orphans.values_list("pk", flat=True))
+    # A conditional UPDATE: an attempt that finished meanwhile is left as it is.
+    ScoringAttempt.objects.filter(pk__in=ids, outcome=Outcome.RUNNING).update(
+        outcome=Outcome.ABANDONED, finished_at=now, error=DIED
+    )
+    return ids
+
+
+def _failed_scoring_tasks(*, since: datetime) -> dict[int, tuple[datetime, str]]:
+    """When each listing's scoring task last failed since `since`, and why, as
+    django-q2 recorded it (its worker caught the error and said so at once)."""
+    from django_q.models import Task
+
+    failed: dict[int, tuple[datetime, str]] = {}
+    rows = Task.objects.filter(
+        func=SCORE_TASK, success=False, stopped__gte=since
+    ).values_list("name", "stopped", "result")
+    for name, stopped, result in rows:
+        suffix = name.removeprefix(SCORE_TASK_PREFIX)
+        if name == suffix or not suffix.isdigit():
+            continue
+        lines = str(result or "").strip().splitlines()
+        why = f"The scoring task failed: {lines[-1] if lines else 'no reason given'}"
+        listing_id = int(suffix)
+        if listing_id not in failed or failed[listing_id][0] < stopped:
+            failed[listing_id] = (stopped, why[:1000])
+    return failed
 
 
 def schedules_ensure() -> tuple[object, bool]:

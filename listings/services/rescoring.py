@@ -25,6 +25,7 @@ from listings.services.exceptions import ImageStorageError
 from listings.services.queueing import (
     RESCORE_BATCH_TASK,
     SHADOW_BATCH_TASK,
+    after_commit,
     queue_batches,
 )
 from listings.services.scoring import (
@@ -100,16 +101,13 @@ def listings_queue_rescore(
     """Queue these listings for a rescore with the active model, in batches, after
     commit (an admin action); returns how many batches."""
     version_id = model_version_active().version.pk
-    transaction.on_commit(
-        partial(
-            queue_batches,
-            RESCORE_BATCH_TASK,
-            version_id,
-            listing_ids,
-            batch_size,
-            f"rescore-{version_id}-selected-{listing_ids[0] if listing_ids else 0}",
-        ),
-        robust=True,
+    after_commit(
+        queue_batches,
+        RESCORE_BATCH_TASK,
+        version_id,
+        listing_ids,
+        batch_size,
+        f"rescore-{version_id}-selected-{listing_ids[0] if listing_ids else 0}",
     )
     return -(-len(listing_ids) // batch_size)
 

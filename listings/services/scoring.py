@@ -10,7 +10,6 @@ import random
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
@@ -25,7 +24,11 @@ from clipmatch.services import ActiveModel, model_version_active
 from listings.models import Listing, ListingDecision, ListingScore, ScoringAttempt
 from listings.services.assessment import listing_assess
 from listings.services.priority import review_priority
-from listings.services.queueing import queue_scoring, queue_shadow_scoring
+from listings.services.queueing import (
+    after_commit,
+    queue_scoring,
+    queue_shadow_scoring,
+)
 from listings.services.transitions import (
     HUMAN_STATES,
     QUEUE_STATES,
@@ -96,9 +99,7 @@ def listing_request_scoring(*, listing_id: int) -> bool:
                 reason_code="content_changed",
                 reason="The title, description, category or images changed.",
             )
-        transaction.on_commit(
-            partial(_queue_if_current, listing.pk, content_hash), robust=True
-        )
+        after_commit(_queue_if_current, listing.pk, content_hash)
     return True
 
 
@@ -207,7 +208,7 @@ def _finish_scored(
             # Another version was activated while this one worked: score again
             # with the one in force rather than route by a replaced model.
             attempt_close(attempt, ScoringAttempt.Outcome.SUPERSEDED, now)
-            transaction.on_commit(partial(queue_scoring, listing.pk), robust=True)
+            after_commit(queue_scoring, listing.pk)
             return ScoreOutcome(listing.pk, "superseded", listing.status)
         audit = assessment.verdict == ListingScore.Verdict.PASS and (
             random.random() < conf.get("AUDIT_RATE")
@@ -217,9 +218,7 @@ def _finish_scored(
         )
         attempt_close(attempt, ScoringAttempt.Outcome.SCORED, now)
         if ModelVersion.objects.filter(is_shadow=True).exists():
-            transaction.on_commit(
-                partial(queue_shadow_scoring, listing.pk), robust=True
-            )
+            after_commit(queue_shadow_scoring, listing.pk)
     return ScoreOutcome(listing.pk, "scored", to_status)
 
 

@@ -1,6 +1,7 @@
 """The listings API: auth, roles, create/list/retrieve/update/delete, errors."""
 
 import io
+import time
 from datetime import timedelta
 
 import pytest
@@ -9,7 +10,7 @@ from django.utils import timezone
 from PIL import Image
 from rest_framework.test import APIClient
 
-from conftest import png_bytes
+from conftest import mpo_bytes, png_bytes
 from listings.models import Listing, ListingDecision
 from listings.services.scoring import listing_score
 from listings.tests.factories import CategoryFactory, ListingFactory
@@ -637,3 +638,38 @@ def test_a_page_size_over_the_maximum_is_refused_not_capped(seller_api):
     assert response.json()["fields"] == {
         "page_size": ["Send a whole number from 1 to 100."]
     }
+
+
+def test_a_phone_photo_saved_as_mpo_is_accepted_and_scored(
+    seller_api, sneaker, tiny_model, queued, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = create(
+            seller_api,
+            [upload(name="stereo.jpg", data=mpo_bytes(), content_type="image/jpeg")],
+        )
+    outcome = listing_score(listing_id=response.json()["id"])
+
+    listing = Listing.objects.get()
+    assert response.status_code == 201
+    assert queued == [listing.pk]
+    assert outcome.outcome == "scored"
+    assert listing.status == Listing.Status.PASSED
+    assert listing.score.images[0]["index"] == 1
+
+
+def test_a_palette_bomb_is_answered_quickly_and_left_to_the_worker(
+    seller_api, sneaker, queued, django_capture_on_commit_callbacks
+):
+    buffer = io.BytesIO()
+    Image.new("P", (6320, 6320)).save(buffer, format="PNG")  # 4.9 KB, 40 megapixels
+    started = time.monotonic()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = create(
+            seller_api, [upload(data=buffer.getvalue()) for _ in range(4)]
+        )
+
+    assert time.monotonic() - started < 2
+    assert response.status_code == 201
+    assert queued == [response.json()["id"]]

@@ -113,7 +113,14 @@ def test_a_5xx_response_is_still_logged_as_an_error_with_its_traceback(caplog):
             ReconcileReport(requeued=[1, 2], abandoned=[2], quarantined=[5]),
             [
                 "Reconciler: listings re-queued: 2, abandoned attempts: 1, "
-                "quarantined to review: 1."
+                "quarantined to review: 1, orphaned attempts closed: 0."
+            ],
+        ),
+        (
+            ReconcileReport(orphans_closed=[7, 8]),
+            [
+                "Reconciler: listings re-queued: 0, abandoned attempts: 0, "
+                "quarantined to review: 0, orphaned attempts closed: 2."
             ],
         ),
     ],

@@ -148,6 +148,8 @@ def test_metrics_show_the_depth_and_oldest_item_of_each_queue(
 
     assert metric_sample(text, f'clipmatch_broker_up{{queue="{name}"}}') == 1.0
     assert metric_sample(text, f'clipmatch_queue_depth{{queue="{name}"}}') == 1.0
+    webhooks = settings.CLIPMATCH_API["WEBHOOK_QUEUE"]
+    assert metric_sample(text, f'clipmatch_queue_depth{{queue="{webhooks}"}}') == 0.0
     assert (
         0.0
         < metric_sample(text, f'clipmatch_queue_oldest_seconds{{queue="{name}"}}')
@@ -166,9 +168,12 @@ def test_a_queue_whose_broker_is_down_is_a_figure_not_a_failed_scrape(
 
     families = {f.name: f for f in metrics._queue_metrics(now=None)}
 
-    assert [s.value for s in families["clipmatch_broker_up"].samples] == [0]
+    up = families["clipmatch_broker_up"].samples
+    assert [(s.labels, s.value) for s in up] == [
+        ({"queue": name}, 0),
+        ({"queue": settings.CLIPMATCH_API["WEBHOOK_QUEUE"]}, 0),
+    ]
     assert families["clipmatch_queue_depth"].samples == []
-    assert families["clipmatch_broker_up"].samples[0].labels == {"queue": name}
 
 
 def test_a_finished_scoring_task_is_timed_from_its_queueing(monkeypatch):

@@ -139,3 +139,90 @@ def test_never_requested_listings_come_first(pending, queued, reconcile):
 
     assert report.requeued == [raw.pk]
     assert report.waiting == [pending.pk]
+
+
+def test_an_attempt_orphaned_by_an_edit_is_closed_once_stale(
+    pending, queued, reconcile
+):
+    died = ScoringAttempt.objects.create(
+        listing=pending, content_hash="0" * 64, started_at=timezone.now()
+    )
+    routed = ListingImageFactory().listing
+    Listing.objects.filter(pk=routed.pk).update(status=Listing.Status.PASSED)
+    rescored = ScoringAttempt.objects.create(
+        listing=routed, content_hash=routed.content_hash, started_at=timezone.now()
+    )
+
+    early = reconcile(later(60))
+    report = reconcile(later(301))
+
+    assert early.orphans_closed == []
+    assert sorted(report.orphans_closed) == sorted([died.pk, rescored.pk])
+    for attempt in (died, rescored):
+        attempt.refresh_from_db()
+        assert attempt.outcome == "abandoned"
+        assert attempt.error == (
+            "The worker stopped before it finished (killed or timed out)."
+        )
+    assert not ScoringAttempt.objects.filter(outcome="running").exists()
+
+
+def _failed_task(listing, stopped, result="Traceback...\nOperationalError: gone"):
+    from uuid import uuid4
+
+    from django_q.models import Task
+
+    return Task.objects.create(
+        id=uuid4().hex,
+        name=f"score-listing-{listing.pk}",
+        func="listings.tasks.score_listing",
+        started=stopped,
+        stopped=stopped,
+        success=False,
+        result=result,
+    )
+
+
+def test_a_task_that_failed_before_its_attempt_is_queued_again_at_once(
+    pending, queued, reconcile
+):
+    _failed_task(pending, later(2))
+
+    report = reconcile(later(30))
+
+    assert report.requeued == [pending.pk]
+    assert queued == [pending.pk]
+
+
+def test_an_attempt_whose_task_reported_failure_is_closed_without_waiting(
+    pending, queued, reconcile
+):
+    attempt = ScoringAttempt.objects.create(
+        listing=pending, content_hash=pending.content_hash, started_at=later(1)
+    )
+    _failed_task(pending, later(3))
+
+    report = reconcile(later(30))
+
+    attempt.refresh_from_db()
+    assert report.abandoned == [pending.pk]
+    assert report.requeued == [pending.pk]
+    assert attempt.outcome == "abandoned"
+    assert attempt.error == "The scoring task failed: OperationalError: gone"
+    assert queued == [pending.pk]
+
+
+def test_an_old_task_failure_does_not_cut_a_newer_attempt_short(
+    pending, queued, reconcile
+):
+    _failed_task(pending, later(1))
+    attempt = ScoringAttempt.objects.create(
+        listing=pending, content_hash=pending.content_hash, started_at=later(5)
+    )
+
+    report = reconcile(later(30))
+
+    attempt.refresh_from_db()
+    assert report.waiting == [pending.pk]
+    assert attempt.outcome == "running"
+    assert queued == []

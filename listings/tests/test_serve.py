@@ -81,7 +81,8 @@ def test_one_ctrl_c_stops_server_and_worker_quietly_leaving_no_process(
     left = [pid for pid, _, session in processes() if session in children]
     assert code == 0, output
     assert served == 200
-    assert len(children) == 2  # qcluster and runserver, each in a session of its own
+    # qcluster, qcluster_webhooks and runserver, each in a session of its own
+    assert len(children) == 3
     assert left == [], output
     assert login.startswith("Created moderator login -> username: moderator  ")
     assert output.count(login.strip()) == 2  # again with the addresses, at the end

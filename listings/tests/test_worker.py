@@ -88,6 +88,31 @@ def test_a_worker_killed_mid_task_is_recovered_and_scored_exactly_once(model, qc
     assert listing.decisions.filter(to_status=Listing.Status.PASSED).count() == 1
 
 
+def test_a_worker_killed_before_an_edit_leaves_no_attempt_running(model, qcluster):
+    listing = ListingFactory()
+    ListingImageFactory(listing=listing)
+    attempt = wait_for(
+        lambda: ScoringAttempt.objects.filter(listing=listing).first(),
+        60,
+        "the worker to start the task",
+        qcluster.log_path,
+    )
+    os.kill(int(attempt.worker.rsplit(":", 1)[1]), signal.SIGKILL)
+    ListingImageFactory(listing=listing)  # an edit: new content, a new task
+
+    def routed():
+        listing.refresh_from_db()
+        return listing.status != Listing.Status.PENDING
+
+    wait_for(routed, 60, "the edited listing to be scored", qcluster.log_path)
+    report = scoring_reconcile(now=timezone.now() + timedelta(seconds=301))
+
+    attempt.refresh_from_db()
+    assert report.orphans_closed == [attempt.pk]
+    assert attempt.outcome == "abandoned"
+    assert not ScoringAttempt.objects.filter(outcome="running").exists()
+
+
 FORK_SCRIPT = """
 import multiprocessing, os, sys
 import django

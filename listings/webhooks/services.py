@@ -35,21 +35,53 @@ SIGNATURE_HEADER = "X-Clipmatch-Signature"
 SYSTEM_VERDICTS = {"passed", "review", "held"}
 
 
+# A delivery handed to the queue but never claimed for this long counts as lost (a
+# Redis restart): the dispatcher queues it again. Well above any backlog the webhook
+# queue clears, so that a delivery waiting its turn is not queued twice.
+HANDOFF_LOST_AFTER = timedelta(hours=1)
+
+
 class WebhookURLRefused(ValueError):
-    """A webhook URL that must not be called; the message says why."""
+    """A webhook URL that must not be called; the message says why. `lasting`
+    when calling again cannot help (a private address), not when a lookup failed."""
+
+    def __init__(self, message: str, *, lasting: bool = True):
+        super().__init__(message)
+        self.lasting = lasting
 
 
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
+class WebhookEndpointLimit(ValueError):
+    """The owner has as many active endpoints as CLIPMATCH_WEBHOOK_MAX_ENDPOINTS."""
+
+
+# IPv6 forms that carry an IPv4 address in their last 32 bits: NAT64 (RFC 6052)
+# and SIIT's IPv4-translated ::ffff:0:a.b.c.d (RFC 2765).
+EMBEDS_IPV4_LOW = [
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("::ffff:0:0:0/96"),
+]
+# Never a public destination, whatever they embed: local-use NAT64 (RFC 8215) goes
+# through a translator inside this network; site-local (fec0::/10, deprecated) is
+# a private range that `is_global` still calls global.
+NEVER_PUBLIC = [
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("fec0::/10"),
+]
 
 
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Global, and so is any IPv4 address embedded in an IPv6 one (mapped,
-    compatible or NAT64), which `is_global` alone lets through."""
+    compatible, translated, NAT64 or 6to4), which `is_global` alone lets through."""
     if not address.is_global:
         return False
     if address.version == 6:
-        embedded = address.ipv4_mapped
-        if embedded is None and (int(address) >> 32 == 0 or address in NAT64):
+        if any(address in network for network in NEVER_PUBLIC):
+            return False
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and (
+            int(address) >> 32 == 0
+            or any(address in network for network in EMBEDS_IPV4_LOW)
+        ):
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None:
             return embedded.is_global
@@ -81,7 +113,9 @@ def webhook_url_check(url: str, *, resolve: bool) -> str | None:
         try:
             infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
         except OSError as exc:
-            raise WebhookURLRefused(f"The host {host} cannot be resolved.") from exc
+            raise WebhookURLRefused(
+                f"The host {host} cannot be resolved.", lasting=False
+            ) from exc
         addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     for address in addresses:
         if not _is_public(address):
@@ -92,14 +126,24 @@ def webhook_url_check(url: str, *, resolve: bool) -> str | None:
 def webhook_endpoint_create(
     *, owner, url: str, secret: str, events: list[str] | None = None
 ) -> WebhookEndpoint:
-    """Register a URL for an owner's events; raises WebhookURLRefused."""
+    """Register a URL for an owner's events; raises WebhookURLRefused, or
+    WebhookEndpointLimit when the owner already has the most allowed."""
     webhook_url_check(url, resolve=False)
     unknown = set(events or []) - set(Event.values)
     if unknown:
         raise ValueError(f"Unknown events: {', '.join(sorted(unknown))}.")
-    return WebhookEndpoint.objects.create(
-        owner=owner, url=url, secret=secret, events=list(events or [])
-    )
+    limit = conf.get("WEBHOOK_MAX_ENDPOINTS")
+    with transaction.atomic():
+        # The owner's row is the lock: two registrations at once count one by one.
+        type(owner).objects.select_for_update().filter(pk=owner.pk).first()
+        if WebhookEndpoint.objects.filter(owner=owner, active=True).count() >= limit:
+            raise WebhookEndpointLimit(
+                f"You have {limit} active webhook endpoints, the most allowed; "
+                "delete one first."
+            )
+        return WebhookEndpoint.objects.create(
+            owner=owner, url=url, secret=secret, events=list(events or [])
+        )
 
 
 def webhook_endpoint_deactivate(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
@@ -169,18 +213,33 @@ def webhooks_record_decision(*, decision) -> list[int]:
         if not endpoint.wants(event):
             continue
         delivery = WebhookDelivery(
-            endpoint=endpoint, decision=decision, event=event, next_attempt_at=now
+            endpoint=endpoint,
+            decision=decision,
+            event=event,
+            next_attempt_at=now,
+            queued_at=now,
         )
         # The seller's endpoint never learns a moderator's name.
         delivery.payload = _payload(decision, event, delivery.event_id, endpoint.owner)
         delivery.save()
         ids.append(delivery.pk)
-        transaction.on_commit(partial(_queue, delivery.pk), robust=True)
+        queueing.after_commit(_queue, delivery.pk)
     return ids
 
 
 def _queue(delivery_id: int) -> None:
-    queueing.queue_task(DELIVER_TASK, delivery_id, task_name=f"webhook-{delivery_id}")
+    """On the webhook queue, which only `manage.py qcluster_webhooks` serves."""
+    try:
+        queueing.queue_task(
+            DELIVER_TASK,
+            delivery_id,
+            task_name=f"webhook-{delivery_id}",
+            cluster=conf.get("WEBHOOK_QUEUE"),
+        )
+    except Exception:
+        # Not queued after all: the dispatcher's next pass queues it.
+        WebhookDelivery.objects.filter(pk=delivery_id).update(queued_at=None)
+        raise
 
 
 def webhook_sign(*, secret: str, timestamp: int, body: bytes) -> str:
@@ -290,8 +349,9 @@ def webhook_deliver(
     endpoint = delivery.endpoint
     started = time.monotonic()
     status_code, error, excerpt = None, "", ""
+    give_up = False
     if not endpoint.active:
-        error = "The endpoint was deactivated."
+        error, give_up = "Given up: the endpoint was deactivated.", True
     else:
         try:
             address = webhook_url_check(endpoint.url, resolve=True)
@@ -299,10 +359,12 @@ def webhook_deliver(
             if not 200 <= status_code < 300:
                 error = f"The receiver answered HTTP {status_code}."
         except WebhookURLRefused as exc:
-            error = str(exc)
+            # A URL refused now is refused on every retry: say so and stop.
+            give_up = exc.lasting
+            error = f"Given up: {exc}" if give_up else str(exc)
         except (OSError, urllib.error.URLError) as exc:
             error = f"{exc.__class__.__name__}: {exc}"
-    return _finish(delivery, now, started, status_code, error, excerpt)
+    return _finish(delivery, now, started, status_code, error, excerpt, give_up)
 
 
 def _post(delivery: WebhookDelivery, address: str | None) -> tuple[int, str]:
@@ -337,6 +399,7 @@ def _finish(
     status_code: int | None,
     error: str,
     excerpt: str,
+    give_up: bool = False,
 ) -> DeliveryOutcome:
     with transaction.atomic():
         WebhookAttempt.objects.create(
@@ -354,7 +417,7 @@ def _finish(
             delivery.last_error = ""
             _drop_retry(delivery)
             outcome = "delivered"
-        elif delivery.attempts >= conf.get("WEBHOOK_MAX_ATTEMPTS"):
+        elif give_up or delivery.attempts >= conf.get("WEBHOOK_MAX_ATTEMPTS"):
             delivery.status = Delivery.FAILED
             delivery.last_error = error
             _drop_retry(delivery)
@@ -364,6 +427,8 @@ def _finish(
             delivery.status = Delivery.PENDING
             delivery.next_attempt_at = now + timedelta(seconds=backoff)
             delivery.last_error = error
+            # Its one-off schedule hands it to the queue then: nobody else need.
+            delivery.queued_at = delivery.next_attempt_at
             _schedule_retry(delivery)
             outcome = "retry"
         delivery.claimed_at = None
@@ -373,6 +438,7 @@ def _finish(
                 "delivered_at",
                 "last_error",
                 "next_attempt_at",
+                "queued_at",
                 "claimed_at",
             ]
         )
@@ -394,6 +460,7 @@ def _schedule_retry(delivery: WebhookDelivery) -> None:
             "schedule_type": Schedule.ONCE,
             "repeats": 1,
             "next_run": delivery.next_attempt_at,
+            "cluster": conf.get("WEBHOOK_QUEUE"),
         },
     )
 
@@ -410,17 +477,24 @@ def _retry_name(delivery: WebhookDelivery) -> str:
 
 
 def webhooks_dispatch_due(*, now: datetime | None = None, limit: int = 500) -> list:
-    """Queue deliveries that are due, or whose sender died; the safety net for lost
-    tasks and schedules. Sending twice is prevented by the claim, not here."""
+    """Queue deliveries that are due and that nobody has queued (their task or
+    schedule was lost, or queueing failed), or whose sender died; the safety net,
+    which never queues a delivery that waits in the queue already. Sending twice is
+    prevented by the claim; queueing twice, here."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=conf.get("WEBHOOK_SENDING_STALE_AFTER"))
-    due = WebhookDelivery.objects.filter(
-        Q(status=Delivery.PENDING, next_attempt_at__lte=now)
-        | Q(status=Delivery.SENDING, claimed_at__lt=stale)
-    ).order_by("next_attempt_at", "pk")
-    ids = list(due.values_list("pk", flat=True)[:limit])
-    for delivery_id in ids:
-        _queue(delivery_id)
+    unhanded = Q(queued_at__isnull=True) | Q(queued_at__lt=now - HANDOFF_LOST_AFTER)
+    lost_sender = Q(status=Delivery.SENDING, claimed_at__lt=stale) & (
+        Q(queued_at__isnull=True) | Q(queued_at__lt=stale)
+    )
+    due = Q(status=Delivery.PENDING, next_attempt_at__lte=now) & unhanded | lost_sender
+    ids = []
+    candidates = WebhookDelivery.objects.filter(due).order_by("next_attempt_at", "pk")
+    for delivery_id in candidates.values_list("pk", flat=True)[:limit]:
+        # One conditional UPDATE each: of two dispatchers, one queues it.
+        if WebhookDelivery.objects.filter(due, pk=delivery_id).update(queued_at=now):
+            queueing.after_commit(_queue, delivery_id)
+            ids.append(delivery_id)
     return ids
 
 
@@ -428,9 +502,13 @@ def webhook_retry_now(*, delivery: WebhookDelivery) -> bool:
     """From the admin: send a pending or failed delivery again at once."""
     updated = WebhookDelivery.objects.filter(
         pk=delivery.pk, status__in=[Delivery.PENDING, Delivery.FAILED]
-    ).update(status=Delivery.PENDING, next_attempt_at=timezone.now())
+    ).update(
+        status=Delivery.PENDING,
+        next_attempt_at=timezone.now(),
+        queued_at=timezone.now(),
+    )
     if updated:
-        transaction.on_commit(partial(_queue, delivery.pk), robust=True)
+        queueing.after_commit(_queue, delivery.pk)
     return bool(updated)
 
 
@@ -445,5 +523,7 @@ def webhook_schedules_ensure():
             "schedule_type": Schedule.MINUTES,
             "minutes": 1,
             "repeats": -1,
+            # Run by the webhook cluster, beside what it queues.
+            "cluster": conf.get("WEBHOOK_QUEUE"),
         },
     )

@@ -289,6 +289,7 @@ def test_a_real_worker_delivers_retries_after_a_500_and_does_not_duplicate(
     worker_env,
     qcluster_env_for_webhooks,
     qcluster,
+    webhook_qcluster,
 ):
     with Receiver([500, 200]) as receiver:
         webhook_endpoint_create(owner=seller, url=receiver.url, secret=SECRET)
@@ -304,7 +305,7 @@ def test_a_real_worker_delivers_retries_after_a_500_and_does_not_duplicate(
         requests = list(receiver.requests)
 
     delivery = WebhookDelivery.objects.get()
-    log = qcluster.log_path.read_text()[-3000:]
+    log = webhook_qcluster.log_path.read_text()[-3000:]
     assert delivery.status == "delivered", log
     assert len(requests) == 2, log
     assert all(verify(h, b) for h, b in requests)
@@ -399,8 +400,12 @@ def test_a_url_that_turned_private_is_refused_at_delivery_and_not_called(
         listing_transition(listing=listing, to_status="held", reason_code="scored_hold")
         outcome = webhook_deliver(delivery_id=WebhookDelivery.objects.get().pk)
 
-    assert outcome.outcome == "retry"
-    assert outcome.detail == "The URL must not point at a private address."
+    delivery = WebhookDelivery.objects.get()
+    assert outcome.outcome == "failed"  # refused now, refused on every retry
+    assert outcome.detail == "Given up: The URL must not point at a private address."
+    assert delivery.status == "failed"
+    assert delivery.last_error == outcome.detail
+    assert not Schedule.objects.filter(name=f"webhook-{delivery.pk}-retry").exists()
     assert receiver.requests == []
 
 
@@ -425,11 +430,30 @@ def test_only_http_urls_can_be_registered(seller_api):
         "http://[::127.0.0.1]/hook",  # IPv4-compatible
         "http://[64:ff9b::7f00:1]/hook",  # NAT64 of 127.0.0.1
         "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of 169.254.169.254
+        "http://[::ffff:0:10.0.0.1]/hook",  # SIIT (IPv4-translated) of 10.0.0.1
+        "http://[2002:a00:1::1]/hook",  # 6to4 of 10.0.0.1
+        "http://[2002:7f00:1::]/hook",  # 6to4 of 127.0.0.1
+        "http://[64:ff9b:1::a00:1]/hook",  # local-use NAT64
+        "http://[64:ff9b:1:2::5db8:d822]/hook",  # local-use NAT64, public inside
+        "http://[fec0::1]/hook",  # site-local
     ],
 )
 def test_loopback_hidden_in_an_ipv6_address_is_refused(url):
     with pytest.raises(WebhookURLRefused, match="private address"):
         webhook_url_check(url, resolve=False)
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("http://[2606:4700::1111]/hook", "2606:4700::1111"),
+        ("http://[2002:5db8:d822::1]/hook", "2002:5db8:d822::1"),  # 6to4, public
+        ("http://[64:ff9b::5db8:d822]/hook", "64:ff9b::5db8:d822"),  # NAT64, public
+        ("http://93.184.216.34/hook", "93.184.216.34"),
+    ],
+)
+def test_public_addresses_in_any_form_are_allowed(url, address):
+    assert webhook_url_check(url, resolve=False) == address
 
 
 def test_the_request_goes_to_the_checked_address_not_a_second_lookup(monkeypatch):
