@@ -130,7 +130,7 @@ def test_the_bundled_models_figures_and_thresholds_are_tables(client, boss):
         metrics={
             "roc_auc": {"title": 0.99, "description": 0.985},
             "pairwise_accuracy": {"title": 0.97, "description": 0.96},
-            "split": {"seed": 7, "n": 600},
+            "split": {"n": 600, "seed": 7},  # jsonb orders keys: shortest first
         },
     )
     url = reverse("admin:clipmatch_modelversion_change", args=[version.pk])
@@ -139,7 +139,7 @@ def test_the_bundled_models_figures_and_thresholds_are_tables(client, boss):
 
     assert "<tr><th>roc_auc</th><td>0.9900</td><td>0.9850</td></tr>" in page
     assert "<tr><th>pairwise_accuracy</th><td>0.9700</td><td>0.9600</td></tr>" in page
-    assert "<th></th><th>seed</th><th>n</th></tr><tr><th>split</th><td>7</td>" in page
+    assert "<th></th><th>n</th><th>seed</th></tr><tr><th>split</th><td>600</td>" in page
     assert "<tr><th>title</th><td>0.2500</td><td>0.1250</td></tr>" in page
     assert "must rank within the top 3" in page
     assert page.count("0.9900") == 1

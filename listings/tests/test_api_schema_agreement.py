@@ -18,8 +18,8 @@ URL = "/api/v1/listings/"
         ({"updated_since": ""}, "updated_since", "Datetime has wrong format."),
         ({"category": ""}, "category", "This field may not be blank."),
         ({"status": ""}, "status", '"" is not a valid choice.'),
-        ({"page_size": "null"}, "page_size", "A whole number from 1 is required."),
-        ({"page_size": "0"}, "page_size", "A whole number from 1 is required."),
+        ({"page_size": "null"}, "page_size", "Send a whole number from 1 to 100."),
+        ({"page_size": "0"}, "page_size", "Send a whole number from 1 to 100."),
     ],
 )
 def test_an_empty_or_malformed_list_parameter_is_400(
