@@ -12,6 +12,7 @@ from listings.tests.factories import moderator
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(settings.BASE_DIR) / "screenshots"
+NAVIGATION_TIMEOUT_MS = 90_000
 # What the moderator does with each planted flaw: reject with reason key N.
 REJECT_KEY = {"wrong_category": "2", "wrong_colour": "1", "something_else": "1"}
 
@@ -95,16 +96,14 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
     page.keyboard.type("alice")
     page.keyboard.press("Tab")
     page.keyboard.type("s3cret-pass")
-    with page.expect_navigation():
-        page.keyboard.press("Enter")
+    navigate_by(page, "Enter")
     assert page.url.endswith("/review/")
     assert page.locator("tbody tr").count() == 20
     assert page.locator("#waiting").inner_text() == "20 waiting for you."
     shot(page, "queue")
     fits_a_phone_and_the_dark(page, "queue")
 
-    with page.expect_navigation():
-        page.keyboard.press("Enter")  # start reviewing
+    navigate_by(page, "Enter")  # start reviewing
     page.keyboard.press("?")
     assert page.locator("#help").is_visible()
     shot(page, "keys")
@@ -142,44 +141,38 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
             look_closer(page)
         if step in (3, 11):
             plan[listing_id] = "approved"
-            with page.expect_navigation():
-                page.keyboard.press("a")
+            navigate_by(page, "a")
         elif step == 7:
             plan[listing_id] = "escalated"
             page.keyboard.press("e")  # an escalation wants a note: focus moves there
             assert "needs a note" in page.locator("#hint").inner_text()
             page.keyboard.type("Is this a replica?")
-            with page.expect_navigation():
-                page.keyboard.press("Enter")
+            navigate_by(page, "Enter")
         elif step == 9:
             plan[listing_id] = "rejected:other"
             page.keyboard.press("r")
             page.keyboard.press("5")  # "other" wants a note: focus moves there
             page.keyboard.type("Photo is a screenshot of another shop.")
-            with page.expect_navigation():
-                page.keyboard.press("Enter")
+            navigate_by(page, "Enter")
         else:
             key = REJECT_KEY[kind]
             plan[listing_id] = "rejected:" + (
                 "wrong_category" if key == "2" else "wrong_image"
             )
             page.keyboard.press("r")
-            with page.expect_navigation():
-                page.keyboard.press(key)
+            navigate_by(page, key)
         message = page.locator(".messages .success")
         assert message.count() == 1, f"step {step}: {page.content()[:400]}"
         if step == 5:
             # Second thoughts: take the rejection back from the next page, approve.
             assert page.locator("#undo").is_visible()
-            with page.expect_navigation():
-                page.keyboard.press("u")
+            navigate_by(page, "u")
             assert current_listing(page) == listing_id
             assert "Undone" in page.locator(".messages .success").inner_text()
             shot(page, "undone")
             undone[listing_id] = plan[listing_id]
             plan[listing_id] = "approved"
-            with page.expect_navigation():
-                page.keyboard.press("a")
+            navigate_by(page, "a")
 
     assert current_listing(page) is None
     assert page.locator("#empty").is_visible()
@@ -196,6 +189,32 @@ def work_the_queue(page, url: str, demo_queue: dict[int, str]) -> dict[int, str]
     assert len(opened_on) >= 3, "too few multi-image items to tell"
     assert len(undone) == 1
     return plan
+
+
+def navigate_by(page, key: str) -> None:
+    """Press `key` and wait for the page it leads to. A loaded CI machine can be slow,
+    so the wait is long; if it still runs out, the error says where the page was, what
+    had the focus and whether the reject panel was open, with a screenshot beside the
+    others, so that a failure on a machine nobody watched can be read afterwards."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        with page.expect_navigation(timeout=NAVIGATION_TIMEOUT_MS):
+            page.keyboard.press(key)
+    except PlaywrightTimeout:
+        shot(page, "navigation-timeout")
+        state = page.evaluate(
+            """() => ({
+                panel: (document.getElementById("reject-panel") || {}).className,
+                focus: document.activeElement && document.activeElement.outerHTML.slice(0, 160),
+                hint: (document.getElementById("hint") || {}).textContent,
+                dialogs: [...document.querySelectorAll("dialog[open]")].map(d => d.id),
+            })"""
+        )
+        raise AssertionError(
+            f"pressing {key!r} on {page.url} led nowhere in "
+            f"{NAVIGATION_TIMEOUT_MS / 1000:.0f} s: {state}"
+        ) from None
 
 
 def fits_a_phone_and_the_dark(page, name: str) -> None:
