@@ -1,4 +1,7 @@
-"""Server-rendered SVG charts: no JavaScript, no chart framework, escaped labels."""
+"""Server-rendered SVG charts: no JavaScript, no chart framework, escaped labels.
+
+Text and the plot area are drawn in `currentColor`, so a chart takes the colour of the
+page around it: readable in the review pages' and the admin's light and dark themes."""
 
 from __future__ import annotations
 
@@ -56,7 +59,7 @@ def histogram_svg(
     if not any(sum(c) for c in counts.values()):
         return mark_safe(
             f'<svg class="chart" width="{width}" height="40" role="img" {FONT}>'
-            '<text x="8" y="24" fill="#57606a">No scores yet.</text></svg>'
+            '<text x="8" y="24" fill="currentColor" fill-opacity="0.7">No scores yet.</text></svg>'
         )
     low = min([edges[0], *lines.values()])
     high = max([edges[-1], *lines.values()])
@@ -75,21 +78,21 @@ def histogram_svg(
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" '
         f'height="{height}" role="img" xmlns="http://www.w3.org/2000/svg" {FONT}>',
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" '
-        'fill="#f6f8fa"/>',
-        f'<text x="{left - 6}" y="{top + 8}" text-anchor="end" fill="#57606a">'
+        'fill="currentColor" fill-opacity="0.05"/>',
+        f'<text x="{left - 6}" y="{top + 8}" text-anchor="end" fill="currentColor" fill-opacity="0.7">'
         f"{f'{tallest:.0%}' if share else int(tallest)}</text>",
         f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" '
-        'fill="#57606a">0</text>',
+        'fill="currentColor" fill-opacity="0.7">0</text>',
     ]
     for tick in range(6):
         value = low + (high - low) * tick / 5
         parts.append(
             f'<text x="{x(value):.1f}" y="{top + plot_h + 14}" text-anchor="middle" '
-            f'fill="#57606a">{value:.2f}</text>'
+            f'fill="currentColor" fill-opacity="0.7">{value:.2f}</text>'
         )
     parts.append(
         f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" text-anchor="middle" '
-        f'fill="#57606a">{escape(x_label)}</text>'
+        f'fill="currentColor" fill-opacity="0.7">{escape(x_label)}</text>'
     )
     for label in counts:
         colour = SERIES_COLOURS.get(label, "#6e7781")
@@ -105,7 +108,7 @@ def histogram_svg(
                 f"{counts[label][i]}</title></rect>"
             )
     for n, (label, value) in enumerate(sorted(lines.items())):
-        colour = LINE_COLOURS.get(label, "#24292f")
+        colour = LINE_COLOURS.get(label, "currentColor")
         parts.append(
             f'<line x1="{x(value):.1f}" y1="{top}" x2="{x(value):.1f}" '
             f'y2="{top + plot_h}" stroke="{colour}" stroke-width="2" '
@@ -120,7 +123,7 @@ def histogram_svg(
         parts.append(
             f'<rect x="{legend_x}" y="8" width="10" height="10" fill="{colour}" '
             f'fill-opacity="0.55"/><text x="{legend_x + 14}" y="17" '
-            f'fill="#24292f">{escape(text)}</text>'
+            f'fill="currentColor">{escape(text)}</text>'
         )
         legend_x += 24 + 7 * len(text)
     parts.append("</svg>")
@@ -142,11 +145,11 @@ def bars_svg(
         length = max(value, 0.0) * (width - label_w - 50)
         parts.append(
             f'<text x="{label_w - 6}" y="{top + bar_height - 5}" text-anchor="end" '
-            f'fill="#24292f">{escape(label)}</text>'
+            f'fill="currentColor">{escape(label)}</text>'
             f'<rect x="{label_w}" y="{top}" width="{length:.1f}" '
             f'height="{bar_height}" fill="#8250df" opacity="0.8"/>'
             f'<text x="{label_w + length + 4:.1f}" y="{top + bar_height - 5}" '
-            f'fill="#57606a">{value:.0%}</text>'
+            f'fill="currentColor" fill-opacity="0.7">{value:.0%}</text>'
         )
     parts.append("</svg>")
     return mark_safe("".join(parts))

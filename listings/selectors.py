@@ -206,7 +206,9 @@ def dashboard(*, days: int = 14, now: datetime | None = None) -> Dashboard:
         to_status__in=[Status.APPROVED, Status.REJECTED, Status.ESCALATED]
     )
     since = (now - timedelta(days=days - 1)).date()
-    day_list = [since + timedelta(days=i) for i in range(days)]
+    # Newest first: today is the column a moderator looks for, and a narrow screen
+    # shows the first columns.
+    day_list = [since + timedelta(days=i) for i in reversed(range(days))]
     counts = (
         human.filter(created_at__date__gte=since)
         .annotate(day=TruncDate("created_at"))

@@ -229,6 +229,18 @@ def fits_a_phone_and_the_dark(page, name: str) -> None:
     page.emulate_media(color_scheme="dark")
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(13, 17, 23)", f"{name} is not dark: {background}"
+    # Chart labels take the page's text colour, not a light theme's dark grey.
+    label_colours = page.evaluate(
+        """() => [...document.querySelectorAll("svg.chart text")].map(
+            t => getComputedStyle(t).fill)"""
+    )
+    text_colour = page.evaluate("getComputedStyle(document.body).color")
+    threshold_lines = {"rgb(207, 34, 46)", "rgb(26, 127, 55)"}  # plots.LINE_COLOURS
+    assert set(label_colours) <= {text_colour} | threshold_lines, (
+        f"{name}: chart labels {label_colours}"
+    )
+    if label_colours:
+        assert text_colour in label_colours
     shot(page, f"{name}-dark")
     page.emulate_media(color_scheme="light")
 

@@ -3,6 +3,7 @@ loop, refusals shown to the moderator, images and the dashboard."""
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from listings.models import Listing, ListingDecision
 from listings.tests.factories import (
@@ -165,6 +166,9 @@ def test_the_dashboard_counts_the_queue_and_draws_the_scores(mod_client):
     assert data.queue_length == 1
     assert data.per_moderator[0][0] == "alice"
     assert sum(data.per_moderator[0][1]) == 1
+    # Today's column comes first, where a narrow screen still shows it.
+    assert data.days[0] == timezone.localdate()
+    assert data.per_moderator[0][1][0] == 1
     assert data.overturns == [
         {
             "category": "sneaker",
