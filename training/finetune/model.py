@@ -36,28 +36,54 @@ def read_meta(path: str | Path) -> dict:
     return json.loads(meta.read_text()) if meta.exists() else {}
 
 
+# What follows a tower's blocks and feeds the embedding: kept trainable with the last
+# blocks under --freeze backbone. SigLIP has no projection layers; its `head` (the
+# vision tower's attention pooling, the text tower's linear map) plays their part.
+TOWER_TOPS = ("post_layernorm", "final_layer_norm", "head")
+
+
 def freeze(model, how: str, trainable_blocks: int) -> int:
     """Freeze a tower, or every block but the last few of each; returns the number
-    of trainable parameters."""
+    of trainable parameters. Works on every verified family: a tower is
+    `vision_model` or `text_model`, its blocks are wherever the family keeps them
+    (`encoder.layers`, BERT's `encoder.layer`, AltCLIP's `roberta.encoder.layers`,
+    GroupViT's stages), and a projection is frozen with its tower when there is one."""
     if how in ("vision", "backbone"):
         _freeze_tower(model.vision_model, how, trainable_blocks)
     if how in ("text", "backbone"):
         _freeze_tower(model.text_model, how, trainable_blocks)
-    if how == "vision":
-        model.visual_projection.requires_grad_(False)
-    if how == "text":
-        model.text_projection.requires_grad_(False)
+    projection = {"vision": "visual_projection", "text": "text_projection"}.get(how)
+    if projection and getattr(model, projection, None) is not None:
+        getattr(model, projection).requires_grad_(False)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def tower_blocks(tower) -> list:
+    """A tower's transformer blocks, in order."""
+    import torch
+
+    blocks = []
+    for name, module in tower.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in (
+            "layers",
+            "layer",
+        ):
+            blocks.extend(module)
+    if not blocks:
+        raise FinetuneError(
+            f"--freeze backbone: no blocks found in {type(tower).__name__}."
+        )
+    return blocks
 
 
 def _freeze_tower(tower, how: str, trainable_blocks: int) -> None:
     tower.requires_grad_(False)
     if how == "backbone":
-        layers = tower.encoder.layers
-        for layer in layers[max(0, len(layers) - trainable_blocks) :]:
-            layer.requires_grad_(True)
-        for name in ("post_layernorm", "final_layer_norm"):
-            if hasattr(tower, name):
+        blocks = tower_blocks(tower)
+        for block in blocks[max(0, len(blocks) - trainable_blocks) :]:
+            block.requires_grad_(True)
+        for name in TOWER_TOPS:
+            if getattr(tower, name, None) is not None:
                 getattr(tower, name).requires_grad_(True)
 
 

@@ -341,3 +341,41 @@ def test_python_dash_m_runs_the_program_and_bad_input_exits_2(tmp_path):
     assert result.stderr == (
         "error: No training data: give at least one training CSV.\n"
     )
+
+
+FAMILIES = (
+    "clip",
+    "siglip",
+    "siglip2",
+    "altclip",
+    "chinese_clip",
+    "blip",
+    "metaclip_2",
+    "groupvit",
+    "owlvit",
+)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_freeze_mode_works_on_every_family(tiny_family_dirs, family):
+    from training.finetune.model import freeze, load_model
+
+    def trainable(how: str) -> set[str]:
+        model = load_model(tiny_family_dirs[family], "cpu").model
+        model.requires_grad_(True)
+        freeze(model, how, trainable_blocks=1)
+        return {n for n, p in model.named_parameters() if p.requires_grad}
+
+    vision, text = trainable("vision"), trainable("text")
+    assert vision and not any(n.startswith("vision_model.") for n in vision)
+    assert "visual_projection.weight" not in vision
+    assert any(n.startswith("text_model.") for n in vision)
+    assert text and not any(n.startswith("text_model.") for n in text)
+    assert "text_projection.weight" not in text
+    assert any(n.startswith("vision_model.") for n in text)
+
+    backbone = trainable("backbone")
+    for tower in ("vision_model.", "text_model."):
+        kept = {n for n in backbone if n.startswith(tower)}
+        assert kept, f"{family}: nothing in {tower} left to train"
+        assert not any("embeddings" in n for n in kept), f"{family}: {sorted(kept)}"
