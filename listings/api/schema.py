@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from listings.api.errors import ERROR_CODES
+from listings.api.errors import ERROR_CODES, error_body
 from listings.webhooks.payloads import EVENT_HEADER
 from listings.webhooks.payloads import HEADERS as WEBHOOK_HEADERS
 
@@ -92,6 +92,7 @@ def add_error_responses(result, generator, request, public):
             if method in WRITE_METHODS:
                 codes += ["413", "415"]
             codes += operation.pop("x-extra-errors", [])
+            examples = operation.pop("x-error-examples", {})
             _add_webhook_headers(operation)
             responses = operation.setdefault("responses", {})
             for code in codes:
@@ -102,6 +103,12 @@ def add_error_responses(result, generator, request, public):
                         "content": {"application/json": {"schema": ref}},
                     },
                 )
+            for status, messages in examples.items():
+                # Each error code the operation answers with, as the body it gets.
+                responses[status]["content"]["application/json"]["examples"] = {
+                    code: {"summary": ERROR_CODES[code], "value": error_body(code, m)}
+                    for code, m in messages.items()
+                }
     return result
 
 

@@ -571,7 +571,23 @@ class ReviewUndoView(StrictQuery, APIView):
         request=s.UndoSerializer,
         responses={200: s.DecisionSerializer},
         parameters=[idempotency.PARAMETER],
-        extensions={"x-extra-errors": ["409", "422"]},
+        extensions={
+            "x-extra-errors": ["409", "422"],
+            "x-error-examples": {
+                "409": {
+                    "nothing_to_undo": "There is no decision of yours to undo.",
+                    "undo_window_closed": (
+                        "Too late to undo: the window closed 30 seconds after "
+                        "the decision."
+                    ),
+                    "listing_moved_on": (
+                        "Too late to undo: the listing has moved on since that "
+                        "decision."
+                    ),
+                    "listing_gone": "Too late to undo: the listing is gone.",
+                }
+            },
+        },
         description=(
             "Writes a decision of its own (`reason_code` `undo`, `undoes` the "
             "decision taken back) that puts the listing back where it waited, "
@@ -590,7 +606,7 @@ class ReviewUndoView(StrictQuery, APIView):
                 value={"decision": 812},
             ),
             OpenApiExample(
-                "The undo, as a decision",
+                "The undo",
                 response_only=True,
                 status_codes=["200"],
                 value={
@@ -608,32 +624,6 @@ class ReviewUndoView(StrictQuery, APIView):
                     "model_version": "clipmatch-mini@3f2a9c0d1e4b",
                     "score": 0.25,
                     "created_at": "2026-01-12T09:30:05Z",
-                },
-            ),
-            OpenApiExample(
-                "Too late",
-                response_only=True,
-                status_codes=["409"],
-                value={
-                    "code": "undo_window_closed",
-                    "message": (
-                        "Too late to undo: the window closed 30 seconds after the "
-                        "decision."
-                    ),
-                    "fields": {},
-                },
-            ),
-            OpenApiExample(
-                "The listing moved on",
-                response_only=True,
-                status_codes=["409"],
-                value={
-                    "code": "listing_moved_on",
-                    "message": (
-                        "Too late to undo: the listing has moved on since that "
-                        "decision."
-                    ),
-                    "fields": {},
                 },
             ),
         ],
