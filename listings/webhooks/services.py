@@ -185,12 +185,14 @@ def _cancel_for_undo(undone) -> set[int]:
     """Cancel the undone decision's deliveries that no receiver has seen yet (still
     waiting for the undo window, never attempted); the endpoints that may have
     heard of it, whose deliveries go on, are returned: they hear of the undo."""
-    waiting = WebhookDelivery.objects.filter(
-        decision_id=undone.pk, status=Delivery.PENDING, attempts=0
+    waiting = Q(status=Delivery.PENDING, attempts=0)
+    cancelled = list(
+        WebhookDelivery.objects.filter(waiting, decision_id=undone.pk).values_list(
+            "pk", flat=True
+        )
     )
-    cancelled = list(waiting.values_list("pk", flat=True))
     # Conditional, like the sender's claim: of the two, one wins each delivery.
-    WebhookDelivery.objects.filter(pk__in=cancelled, status=Delivery.PENDING).update(
+    WebhookDelivery.objects.filter(waiting, pk__in=cancelled).update(
         status=Delivery.CANCELLED,
         last_error=f"Cancelled: the decision was undone (decision {undone.pk}).",
     )

@@ -8,9 +8,10 @@ from datetime import timedelta
 import jsonschema
 import pytest
 
-from listings.services.review import review_decide, review_undo
+from listings.services.review import review_undo
 from listings.services.transitions import listing_transition
 from listings.tests.factories import ListingImageFactory, queue_item
+from listings.tests.test_review_services import decide
 from listings.webhooks.models import WebhookDelivery
 from listings.webhooks.services import (
     webhook_deliver,
@@ -20,14 +21,6 @@ from listings.webhooks.services import (
 from listings.webhooks.tests.test_webhooks import SECRET, Receiver
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def private_hosts_allowed(settings):
-    settings.CLIPMATCH_API = {
-        **settings.CLIPMATCH_API,
-        "WEBHOOK_ALLOW_PRIVATE_HOSTS": True,
-    }
 
 
 @pytest.fixture
@@ -76,23 +69,10 @@ def test_every_payload_sent_is_exactly_what_the_schema_describes(
         bare = ListingImageFactory(listing__seller=seller).listing
         listing_transition(listing=bare, to_status="held", reason_code="scored_hold")
         item = queue_item(seller=seller, title_similarity=0.25)
-        rejection = review_decide(
-            listing_id=item.pk,
-            moderator=moderator,
-            action="reject",
-            expected_status=item.status,
-            expected_content_hash=item.content_hash,
-            reason_code="wrong_image",
-            note="Internal: a reseller?",
+        rejection = decide(
+            item, moderator, "reject", reason_code="wrong_image", note="A reseller?"
         )
-        other = queue_item(seller=seller, title_similarity=0.25)
-        approval = review_decide(
-            listing_id=other.pk,
-            moderator=moderator,
-            action="approve",
-            expected_status=other.status,
-            expected_content_hash=other.content_hash,
-        )
+        approval = decide(queue_item(seller=seller, title_similarity=0.25), moderator)
         for early in WebhookDelivery.objects.filter(decision=approval):
             webhook_retry_now(delivery=early)  # "Send again now", in the window
             assert webhook_deliver(delivery_id=early.pk).outcome == "delivered"

@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from django_q.models import Schedule
 
-from listings.services.review import review_decide, review_undo
+from listings.services.review import review_undo
 from listings.tests.factories import queue_item
+from listings.tests.test_review_services import decide
 from listings.webhooks.models import WebhookDelivery
 from listings.webhooks.services import (
     webhook_deliver,
@@ -22,27 +23,12 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def private_hosts_allowed(settings):
-    settings.CLIPMATCH_API = {
-        **settings.CLIPMATCH_API,
-        "WEBHOOK_ALLOW_PRIVATE_HOSTS": True,
-    }
-
-
-@pytest.fixture
 def item(seller):
     return queue_item(seller=seller, title_similarity=0.25)
 
 
 def reject(item, moderator):
-    return review_decide(
-        listing_id=item.pk,
-        moderator=moderator,
-        action="reject",
-        expected_status=item.status,
-        expected_content_hash=item.content_hash,
-        reason_code="wrong_image",
-    )
+    return decide(item, moderator, "reject", reason_code="wrong_image")
 
 
 def test_a_decision_is_due_only_when_its_undo_window_closes(
