@@ -110,7 +110,8 @@ class DatabaseCollector:
         yield _by_label(
             CounterMetricFamily,
             "clipmatch_webhook_deliveries",
-            "Webhook deliveries by status (delivered, failed, pending, sending).",
+            "Webhook deliveries by status (cancelled, delivered, failed, pending, "
+            "sending).",
             ["status"],
             {
                 (status,): n

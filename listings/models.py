@@ -251,6 +251,13 @@ class DecisionQuerySet(models.QuerySet):
         raise TypeError("Listing decisions are append-only.")
 
 
+UNDOABLE_STATES = {
+    Listing.Status.APPROVED,
+    Listing.Status.REJECTED,
+    Listing.Status.ESCALATED,
+}
+
+
 class ListingDecision(models.Model):
     """An append-only record of one status change: who, from, to, why, on what score."""
 
@@ -307,6 +314,17 @@ class ListingDecision(models.Model):
     @property
     def actor_label(self) -> str:
         return self.actor.get_username() if self.actor else "system"
+
+    @property
+    def undoable(self) -> bool:
+        """A moderator's approval, rejection or escalation (what review_decide
+        writes), which its moderator may take back for a while: not an appeal, not
+        an undo, not the system's routing."""
+        return (
+            self.actor_id is not None
+            and self.to_status in UNDOABLE_STATES
+            and self.reason_code != "undo"
+        )
 
     def save(self, *args, **kwargs):
         if self.pk is not None:
@@ -394,6 +412,8 @@ class IdempotencyKey(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["user", "key"], name="idempotency_key")
         ]
+        # The purge (listings.tasks.purge_idempotency_keys) finds old keys by age.
+        indexes = [models.Index(fields=["created_at"], name="idempotency_key_age")]
 
     def __str__(self) -> str:
         return f"{self.key} ({self.status_code or 'running'})"

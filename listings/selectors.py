@@ -557,6 +557,19 @@ def listings_visible_to(*, user) -> QuerySet[Listing]:
     ).prefetch_related("images")
 
 
+def listing_history(*, listing: Listing, viewer) -> QuerySet[ListingDecision]:
+    """A listing's decisions, oldest first. Moderators see the whole audit log;
+    sellers do not see a decision that its moderator took back, nor the undo: a
+    misclick undone in time never happened for them (while the window is open the
+    decision shows, as the listing's status does)."""
+    from listings.roles import is_moderator
+
+    qs = listing.decisions.select_related("actor", "listing")
+    if not is_moderator(viewer):
+        qs = qs.filter(undoes__isnull=True, undone_by__isnull=True)
+    return qs
+
+
 def listing_list(
     *,
     user,

@@ -1,6 +1,6 @@
 """Receivers that ask for scoring when a listing's content changes, queue the
 catalog's rescore when the model layer changes its version, and set up the
-reconciler schedule after migrations.
+reconciler's and the idempotency-key purge's schedules after migrations.
 
 A content change must move the listing to pending in the same transaction, or a
 crash between commit and a later callback would leave new, unchecked content
@@ -50,9 +50,11 @@ def report_schedule(schedule, created: bool, verbosity: int = 1, stdout=None) ->
 
 
 def schedules_after_migrate(sender, verbosity=1, stdout=None, **kwargs):
+    from listings.services.idempotency import idempotency_schedule_ensure
     from listings.services.reconcile import schedules_ensure
 
     report_schedule(*schedules_ensure(), verbosity, stdout)
+    report_schedule(*idempotency_schedule_ensure(), verbosity, stdout)
 
 
 def queue_catalog_rescore(version_id: int) -> None:

@@ -39,6 +39,16 @@ def reconcile_scoring() -> dict:
     return asdict(report)
 
 
+def purge_idempotency_keys() -> int:
+    """Delete Idempotency-Keys older than their retention (an hourly schedule)."""
+    from listings.services.idempotency import idempotency_keys_purge
+
+    deleted = idempotency_keys_purge()
+    if deleted:
+        logger.info("Idempotency keys purged: %d.", deleted)
+    return deleted
+
+
 def rescore_catalog(model_version_id: int) -> dict:
     """Fan a rescore of the catalog out in batches, for a just-activated version."""
     from listings.services.rescoring import catalog_rescore_queue

@@ -261,6 +261,9 @@ CLIPMATCH_API = {
         "CLIPMATCH_API_MAX_DESCRIPTION_LENGTH", default=5000
     ),
     "MAX_WAIT_SECONDS": env.int("CLIPMATCH_API_MAX_WAIT", default=30),
+    # How long an Idempotency-Key and its answer are kept (Stripe: 24 hours); an
+    # hourly schedule deletes older ones.
+    "IDEMPOTENCY_KEY_HOURS": env.int("CLIPMATCH_API_IDEMPOTENCY_KEY_HOURS", default=24),
     "WEBHOOK_MAX_ATTEMPTS": env.int("CLIPMATCH_WEBHOOK_MAX_ATTEMPTS", default=6),
     "WEBHOOK_RETRY_BACKOFF": env.int("CLIPMATCH_WEBHOOK_RETRY_BACKOFF", default=30),
     "WEBHOOK_TIMEOUT": env.int("CLIPMATCH_WEBHOOK_TIMEOUT", default=5),

@@ -3,18 +3,20 @@ after a timeout gets the first answer back instead of a second listing.
 
 The same key with the same request replays the stored answer; with another
 request it is a 422; while the first is still running, a 409. Answers of 5xx and
-requests that raised are not kept, so a retry runs again. Keys last a day.
+requests that raised are not kept, so a retry runs again. Keys last
+CLIPMATCH_API_IDEMPOTENCY_KEY_HOURS (a day); an hourly schedule deletes older ones
+(listings.services.idempotency).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
 from functools import wraps
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.functional import lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, status
@@ -22,20 +24,27 @@ from rest_framework.response import Response
 
 from listings.api.errors import Conflict
 from listings.models import IdempotencyKey
+from listings.services.idempotency import idempotency_kept_for
 
 HEADER = "Idempotency-Key"
-KEPT_FOR = timedelta(hours=24)
+
+
+def _description() -> str:
+    # Read when the schema is built, not at import.
+    hours = int(idempotency_kept_for().total_seconds() // 3600)
+    return (
+        "Any unique string of up to 255 characters. Sent again with the same "
+        "request, the first answer comes back (with `Idempotent-Replayed: true`); "
+        f"with another request, a 422. Kept for {hours} hours."
+    )
+
 
 PARAMETER = OpenApiParameter(
     HEADER,
     OpenApiTypes.STR,
     location=OpenApiParameter.HEADER,
     required=False,
-    description=(
-        "Any unique string of up to 255 characters. Sent again with the same "
-        "request, the first answer comes back (with `Idempotent-Replayed: true`); "
-        "with another request, a 422. Kept for 24 hours."
-    ),
+    description=lazy(_description, str)(),
 )
 
 
@@ -77,7 +86,7 @@ def _fingerprint(request) -> str:
 def _claim(user, key: str, fingerprint: str) -> tuple[IdempotencyKey, bool]:
     """The stored record for the key, or a new running one (True)."""
     IdempotencyKey.objects.filter(
-        user=user, key=key, created_at__lt=timezone.now() - KEPT_FOR
+        user=user, key=key, created_at__lt=timezone.now() - idempotency_kept_for()
     ).delete()
     try:
         with transaction.atomic():

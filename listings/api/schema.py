@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from listings.api.errors import ERROR_CODES
+from listings.api.errors import ERROR_CODES, error_body
+from listings.webhooks.payloads import EVENT_HEADER
+from listings.webhooks.payloads import HEADERS as WEBHOOK_HEADERS
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -60,6 +62,7 @@ OPERATION_IDS = {
     ("/api/v1/review/{}/claim/", "post"): "claim_review_item",
     ("/api/v1/review/{}/decide/", "post"): "decide_review_item",
     ("/api/v1/review/{}/release/", "post"): "release_review_item",
+    ("/api/v1/review/{}/undo/", "post"): "undo_review_decision",
     ("/api/v1/webhooks/", "get"): "list_webhooks",
     ("/api/v1/webhooks/", "post"): "create_webhook",
     ("/api/v1/webhooks/{}/", "get"): "get_webhook",
@@ -89,6 +92,8 @@ def add_error_responses(result, generator, request, public):
             if method in WRITE_METHODS:
                 codes += ["413", "415"]
             codes += operation.pop("x-extra-errors", [])
+            examples = operation.pop("x-error-examples", {})
+            _add_webhook_headers(operation)
             responses = operation.setdefault("responses", {})
             for code in codes:
                 responses.setdefault(
@@ -98,4 +103,36 @@ def add_error_responses(result, generator, request, public):
                         "content": {"application/json": {"schema": ref}},
                     },
                 )
+            for status, messages in examples.items():
+                # Each error code the operation answers with, as the body it gets.
+                responses[status]["content"]["application/json"]["examples"] = {
+                    code: {"summary": ERROR_CODES[code], "value": error_body(code, m)}
+                    for code, m in messages.items()
+                }
     return result
+
+
+def _add_webhook_headers(operation: dict) -> None:
+    """The headers of every webhook POST, as parameters of each callback (which
+    drf-spectacular's callbacks cannot declare)."""
+    parameters = [
+        {
+            "name": name,
+            "in": "header",
+            "required": True,
+            "description": description,
+            "schema": schema,
+        }
+        for name, (description, schema) in WEBHOOK_HEADERS.items()
+    ]
+    for event, expressions in operation.get("callbacks", {}).items():
+        # Each callback is one event, which its event header names.
+        named = [
+            {**p, "schema": {"type": "string", "enum": [event]}}
+            if p["name"] == EVENT_HEADER
+            else p
+            for p in parameters
+        ]
+        for path_item in expressions.values():
+            for callback in path_item.values():
+                callback["parameters"] = named

@@ -388,6 +388,14 @@ class DecideSerializer(StrictFields):
     )
 
 
+class UndoSerializer(StrictFields):
+    decision = serializers.IntegerField(
+        min_value=1,
+        help_text="The id of your decision to take back (the `id` that "
+        "`decide_review_item` answered).",
+    )
+
+
 class ReleaseSerializer(StrictFields):
     skip = serializers.BooleanField(
         required=False,

@@ -28,6 +28,7 @@ urlpatterns = [
         views.ReviewDecideView.as_view(),
         name="review-decide",
     ),
+    path("review/<int:pk>/undo/", views.ReviewUndoView.as_view(), name="review-undo"),
     path(
         "review/<int:pk>/release/",
         views.ReviewReleaseView.as_view(),

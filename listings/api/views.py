@@ -9,7 +9,12 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import (
+    OpenApiCallback,
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import exceptions, status
 from rest_framework.generics import GenericAPIView, ListAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -25,7 +30,12 @@ from listings.api.permissions import IsModerator, IsSeller, IsSellerOrModerator
 from listings.api.strict import NewestFirst, StrictQuery
 from listings.api.uploads import read_images
 from listings.models import Category, Listing
-from listings.selectors import listing_list, listing_status, listings_visible_to
+from listings.selectors import (
+    listing_history,
+    listing_list,
+    listing_status,
+    listings_visible_to,
+)
 from listings.services.exceptions import (
     AppealNotAllowed,
     ClaimLost,
@@ -46,8 +56,10 @@ from listings.services.review import (
     review_claim_next,
     review_decide,
     review_release,
+    review_undo,
 )
 from listings.webhooks.models import WebhookEndpoint
+from listings.webhooks.payloads import WebhookEventSerializer
 from listings.webhooks.services import (
     WebhookEndpointLimit,
     WebhookURLRefused,
@@ -250,6 +262,21 @@ class CheckView(StrictQuery, APIView):
         return Response(s.CheckResultSerializer(body).data)
 
 
+WEBHOOK_EVENTS = {
+    WebhookEndpoint.Event.VERDICT.value: (
+        "The model routed a listing: passed, review or held (also after a rescore)."
+    ),
+    WebhookEndpoint.Event.DECISION.value: (
+        "A moderator approved, rejected or escalated a listing, once the undo "
+        "window closed; or took a decision back that had been sent."
+    ),
+}
+WEBHOOK_HEADERS_NOTE = (
+    "Each POST carries `X-Clipmatch-Event`, `X-Clipmatch-Delivery` (deduplicate on "
+    "it) and `X-Clipmatch-Signature` (verify it), described as its parameters."
+)
+
+
 class WebhookEndpointListCreateView(StrictQuery, ListAPIView):
     """A user's webhook endpoints; they hear about the listings the user can see."""
 
@@ -268,6 +295,32 @@ class WebhookEndpointListCreateView(StrictQuery, ListAPIView):
         responses={201: s.WebhookEndpointSerializer},
         parameters=[idempotency.PARAMETER],
         extensions={"x-extra-errors": ["409", "422"]},
+        description=(
+            "Register a URL that receives the events below (its callbacks), "
+            "signed with `secret`: `listing.verdict` when the model routes a "
+            "listing, `listing.decision` when a person decides (sent once the "
+            "decision's undo window has closed; a decision taken back in time is "
+            "not sent, nor is its undo)."
+        ),
+        callbacks=[
+            OpenApiCallback(
+                event,
+                "{$request.body#/url}",
+                extend_schema(
+                    request=WebhookEventSerializer,
+                    responses={
+                        200: OpenApiResponse(
+                            description="Any 2xx: delivered. Anything else, or no "
+                            "answer within CLIPMATCH_WEBHOOK_TIMEOUT, is retried "
+                            "with back-off; redirects are not followed."
+                        )
+                    },
+                    summary=summary,
+                    description=f"`event` is `{event}`. {WEBHOOK_HEADERS_NOTE}",
+                ),
+            )
+            for event, summary in WEBHOOK_EVENTS.items()
+        ],
     )
     @idempotency.idempotent
     def post(self, request):
@@ -328,7 +381,8 @@ class WebhookDeliveryListView(StrictQuery, ListAPIView):
 
 
 class ListingDecisionListView(StrictQuery, ListAPIView):
-    """A listing's history, oldest first: every status change, who and why."""
+    """A listing's history, oldest first: every status change, who and why. A
+    seller does not see a decision its moderator took back, nor the undo."""
 
     serializer_class = s.DecisionSerializer
     permission_classes = [IsSellerOrModerator]
@@ -338,7 +392,7 @@ class ListingDecisionListView(StrictQuery, ListAPIView):
         listing = get_object_or_404(
             listings_visible_to(user=self.request.user), pk=self.kwargs["pk"]
         )
-        return listing.decisions.select_related("actor", "listing")
+        return listing_history(listing=listing, viewer=self.request.user)
 
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
@@ -504,6 +558,90 @@ class ReviewDecideView(StrictQuery, APIView):
         return Response(
             s.DecisionSerializer(decision, context={"request": request}).data
         )
+
+
+class ReviewUndoView(StrictQuery, APIView):
+    """Take back your own decision on a listing while its undo window is open,
+    through the same service as the review pages' undo."""
+
+    permission_classes = [IsModerator]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(
+        request=s.UndoSerializer,
+        responses={200: s.DecisionSerializer},
+        parameters=[idempotency.PARAMETER],
+        extensions={
+            "x-extra-errors": ["409", "422"],
+            "x-error-examples": {
+                "409": {
+                    "nothing_to_undo": "There is no decision of yours to undo.",
+                    "undo_window_closed": (
+                        "Too late to undo: the window closed 30 seconds after "
+                        "the decision."
+                    ),
+                    "listing_moved_on": (
+                        "Too late to undo: the listing has moved on since that "
+                        "decision."
+                    ),
+                    "listing_gone": "Too late to undo: the listing is gone.",
+                }
+            },
+        },
+        description=(
+            "Writes a decision of its own (`reason_code` `undo`, `undoes` the "
+            "decision taken back) that puts the listing back where it waited, "
+            "claimed by you. Allowed for CLIPMATCH_REVIEW_UNDO_SECONDS (30 s by "
+            "default) after the decision, while it is the listing's last. 409 "
+            "codes: `nothing_to_undo` (not your decision, not one of this listing, "
+            "or not an approval, rejection or escalation), `undo_window_closed`, "
+            "`listing_moved_on` (anything happened to the listing since), "
+            "`listing_gone`. The decision's webhook, still waiting for the window "
+            "to close, is not sent."
+        ),
+        examples=[
+            OpenApiExample(
+                "Take back a rejection",
+                request_only=True,
+                value={"decision": 812},
+            ),
+            OpenApiExample(
+                "The undo",
+                response_only=True,
+                status_codes=["200"],
+                value={
+                    "id": 813,
+                    "from_status": "rejected",
+                    "to_status": "review",
+                    "reason_code": "undo",
+                    "message": (
+                        "A moderator took the last decision back; the listing is "
+                        "in review again."
+                    ),
+                    "note": "Took back wrong_image (decision 812).",
+                    "undoes": 812,
+                    "actor": "mo",
+                    "model_version": "clipmatch-mini@3f2a9c0d1e4b",
+                    "score": 0.25,
+                    "created_at": "2026-01-12T09:30:05Z",
+                },
+            ),
+        ],
+    )
+    @idempotency.idempotent
+    def post(self, request, pk: int):
+        serializer = s.UndoSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        get_object_or_404(listings_visible_to(user=request.user), pk=pk)
+        try:
+            undo = review_undo(
+                decision_id=serializer.validated_data["decision"],
+                moderator=request.user,
+                listing_id=pk,
+            )
+        except TransitionNotAllowed as exc:
+            raise Conflict(str(exc), code=exc.code) from exc
+        return Response(s.DecisionSerializer(undo, context={"request": request}).data)
 
 
 class ReviewReleaseView(StrictQuery, APIView):

@@ -290,11 +290,17 @@ def review_decide(
 
 
 def review_undo(
-    *, decision_id: int, moderator, now: datetime | None = None
+    *,
+    decision_id: int,
+    moderator,
+    listing_id: int | None = None,
+    now: datetime | None = None,
 ) -> ListingDecision:
     """Take back the moderator's own decision within the undo window, as a decision
     of its own; refused once the listing has moved on. The listing comes back to
-    the queue where it was, claimed by the moderator again."""
+    the queue where it was, claimed by the moderator again. With `listing_id`, the
+    decision must be of that listing (the API names both). The decision's webhook
+    deliveries that are still waiting for the window are cancelled."""
     now = now or timezone.now()
     window = timedelta(seconds=conf.get("REVIEW_UNDO_SECONDS"))
     with transaction.atomic():
@@ -306,8 +312,8 @@ def review_undo(
         # Only a decision review_decide made: not an appeal, not an undo.
         if (
             decision is None
-            or decision.to_status not in DECISIONS.values()
-            or decision.reason_code == "undo"
+            or not decision.undoable
+            or listing_id not in (None, decision.listing_id)
         ):
             raise TransitionNotAllowed(
                 "There is no decision of yours to undo.", code="nothing_to_undo"

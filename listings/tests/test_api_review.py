@@ -258,3 +258,161 @@ def test_a_moderator_writes_the_seller_their_own_message(moderator_api, item):
     )
     assert response.json()["message"] == "Thanks for the clearer photos."
     assert response.json()["note"] == ""
+
+
+def undo_path(listing) -> str:
+    return f"/api/v1/review/{listing.pk}/undo/"
+
+
+def test_a_moderator_undoes_a_decision_once_however_often_the_request_is_sent(
+    moderator_api, moderator, item
+):
+    moderator_api.post("/api/v1/review/next/")
+    decided = moderator_api.post(
+        f"/api/v1/review/{item.pk}/decide/",
+        decide_body(item, "reject", reason_code="wrong_image"),
+        format="json",
+    ).json()
+    key = {"HTTP_IDEMPOTENCY_KEY": "undo-812"}
+
+    first = moderator_api.post(
+        undo_path(item), {"decision": decided["id"]}, format="json", **key
+    )
+    again = moderator_api.post(
+        undo_path(item), {"decision": decided["id"]}, format="json", **key
+    )
+    other_body = moderator_api.post(
+        undo_path(item), {"decision": decided["id"] + 1}, format="json", **key
+    )
+
+    item.refresh_from_db()
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert other_body.status_code == 422
+    body = first.json()
+    assert (body["from_status"], body["to_status"], body["reason_code"]) == (
+        "rejected",
+        "review",
+        "undo",
+    )
+    assert body["undoes"] == decided["id"]
+    assert body["note"] == f"Took back wrong_image (decision {decided['id']})."
+    assert ListingDecision.objects.filter(reason_code="undo").count() == 1
+    assert (item.status, item.claimed_by) == ("review", moderator)
+
+
+def test_undo_refusals_are_409s_that_name_their_cause(
+    moderator_api, moderator, item, seller, monkeypatch
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from listings.tests.factories import moderator as make_moderator
+
+    decided = moderator_api.post(
+        f"/api/v1/review/{item.pk}/decide/", decide_body(item), format="json"
+    ).json()
+    elsewhere = queue_item(seller=seller, title_similarity=0.25)
+    someone_elses = review_decide(
+        listing_id=elsewhere.pk,
+        moderator=make_moderator("other"),
+        action="approve",
+        expected_status=elsewhere.status,
+        expected_content_hash=elsewhere.content_hash,
+    )
+
+    def undo(listing, decision_id):
+        response = moderator_api.post(
+            undo_path(listing), {"decision": decision_id}, format="json"
+        )
+        assert response.status_code == 409
+        return response.json()["code"], response.json()["message"]
+
+    not_this_listing = undo(elsewhere, decided["id"])
+    not_yours = undo(elsewhere, someone_elses.pk)
+    later = ListingDecision.objects.get(pk=decided["id"]).created_at + timedelta(
+        seconds=31
+    )
+    with monkeypatch.context() as m:
+        m.setattr(timezone, "now", lambda: later)
+        too_late = undo(item, decided["id"])
+    item.title = "blue dotted mug"
+    item.save()  # the seller changed it: pending
+    moved_on = undo(item, decided["id"])
+
+    nothing = "There is no decision of yours to undo."
+    assert not_this_listing == not_yours == ("nothing_to_undo", nothing)
+    assert too_late == (
+        "undo_window_closed",
+        "Too late to undo: the window closed 30 seconds after the decision.",
+    )
+    assert moved_on == (
+        "listing_moved_on",
+        "Too late to undo: the listing has moved on since that decision.",
+    )
+    assert not ListingDecision.objects.filter(reason_code="undo").exists()
+
+
+def test_a_seller_is_refused_undo_and_never_sees_a_decision_taken_back(
+    seller_api, moderator_api, item
+):
+    decided = moderator_api.post(
+        f"/api/v1/review/{item.pk}/decide/",
+        decide_body(item, "reject", reason_code="wrong_image"),
+        format="json",
+    ).json()
+    path = f"/api/v1/listings/{item.pk}/decisions/"
+    during_window = [r["to_status"] for r in seller_api.get(path).json()]
+
+    refused = seller_api.post(
+        undo_path(item), {"decision": decided["id"]}, format="json"
+    )
+    moderator_api.post(undo_path(item), {"decision": decided["id"]}, format="json")
+    approved = moderator_api.post(
+        f"/api/v1/review/{item.pk}/decide/", decide_body(item), format="json"
+    )
+
+    assert refused.status_code == 403
+    assert approved.status_code == 200
+    assert during_window == ["review", "rejected"]
+    # The seller was approved; the misclick before it never happened for them.
+    assert [(r["to_status"], r["message"]) for r in seller_api.get(path).json()] == [
+        ("review", ""),
+        ("approved", "A moderator approved the listing."),
+    ]
+    assert [r["reason_code"] for r in moderator_api.get(path).json()] == [
+        "scored_review",
+        "wrong_image",
+        "undo",
+        "approved",
+    ]
+
+
+def test_the_schema_documents_undo_with_examples_and_its_409(client):
+    schema = client.get(
+        "/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json"
+    ).json()
+
+    undo = schema["paths"]["/api/v1/review/{id}/undo/"]["post"]
+    codes = schema["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
+    assert undo["operationId"] == "undo_review_decision"
+    assert "Idempotency-Key" in [p["name"] for p in undo["parameters"]]
+    assert {"200", "409", "422"} <= set(undo["responses"])
+    assert undo["requestBody"]["content"]["application/json"]["examples"][
+        "TakeBackARejection"
+    ]["value"] == {"decision": 812}
+    answer = undo["responses"]["200"]["content"]["application/json"]
+    assert answer["examples"]["TheUndo"]["value"]["reason_code"] == "undo"
+    conflicts = undo["responses"]["409"]["content"]["application/json"]["examples"]
+    assert {name: e["value"]["code"] for name, e in conflicts.items()} == {
+        code: code
+        for code in (
+            "nothing_to_undo",
+            "undo_window_closed",
+            "listing_moved_on",
+            "listing_gone",
+        )
+    }
+    assert {"nothing_to_undo", "undo_window_closed", "listing_moved_on"} <= set(codes)

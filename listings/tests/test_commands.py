@@ -58,6 +58,7 @@ def test_rescore_stale_reroutes_only_what_the_new_thresholds_change(
 
 
 def test_setup_schedules_is_idempotent(settings):
+    from listings.services.idempotency import PURGER
     from listings.services.reconcile import RECONCILER
     from listings.webhooks.services import DISPATCHER
 
@@ -66,18 +67,24 @@ def test_setup_schedules_is_idempotent(settings):
 
     schedules = {s.name: s for s in Schedule.objects.all()}
     reconciler, dispatcher = schedules[RECONCILER], schedules[DISPATCHER]
-    assert set(schedules) == {RECONCILER, DISPATCHER}
+    purger = schedules[PURGER]
+    assert set(schedules) == {RECONCILER, DISPATCHER, PURGER}
     assert reconciler.func == "listings.tasks.reconcile_scoring"
     assert dispatcher.func == "listings.webhooks.tasks.dispatch_due_webhooks"
+    assert purger.func == "listings.tasks.purge_idempotency_keys"
     for schedule in (reconciler, dispatcher):
         assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (
             "I",
             1,
             -1,
         )
+    assert (purger.schedule_type, purger.minutes, purger.repeats) == ("I", 60, -1)
+    # The scoring cluster runs it, as the reconciler; not the webhooks' cluster.
+    assert purger.cluster is None
     assert output == (
         f"Updated schedule {RECONCILER!r}: every 1 minute(s).\n"
         f"Updated schedule {DISPATCHER!r}: every 1 minute(s).\n"
+        f"Updated schedule {PURGER!r}: every 60 minute(s).\n"
     )
 
 
@@ -91,10 +98,12 @@ def test_create_moderator_prints_a_working_login():
     assert user.has_perm("listings.view_listing")
 
 
-def test_migrate_already_created_the_reconciler_schedule():
+def test_migrate_already_created_the_reconciler_and_purge_schedules():
+    from listings.services.idempotency import PURGER
     from listings.services.reconcile import RECONCILER
 
     assert Schedule.objects.filter(name=RECONCILER).exists()
+    assert Schedule.objects.filter(name=PURGER).exists()
 
 
 def test_create_seller_prints_a_login_and_a_token_that_the_api_accepts():
@@ -142,6 +151,7 @@ def test_api_seed_is_idempotent_and_prints_working_tokens(
 
 
 def test_migrate_names_each_schedule_it_creates_and_is_quiet_once_they_exist():
+    from listings.services.idempotency import PURGER
     from listings.services.reconcile import RECONCILER
     from listings.webhooks.services import DISPATCHER
 
@@ -157,10 +167,11 @@ def test_migrate_names_each_schedule_it_creates_and_is_quiet_once_they_exist():
     assert quiet == []
     assert migrate(1) == [
         f"Created schedule {RECONCILER!r}: every 1 minute(s).",
+        f"Created schedule {PURGER!r}: every 60 minute(s).",
         f"Created schedule {DISPATCHER!r}: every 1 minute(s).",
     ]
     assert migrate(1) == []
-    assert Schedule.objects.count() == 2
+    assert Schedule.objects.count() == 3
 
 
 def test_serve_refuses_a_port_in_use_before_starting_anything():

@@ -48,6 +48,7 @@ class WebhookDelivery(models.Model):
         SENDING = "sending", "Sending"
         DELIVERED = "delivered", "Delivered"
         FAILED = "failed", "Failed (gave up)"
+        CANCELLED = "cancelled", "Cancelled (its decision was undone)"
 
     event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     endpoint = models.ForeignKey(
@@ -62,6 +63,7 @@ class WebhookDelivery(models.Model):
         max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True
     )
     attempts = models.PositiveSmallIntegerField(default=0)
+    # A moderator's decision is due only once its undo window has closed.
     next_attempt_at = models.DateTimeField()
     # When it was last handed to the queue, or to its one-off retry schedule (then
     # the time that schedule fires): the dispatcher queues only what nobody has.

@@ -22,16 +22,22 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from clipmatch import conf
-from listings.roles import MODERATORS, SENIOR_MODERATORS, actor_as_seen_by
+from listings.roles import MODERATORS, SENIOR_MODERATORS
 from listings.services import queueing
 from listings.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from listings.webhooks.payloads import (
+    DELIVERY_HEADER,
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    WebhookEvent,
+    webhook_payload,
+)
 
 logger = logging.getLogger(__name__)
 Event = WebhookEndpoint.Event
 Delivery = WebhookDelivery.Status
 DELIVER_TASK = "listings.webhooks.tasks.deliver_webhook"
 DISPATCHER = "clipmatch: dispatch due webhooks"
-SIGNATURE_HEADER = "X-Clipmatch-Signature"
 SYSTEM_VERDICTS = {"passed", "review", "held"}
 
 
@@ -165,36 +171,47 @@ def _event_for(decision) -> str | None:
     return None
 
 
-def _payload(decision, event: str, event_id, viewer) -> dict:
-    listing = decision.listing
-    return {
-        "id": str(event_id),
-        "event": event,
-        "created_at": decision.created_at.isoformat(),
-        "listing": {
-            "id": listing.pk,
-            "title": listing.title,
-            "status": decision.to_status,
-            "seller_id": listing.seller_id,
-        },
-        "decision": {
-            "id": decision.pk,
-            "from_status": decision.from_status,
-            "to_status": decision.to_status,
-            "reason_code": decision.reason_code,
-            # What the seller is told; a moderator's internal note never leaves.
-            "message": decision.seller_message,
-            "undoes": decision.undoes_id,
-            "actor": actor_as_seen_by(decision, viewer),
-            "model_version": decision.model_version,
-            "score": decision.score,
-        },
-    }
+def _due_at(decision, now: datetime) -> datetime:
+    """When a new delivery of the decision may go: a decision its moderator may
+    still take back waits for the undo window to close, so that nobody is told of
+    a misclick that is then undone."""
+    window = conf.get("REVIEW_UNDO_SECONDS")
+    if decision.undoable and window:
+        return max(now, decision.created_at + timedelta(seconds=window))
+    return now
+
+
+def _cancel_for_undo(undone) -> set[int]:
+    """Cancel the undone decision's deliveries that no receiver has seen yet (still
+    waiting for the undo window, never attempted); the endpoints that may have
+    heard of it, whose deliveries go on, are returned: they hear of the undo."""
+    waiting = Q(status=Delivery.PENDING, attempts=0)
+    cancelled = list(
+        WebhookDelivery.objects.filter(waiting, decision_id=undone.pk).values_list(
+            "pk", flat=True
+        )
+    )
+    # Conditional, like the sender's claim: of the two, one wins each delivery.
+    WebhookDelivery.objects.filter(waiting, pk__in=cancelled).update(
+        status=Delivery.CANCELLED,
+        last_error=f"Cancelled: the decision was undone (decision {undone.pk}).",
+    )
+    from django_q.models import Schedule
+
+    Schedule.objects.filter(name__in=[_schedule_name(pk) for pk in cancelled]).delete()
+    return set(
+        WebhookDelivery.objects.filter(decision_id=undone.pk)
+        .exclude(status=Delivery.CANCELLED)
+        .values_list("endpoint_id", flat=True)
+    )
 
 
 def webhooks_record_decision(*, decision) -> list[int]:
     """Record one delivery per interested endpoint, in the caller's transaction,
-    and queue each after commit. Returns the delivery ids."""
+    and queue each after commit (a decision that can still be undone: at the end
+    of its window). An undo cancels what was not sent of the decision it takes
+    back and is sent only where that decision may have been. Returns the
+    delivery ids."""
     event = _event_for(decision)
     listing = decision.listing
     if event is None or listing.deleted_at is not None:
@@ -207,8 +224,11 @@ def webhooks_record_decision(*, decision) -> list[int]:
         )
         .distinct()
     )
+    if decision.undoes_id is not None:
+        endpoints = endpoints.filter(pk__in=_cancel_for_undo(decision.undoes))
     ids = []
     now = timezone.now()
+    due = _due_at(decision, now)
     for endpoint in endpoints:
         if not endpoint.wants(event):
             continue
@@ -216,14 +236,21 @@ def webhooks_record_decision(*, decision) -> list[int]:
             endpoint=endpoint,
             decision=decision,
             event=event,
-            next_attempt_at=now,
-            queued_at=now,
+            next_attempt_at=due,
+            # Handed to the queue now, or to its one-off schedule for `due`.
+            queued_at=due,
         )
         # The seller's endpoint never learns a moderator's name.
-        delivery.payload = _payload(decision, event, delivery.event_id, endpoint.owner)
+        delivery.payload = webhook_payload(
+            event=WebhookEvent(delivery.event_id, event, decision),
+            viewer=endpoint.owner,
+        )
         delivery.save()
         ids.append(delivery.pk)
-        queueing.after_commit(_queue, delivery.pk)
+        if due > now:
+            _schedule_send(delivery)
+        else:
+            queueing.after_commit(_queue, delivery.pk)
     return ids
 
 
@@ -379,8 +406,8 @@ def _post(delivery: WebhookDelivery, address: str | None) -> tuple[int, str]:
         headers={
             "Content-Type": "application/json",
             "User-Agent": "clipmatch-webhooks/1",
-            "X-Clipmatch-Event": delivery.event,
-            "X-Clipmatch-Delivery": str(delivery.event_id),
+            EVENT_HEADER: delivery.event,
+            DELIVERY_HEADER: str(delivery.event_id),
             SIGNATURE_HEADER: signature,
         },
     )
@@ -415,12 +442,12 @@ def _finish(
             delivery.status = Delivery.DELIVERED
             delivery.delivered_at = timezone.now()
             delivery.last_error = ""
-            _drop_retry(delivery)
+            _drop_schedule(delivery.pk)
             outcome = "delivered"
         elif give_up or delivery.attempts >= conf.get("WEBHOOK_MAX_ATTEMPTS"):
             delivery.status = Delivery.FAILED
             delivery.last_error = error
-            _drop_retry(delivery)
+            _drop_schedule(delivery.pk)
             outcome = "failed"
         else:
             backoff = conf.get("WEBHOOK_RETRY_BACKOFF") * 2 ** (delivery.attempts - 1)
@@ -429,7 +456,7 @@ def _finish(
             delivery.last_error = error
             # Its one-off schedule hands it to the queue then: nobody else need.
             delivery.queued_at = delivery.next_attempt_at
-            _schedule_retry(delivery)
+            _schedule_send(delivery)
             outcome = "retry"
         delivery.claimed_at = None
         delivery.save(
@@ -447,13 +474,14 @@ def _finish(
     return DeliveryOutcome(delivery.pk, outcome, status_code, error)
 
 
-def _schedule_retry(delivery: WebhookDelivery) -> None:
-    # A one-off django-q2 schedule, written in this transaction; the dispatcher
-    # below catches any retry whose schedule or task is lost.
+def _schedule_send(delivery: WebhookDelivery) -> None:
+    # A one-off django-q2 schedule for its next_attempt_at (a retry, or the end of
+    # an undo window), written in this transaction; the dispatcher below catches
+    # any delivery whose schedule or task is lost.
     from django_q.models import Schedule
 
     Schedule.objects.update_or_create(
-        name=_retry_name(delivery),
+        name=_schedule_name(delivery.pk),
         defaults={
             "func": DELIVER_TASK,
             "args": repr((delivery.pk,)),
@@ -465,15 +493,15 @@ def _schedule_retry(delivery: WebhookDelivery) -> None:
     )
 
 
-def _drop_retry(delivery: WebhookDelivery) -> None:
+def _drop_schedule(delivery_id: int) -> None:
     # Done with: its one-off schedule, if it had one, is no longer needed.
     from django_q.models import Schedule
 
-    Schedule.objects.filter(name=_retry_name(delivery)).delete()
+    Schedule.objects.filter(name=_schedule_name(delivery_id)).delete()
 
 
-def _retry_name(delivery: WebhookDelivery) -> str:
-    return f"webhook-{delivery.pk}-retry"
+def _schedule_name(delivery_id: int) -> str:
+    return f"webhook-{delivery_id}-send"
 
 
 def webhooks_dispatch_due(*, now: datetime | None = None, limit: int = 500) -> list:

@@ -29,14 +29,6 @@ DEAD = "http://127.0.0.1:9/hook"  # the discard port: nobody answers
 
 
 @pytest.fixture
-def private_hosts_allowed(settings):
-    settings.CLIPMATCH_API = {
-        **settings.CLIPMATCH_API,
-        "WEBHOOK_ALLOW_PRIVATE_HOSTS": True,
-    }
-
-
-@pytest.fixture
 def handed(monkeypatch):
     """Every task handed to the queue, as (path, first argument, cluster)."""
     tasks = []

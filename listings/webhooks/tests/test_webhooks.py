@@ -218,7 +218,7 @@ def test_a_delivery_is_signed_retried_after_a_failure_and_never_sent_twice(
 
         delivery = WebhookDelivery.objects.get()
         first_status = delivery.status
-        retry = Schedule.objects.get(name=f"webhook-{delivery.pk}-retry")
+        retry = Schedule.objects.get(name=f"webhook-{delivery.pk}-send")
         early = webhook_deliver(delivery_id=delivery.pk)  # not due yet
         later = delivery.next_attempt_at
         second = webhook_deliver(delivery_id=delivery.pk, now=later)
@@ -405,7 +405,7 @@ def test_a_url_that_turned_private_is_refused_at_delivery_and_not_called(
     assert outcome.detail == "Given up: The URL must not point at a private address."
     assert delivery.status == "failed"
     assert delivery.last_error == outcome.detail
-    assert not Schedule.objects.filter(name=f"webhook-{delivery.pk}-retry").exists()
+    assert not Schedule.objects.filter(name=f"webhook-{delivery.pk}-send").exists()
     assert receiver.requests == []
 
 
