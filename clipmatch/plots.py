@@ -17,6 +17,7 @@ SERIES_COLOURS = {
 }
 LINE_COLOURS = {"pass": "#1a7f37", "hold": "#cf222e"}
 FONT = 'font-family="system-ui,sans-serif" font-size="11"'
+MUTED = 'fill="currentColor" fill-opacity="0.7"'  # secondary text, in either theme
 
 
 def bin_series(
@@ -59,7 +60,7 @@ def histogram_svg(
     if not any(sum(c) for c in counts.values()):
         return mark_safe(
             f'<svg class="chart" width="{width}" height="40" role="img" {FONT}>'
-            '<text x="8" y="24" fill="currentColor" fill-opacity="0.7">No scores yet.</text></svg>'
+            f'<text x="8" y="24" {MUTED}>No scores yet.</text></svg>'
         )
     low = min([edges[0], *lines.values()])
     high = max([edges[-1], *lines.values()])
@@ -79,20 +80,19 @@ def histogram_svg(
         f'height="{height}" role="img" xmlns="http://www.w3.org/2000/svg" {FONT}>',
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" '
         'fill="currentColor" fill-opacity="0.05"/>',
-        f'<text x="{left - 6}" y="{top + 8}" text-anchor="end" fill="currentColor" fill-opacity="0.7">'
+        f'<text x="{left - 6}" y="{top + 8}" text-anchor="end" {MUTED}>'
         f"{f'{tallest:.0%}' if share else int(tallest)}</text>",
-        f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" '
-        'fill="currentColor" fill-opacity="0.7">0</text>',
+        f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" {MUTED}>0</text>',
     ]
     for tick in range(6):
         value = low + (high - low) * tick / 5
         parts.append(
             f'<text x="{x(value):.1f}" y="{top + plot_h + 14}" text-anchor="middle" '
-            f'fill="currentColor" fill-opacity="0.7">{value:.2f}</text>'
+            f"{MUTED}>{value:.2f}</text>"
         )
     parts.append(
         f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" text-anchor="middle" '
-        f'fill="currentColor" fill-opacity="0.7">{escape(x_label)}</text>'
+        f"{MUTED}>{escape(x_label)}</text>"
     )
     for label in counts:
         colour = SERIES_COLOURS.get(label, "#6e7781")
@@ -149,7 +149,7 @@ def bars_svg(
             f'<rect x="{label_w}" y="{top}" width="{length:.1f}" '
             f'height="{bar_height}" fill="#8250df" opacity="0.8"/>'
             f'<text x="{label_w + length + 4:.1f}" y="{top + bar_height - 5}" '
-            f'fill="currentColor" fill-opacity="0.7">{value:.0%}</text>'
+            f"{MUTED}>{value:.0%}</text>"
         )
     parts.append("</svg>")
     return mark_safe("".join(parts))

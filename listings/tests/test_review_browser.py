@@ -206,7 +206,8 @@ def navigate_by(page, key: str) -> None:
         state = page.evaluate(
             """() => ({
                 panel: (document.getElementById("reject-panel") || {}).className,
-                focus: document.activeElement && document.activeElement.outerHTML.slice(0, 160),
+                focus: document.activeElement
+                    && document.activeElement.outerHTML.slice(0, 160),
                 hint: (document.getElementById("hint") || {}).textContent,
                 dialogs: [...document.querySelectorAll("dialog[open]")].map(d => d.id),
             })"""
