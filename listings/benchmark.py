@@ -42,10 +42,10 @@ PHOTO_KINDS = (
 # title's one window, 3.19 text windows per listing), by share of listings.
 PHOTO_COUNTS = ((1, 0.16), (2, 0.32), (3, 0.32), (4, 0.20))
 DESCRIPTION_WINDOWS = ((1, 0.35), (2, 0.25), (3, 0.26), (4, 0.14))
-# Where the scoring path spends a task's time, by the functions a profile of one
-# `listing_score` finds (file suffix, function name); the rest is the database,
-# storage reads, hashing and routing. A name the engine no longer has counts as
-# "database_and_other", which the split then says.
+# Where the scoring path spends a task's time, by the functions a profile of
+# `listing_score` finds (part of the file's path, function name); the rest is the
+# database, storage reads, hashing and routing. A function the engine no longer has
+# counts in "database_and_other".
 PROFILE_BUCKETS = {
     "decode": (("inference/images.py", "decode_image"),),
     "preprocess": (
@@ -53,9 +53,9 @@ PROFILE_BUCKETS = {
         ("inference/engine.py", "text_chunks"),
         ("inference/engine.py", "text_inputs_for"),
     ),
-    "forward": (
-        ("modeling_clip.py", "get_image_features"),
-        ("modeling_clip.py", "get_text_features"),
+    "forward": (  # any family's modeling_*.py
+        ("transformers/models/", "get_image_features"),
+        ("transformers/models/", "get_text_features"),
     ),
 }
 
@@ -445,7 +445,7 @@ def scoring_profile(listings, categories, threads: int) -> dict:
     seconds = dict.fromkeys(PROFILE_BUCKETS, 0.0)
     for (filename, _, name), (_, _, _, cumulative, _) in stats.items():
         for bucket, functions in PROFILE_BUCKETS.items():
-            if any(filename.endswith(f) and name == n for f, n in functions):
+            if any(f in filename and name == n for f, n in functions):
                 seconds[bucket] += cumulative
     seconds["database_and_other"] = max(0.0, total - sum(seconds.values()))
     return {"listings": len(ids), "seconds": total, "buckets": seconds}
