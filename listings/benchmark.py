@@ -34,12 +34,13 @@ PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 SELLER = "clip-benchmark"
 # Photo kinds by share of all photos: what phones and scanners upload.
 PHOTO_KINDS = (
-    ("JPEG", (1600, 1200), 0.5),
-    ("JPEG", (3000, 2000), 0.25),
-    ("PNG", (800, 800), 0.25),
+    (("JPEG", (1600, 1200)), 0.5),
+    (("JPEG", (3000, 2000)), 0.25),
+    (("PNG", (800, 800)), 0.25),
 )
 # Photos per listing (mean 2.56) and windows of a description (mean 2.19; with the
-# title's one window, 3.19 text windows per listing), by share of listings.
+# title's one window, 3.19 text windows per listing), by share of listings. A run
+# has them in these shares (`_quota`), not drawn at random, so its averages hold.
 PHOTO_COUNTS = ((1, 0.16), (2, 0.32), (3, 0.32), (4, 0.20))
 DESCRIPTION_WINDOWS = ((1, 0.35), (2, 0.25), (3, 0.26), (4, 0.14))
 # Where the scoring path spends a task's time, by the functions a profile of
@@ -79,8 +80,17 @@ class BenchListing:
     paths: list[Path] = field(default_factory=list)  # the photos on disk (seed loop)
 
 
-def _weighted(rng: random.Random, table) -> object:
-    return rng.choices([value for value, _ in table], [w for _, w in table])[0]
+def _quota(rng: random.Random, table, n: int) -> list:
+    """`n` values in the table's shares as nearly as `n` allows (largest
+    remainders), in a seeded random order: a small run has the averages too."""
+    exact = [(value, share * n) for value, share in table]
+    counts = {value: int(x) for value, x in exact}
+    by_remainder = sorted(exact, key=lambda item: item[1] - int(item[1]), reverse=True)
+    for value, _ in by_remainder[: n - sum(counts.values())]:
+        counts[value] += 1
+    values = [value for value, count in counts.items() for _ in range(count)]
+    rng.shuffle(values)
+    return values
 
 
 def photo_render(seed: int, size: tuple[int, int], fmt: str) -> bytes:
@@ -132,10 +142,12 @@ def workload_build(
     from training import catalog
 
     rng = random.Random(seed)
+    photo_counts = _quota(rng, PHOTO_COUNTS, count)
+    kinds = iter(_quota(rng, PHOTO_KINDS, sum(photo_counts)))
+    targets = _quota(rng, DESCRIPTION_WINDOWS, count)
     listings = []
-    for index in range(count):
+    for index, target in enumerate(targets):
         product = catalog.random_product(rng)
-        target = _weighted(rng, DESCRIPTION_WINDOWS)
         description = catalog.product_description(product, rng)
         more: list[str] = []
         while windows(description) < target:
@@ -143,8 +155,8 @@ def workload_build(
                 more = catalog.product_description(product, rng).split(". ")
             description += " " + more.pop(0).rstrip(".") + "."
         photos = []
-        for number in range(_weighted(rng, PHOTO_COUNTS)):
-            fmt, size, _ = rng.choices(PHOTO_KINDS, [k[2] for k in PHOTO_KINDS])[0]
+        for number in range(photo_counts[index]):
+            fmt, size = next(kinds)
             data = photo_render(rng.getrandbits(32), size, fmt)
             extension = "jpg" if fmt == "JPEG" else "png"
             photos.append(
