@@ -767,16 +767,23 @@ def _postgres_database(connection, name: str):
     return f"postgres://{auth}{host}{port}/{name}", drop
 
 
-def child_run(args: list[str], env: dict[str, str], **kwargs):
-    """`manage.py ARGS` in the benchmark's environment."""
+def child_run(args: list[str], env: dict[str, str], **popen):
+    """`manage.py ARGS` in the benchmark's environment, to its end: on a Ctrl-C
+    (which the child gets too, and which stops its cluster) it is waited for, so
+    that nothing it started outlives the command."""
     import subprocess
 
     from django.conf import settings
 
-    return subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), *args],
         cwd=settings.BASE_DIR,
         env=env,
-        check=False,
-        **kwargs,
+        **popen,
     )
+    try:
+        out, err = process.communicate()
+    except KeyboardInterrupt:
+        process.wait()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)

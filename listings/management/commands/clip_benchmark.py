@@ -91,7 +91,8 @@ class Command(BaseCommand):
             migrated = child_run(
                 ["migrate", "--noinput", "-v", "0"],
                 bench.env,
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
             )
             if migrated.returncode:
