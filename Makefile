@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 PORT ?= 8000
 
-.PHONY: setup demo serve prod test test-fast lint model model-eval clean chromium
+.PHONY: setup demo serve prod test test-fast lint model model-eval clean chromium bench
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,13 @@ model: $(VENV)/.installed
 
 model-eval: $(VENV)/.installed
 	$(PY) -m training.evaluate_mini --model clipmatch/bundled/clipmatch-mini
+
+# A benchmark, not a test: the bare model (fp32 and the configured precision), the
+# seed's per-pair loop and the pipeline through a real qcluster, interleaved, on a
+# random ViT-B/32 (a few minutes on a quiet 2-core machine). BENCH_ARGS adds options,
+# e.g. BENCH_ARGS="--json" or "--precision bf16".
+bench: $(VENV)/.installed
+	$(MANAGE) clip_benchmark --random vit-b32 $(BENCH_ARGS)
 
 clean:
 	rm -rf var/*.sqlite3* var/media var/test-media var/static
