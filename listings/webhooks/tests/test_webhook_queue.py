@@ -251,7 +251,10 @@ def test_two_thousand_deliveries_to_a_dead_receiver_do_not_delay_scoring(
         )
         for e in endpoints
     )
-    assert len(webhooks_dispatch_due(limit=2000)) == 2000
+    webhooks_dispatch_due(limit=2000)
+    # All 2,000 are queued: by this call, or by the webhook cluster's own
+    # dispatcher schedule if it ran in the meantime (it did, once, on PostgreSQL).
+    assert not WebhookDelivery.objects.filter(queued_at__isnull=True).exists()
     started = time.monotonic()
 
     listing = ListingImageFactory(listing__seller=seller).listing  # queued on commit
