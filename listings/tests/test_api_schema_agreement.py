@@ -194,3 +194,16 @@ def test_every_link_names_an_operation_with_an_id_and_a_field_its_source_returns
 
     assert len(checked) == 30
     assert ("claim_next_review_item", "decide_review_item") in checked
+
+
+def test_a_model_version_filter_beyond_any_id_is_400_not_500(moderator_api):
+    response = moderator_api.post(
+        "/api/v1/review/next/?model_version=169334173054014914933033747349504"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "model_version": [
+            "Ensure this value is less than or equal to 9223372036854775807."
+        ]
+    }
