@@ -9,8 +9,8 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np

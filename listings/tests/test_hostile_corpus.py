@@ -88,7 +88,8 @@ OUTCOMES = {
     ),
     "png-corrupt-stream": refused(
         400,
-        "Unreadable image: Error -3 while decompressing data: invalid stored block lengths",
+        "Unreadable image: Error -3 while decompressing data: "
+        "invalid stored block lengths",
         admin=DJANGO_INVALID,
         worker="Unreadable image: broken data stream when reading image file",
     ),
