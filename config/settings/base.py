@@ -250,6 +250,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "listings.api.schema.add_error_responses",
+        "listings.api.schema.add_links",
     ],
 }
 # Limits of what the API accepts; image bytes, pixels and types are CLIPMATCH's.

@@ -27,4 +27,5 @@ CLIPMATCH["TORCH_THREADS"] = env.int("CLIPMATCH_TORCH_THREADS", default=1)
 Q_CLUSTER["name"] = env(
     "Q_CLUSTER_NAME", default=f"clipmatch-test-{uuid.uuid4().hex[:8]}"
 )
-Q_CLUSTER["workers"] = 1
+# One worker unless a test starts a cluster of more (the chaos test).
+Q_CLUSTER["workers"] = env.int("Q_WORKERS", default=1)

@@ -74,6 +74,52 @@ OPERATION_IDS = {
 }
 
 
+# OpenAPI links: where a response's id can be used next, so that a client (and
+# schemathesis's stateful phase) follows a created or listed object through the
+# operations on it. (operation, status, JSON pointer to the id) -> operations.
+ON_LISTING = [
+    "get_listing",
+    "update_listing",
+    "list_listing_decisions",
+    "appeal_listing",
+]
+ON_REVIEW_ITEM = ["claim_review_item", "decide_review_item", "release_review_item"]
+ON_WEBHOOK = ["get_webhook", "list_webhook_deliveries"]
+LINKS = {
+    ("create_listing", "201", "/id"): [*ON_LISTING, "delete_listing"],
+    ("list_listings", "200", "/results/0/id"): ON_LISTING,
+    ("get_listing", "200", "/id"): [*ON_LISTING[1:], "delete_listing"],
+    ("update_listing", "200", "/id"): ON_LISTING,
+    ("claim_next_review_item", "200", "/id"): [*ON_REVIEW_ITEM, "get_listing"],
+    ("claim_review_item", "200", "/id"): ON_REVIEW_ITEM[1:],
+    ("create_webhook", "201", "/id"): [*ON_WEBHOOK, "delete_webhook"],
+    ("list_webhooks", "200", "/results/0/id"): ON_WEBHOOK,
+    ("list_model_versions", "200", "/results/0/id"): ["get_model_version"],
+    ("get_model_version", "200", "/id"): ["activate_model_version"],
+}
+
+
+def add_links(result, generator, request, public):
+    """drf-spectacular postprocessing hook (after add_error_responses, which names
+    the operations): add LINKS to the responses they start from."""
+    operations = {
+        operation.get("operationId"): operation
+        for path_item in result.get("paths", {}).values()
+        for operation in path_item.values()
+        if isinstance(operation, dict)
+    }
+    for (source, status, pointer), targets in LINKS.items():
+        response = operations[source]["responses"][status]
+        response["links"] = {
+            target: {
+                "operationId": target,
+                "parameters": {"id": f"$response.body#{pointer}"},
+            }
+            for target in targets
+        }
+    return result
+
+
 def add_error_responses(result, generator, request, public):
     """drf-spectacular postprocessing hook: add the Error component and the error
     responses every operation can give (auth, throttling, bad input)."""

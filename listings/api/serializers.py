@@ -22,6 +22,7 @@ from listings.webhooks.models import WebhookDelivery, WebhookEndpoint
 # Characters that make a text read other than it is (bidi overrides and isolates
 # reorder what follows), or that are no text at all (a byte order mark, the
 # noncharacters): a title or description with one is refused.
+MAX_ID = 2**63 - 1  # the largest BigAutoField id
 HIDDEN_CHARACTERS = re.compile(
     "[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\ufeff\ufdd0-\ufdef"
     + "".join(
@@ -349,7 +350,11 @@ class ReviewFilterSerializer(serializers.Serializer):
     reason = serializers.CharField(
         required=False, max_length=40, help_text="Why items are queued."
     )
-    model_version = serializers.IntegerField(required=False, min_value=1)
+    # Bounded by the largest id a row can have: a larger number is no id, and the
+    # database cannot even compare with it (SQLite raised OverflowError, a 500).
+    model_version = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID
+    )
 
 
 def _optional_text(help_text: str) -> serializers.CharField:

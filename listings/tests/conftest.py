@@ -109,3 +109,22 @@ def metric_sample(text: str, name: str) -> float | None:
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def admin_add_listing_data(*, seller, category, upload, title: str = "red mug") -> dict:
+    """The admin's add-listing form, filled in, with one image in its inline."""
+    return {
+        "seller": seller.pk,
+        "title": title,
+        "description": "",
+        "price": "3",
+        "category": category.pk,
+        "images-TOTAL_FORMS": "1",
+        "images-INITIAL_FORMS": "0",
+        "images-0-image": upload,
+        "images-0-position": "0",
+        "decisions-TOTAL_FORMS": "0",
+        "decisions-INITIAL_FORMS": "0",
+        "scoring_attempts-TOTAL_FORMS": "0",
+        "scoring_attempts-INITIAL_FORMS": "0",
+    }

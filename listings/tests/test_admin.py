@@ -7,6 +7,7 @@ from django.urls import reverse
 from conftest import png_bytes
 from listings.models import Listing
 from listings.services.scoring import listing_request_scoring, listing_score
+from listings.tests.conftest import admin_add_listing_data
 from listings.tests.factories import ListingImageFactory
 
 pytestmark = pytest.mark.django_db
@@ -98,21 +99,7 @@ def test_the_admin_refuses_an_image_that_would_not_decode(admin_client_logged_in
     )
     response = admin_client_logged_in.post(
         reverse("admin:listings_listing_add"),
-        {
-            "seller": seller.pk,
-            "title": "red mug",
-            "description": "",
-            "price": "3",
-            "category": category.pk,
-            "images-TOTAL_FORMS": "1",
-            "images-INITIAL_FORMS": "0",
-            "images-0-image": hostile,
-            "images-0-position": "0",
-            "decisions-TOTAL_FORMS": "0",
-            "decisions-INITIAL_FORMS": "0",
-            "scoring_attempts-TOTAL_FORMS": "0",
-            "scoring_attempts-INITIAL_FORMS": "0",
-        },
+        admin_add_listing_data(seller=seller, category=category, upload=hostile),
     )
 
     assert response.status_code == 200

@@ -137,3 +137,73 @@ def test_a_deleted_webhooks_deliveries_are_404(seller_api):
     assert created.status_code == 201
     assert before == 200
     assert seller_api.get(path).status_code == 404
+
+
+def _schema(client) -> dict:
+    response = client.get(
+        "/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json"
+    )
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_a_created_listing_links_to_the_operations_on_it(client):
+    schema = _schema(client)
+
+    created = schema["paths"]["/api/v1/listings/"]["post"]["responses"]["201"]
+
+    assert created["links"]["get_listing"] == {
+        "operationId": "get_listing",
+        "parameters": {"id": "$response.body#/id"},
+    }
+    assert sorted(created["links"]) == [
+        "appeal_listing",
+        "delete_listing",
+        "get_listing",
+        "list_listing_decisions",
+        "update_listing",
+    ]
+
+
+def test_every_link_names_an_operation_with_an_id_and_a_field_its_source_returns(
+    client,
+):
+    schema = _schema(client)
+    components = schema["components"]["schemas"]
+    operations = {
+        operation["operationId"]: operation
+        for path_item in schema["paths"].values()
+        for operation in path_item.values()
+    }
+
+    checked = []
+    for name, operation in operations.items():
+        for status, response in operation["responses"].items():
+            for link in response.get("links", {}).values():
+                target = operations[link["operationId"]]
+                path_ids = [
+                    p["name"] for p in target["parameters"] if p["in"] == "path"
+                ]
+                ref = response["content"]["application/json"]["schema"]["$ref"]
+                body = components[ref.rsplit("/", 1)[1]]
+                pointer = link["parameters"]["id"].removeprefix("$response.body#/")
+                first = pointer.split("/")[0]
+                assert path_ids == ["id"], (name, link)
+                assert first in body["properties"], (name, status, pointer)
+                checked.append((name, link["operationId"]))
+
+    assert len(checked) == 30
+    assert ("claim_next_review_item", "decide_review_item") in checked
+
+
+def test_a_model_version_filter_beyond_any_id_is_400_not_500(moderator_api):
+    response = moderator_api.post(
+        "/api/v1/review/next/?model_version=169334173054014914933033747349504"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "model_version": [
+            "Ensure this value is less than or equal to 9223372036854775807."
+        ]
+    }

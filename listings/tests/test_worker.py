@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db.models import Count
 from django.utils import timezone
 
 from conftest import wait_for
@@ -66,7 +67,7 @@ def test_a_worker_killed_mid_task_is_recovered_and_scored_exactly_once(model, qc
         "the worker to start the task",
         qcluster.log_path,
     )
-    os.kill(int(attempt.worker.rsplit(":", 1)[1]), signal.SIGKILL)
+    os.kill(_worker_pid(attempt), signal.SIGKILL)
     attempt.refresh_from_db()
     assert attempt.outcome == "running", "the task finished before it could be killed"
 
@@ -97,7 +98,7 @@ def test_a_worker_killed_before_an_edit_leaves_no_attempt_running(model, qcluste
         "the worker to start the task",
         qcluster.log_path,
     )
-    os.kill(int(attempt.worker.rsplit(":", 1)[1]), signal.SIGKILL)
+    os.kill(_worker_pid(attempt), signal.SIGKILL)
     ListingImageFactory(listing=listing)  # an edit: new content, a new task
 
     def routed():
@@ -111,6 +112,147 @@ def test_a_worker_killed_before_an_edit_leaves_no_attempt_running(model, qcluste
     assert report.orphans_closed == [attempt.pk]
     assert attempt.outcome == "abandoned"
     assert not ScoringAttempt.objects.filter(outcome="running").exists()
+
+
+def _worker_pid(attempt: ScoringAttempt) -> int:
+    return int(attempt.worker.rsplit(":", 1)[1])
+
+
+def _in_cluster(pid: int, cluster) -> bool:
+    """Whether `pid` is alive and one of this cluster's processes: never kill
+    anything else."""
+    try:
+        return os.getpgid(pid) == cluster.pid
+    except ProcessLookupError:
+        return False
+
+
+def _a_busy_worker(cluster) -> int:
+    """The pid of one of the cluster's workers that is scoring now."""
+
+    def busy():
+        running = ScoringAttempt.objects.filter(outcome=ScoringAttempt.Outcome.RUNNING)
+        for attempt in running.order_by("-started_at")[:20]:
+            if _in_cluster(_worker_pid(attempt), cluster):
+                return _worker_pid(attempt)
+        return None
+
+    return wait_for(busy, 120, "a worker to be scoring", cluster.log_path)
+
+
+CHAOS_LISTINGS = 120
+# What the chaos test does, in order, while the cluster scores: SIGKILL one busy
+# worker, SIGKILL the whole cluster (then start it again, but for the last), or
+# edit a few listings.
+CHAOS_STEPS = ["worker", "edit", "worker", "cluster", "worker", "edit", "worker"]
+CHAOS_STEPS += ["worker", "edit", "worker", "edit", "cluster"]
+
+
+def test_chaos_kills_and_edits_lose_nothing_and_score_each_content_once(
+    model, worker_env, tmp_path
+):
+    import random
+
+    from listings.workers import qcluster_start, qcluster_stop
+
+    rng = random.Random(12)
+    env = {**worker_env, "Q_WORKERS": "3"}
+    log_path = tmp_path / "qcluster.log"
+    log = log_path.open("w")
+
+    def start():
+        cluster = qcluster_start(env=env, log=log)
+        cluster.log_path = log_path
+        return cluster
+
+    ids = []
+    for n in range(CHAOS_LISTINGS):
+        listing = ListingFactory(title=f"red striped sneaker {n}")
+        ListingImageFactory(listing=listing)
+        ids.append(listing.pk)
+    pending = Listing.objects.filter(status=Listing.Status.PENDING)
+    cluster = start()
+    done = {"worker": 0, "cluster": 0, "edit": 0}
+    try:
+        for number, step in enumerate(CHAOS_STEPS, 1):
+            # A few more listings routed since the last step: the kills and edits
+            # are spread over the scoring, not all at its start.
+            left = pending.count()
+            wait_for(
+                lambda left=left: pending.count() <= left - 4 or not left,
+                180,
+                "the cluster to route more listings",
+                log_path,
+            )
+            if not pending.exists():
+                step = "edit"  # nothing being scored: make work before a kill
+            if step == "worker":
+                os.kill(_a_busy_worker(cluster), signal.SIGKILL)
+            elif step == "cluster":
+                _a_busy_worker(cluster)
+                os.killpg(cluster.pid, signal.SIGKILL)
+                cluster.wait()
+                cluster = start() if number < len(CHAOS_STEPS) else None
+            else:
+                for listing_id in rng.sample(ids, 5):
+                    listing = Listing.objects.get(pk=listing_id)
+                    listing.title = f"{listing.title} (edited)"
+                    listing.save()
+            done[step] += 1
+        # Recover as production does: the reconciler re-queues what the kills lost.
+        # It runs while no cluster does (the last step killed it; later ones are
+        # stopped with SIGTERM, which lets running tasks finish), so that every
+        # attempt still marked running is one whose worker died, and a clock past
+        # the staleness limit stands in for the wait.
+        if cluster is not None:
+            qcluster_stop(cluster, grace=30)
+            cluster = None
+        reconciled = []
+        for _ in range(4):
+            later = timezone.now() + timedelta(seconds=301)
+            reconciled.append(scoring_reconcile(now=later))
+            if not pending.exists():
+                break
+            cluster = start()
+            wait_for(
+                lambda: not pending.exists(), 180, "the re-queued listings", log_path
+            )
+            qcluster_stop(cluster, grace=30)
+            cluster = None
+    finally:
+        if cluster is not None:
+            qcluster_stop(cluster, grace=5)
+        log.close()
+
+    listings = list(Listing.objects.filter(pk__in=ids))
+    scored = ScoringAttempt.objects.filter(outcome=ScoringAttempt.Outcome.SCORED)
+    per_content = {
+        (listing.pk, listing.content_hash): (
+            ListingScore.objects.filter(
+                listing=listing, content_hash=listing.content_hash
+            ).count(),
+            scored.filter(listing=listing, content_hash=listing.content_hash).count(),
+        )
+        for listing in listings
+    }
+    print(
+        f"chaos: {done}, abandoned "
+        f"{sum(len(r.abandoned) + len(r.orphans_closed) for r in reconciled)}, "
+        f"re-queued {sum(len(r.requeued) for r in reconciled)} in "
+        f"{len(reconciled)} reconciler passes; statuses "
+        f"{sorted({listing.status for listing in listings})}"
+    )
+    assert done["worker"] >= 4 and done["cluster"] == 2 and done["edit"] >= 4
+    assert [x.pk for x in listings if x.status == Listing.Status.PENDING] == []
+    assert {counts for counts in per_content.values()} == {(1, 1)}
+    assert not ScoringAttempt.objects.filter(
+        outcome=ScoringAttempt.Outcome.RUNNING
+    ).exists()
+    # No content was scored twice, whichever content it was.
+    twice = (
+        scored.values("listing", "content_hash").annotate(n=Count("id")).filter(n__gt=1)
+    )
+    assert list(twice) == []
 
 
 FORK_SCRIPT = """
