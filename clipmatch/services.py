@@ -20,6 +20,7 @@ from clipmatch.inference.engine import (
     ModelSource,
     resolve_model,
 )
+from clipmatch.inference.images import UnreadableImage
 from clipmatch.inference.scoring import Thresholds, ensemble
 from clipmatch.models import Embedding, ModelAuditEntry, ModelVersion, ThresholdVersion
 from clipmatch.runtime import get_engine, resolve
@@ -365,12 +366,46 @@ def embeddings_images(
     found = _cached(version, Embedding.Kind.IMAGE, [key for key, _ in images])
     missing = {key: decode for key, decode in images if key not in found}
     if missing:
-        pictures = [decode() for decode in missing.values()]
-        vectors = engine().embed_images(pictures)
-        fresh = {key: vectors[n : n + 1] for n, key in enumerate(missing)}
-        _store(version, Embedding.Kind.IMAGE, fresh)
-        found.update(fresh)
+        pictures = {key: decode() for key, decode in missing.items()}
+        found.update(_embed_and_store(version, pictures, engine))
     return [found[key][0] for key, _ in images]
+
+
+def embeddings_images_isolated(
+    *,
+    version: ModelVersion,
+    images: Sequence[tuple[str, Callable[[], Image.Image]]],
+    engine: Callable[[], ClipEngine],
+) -> tuple[dict[str, np.ndarray], dict[str, UnreadableImage]]:
+    """Unit vectors by content hash for the images of several listings, cached,
+    in one batched forward; an image that cannot be decoded is left out with its
+    error, so it costs the others nothing. (vectors, errors), both by hash."""
+    found = _cached(version, Embedding.Kind.IMAGE, [key for key, _ in images])
+    pictures: dict[str, Image.Image] = {}
+    errors: dict[str, UnreadableImage] = {}
+    for key, decode in images:
+        if key in found or key in pictures or key in errors:
+            continue
+        try:
+            pictures[key] = decode()
+        except UnreadableImage as exc:
+            errors[key] = exc
+    if pictures:
+        found.update(_embed_and_store(version, pictures, engine))
+    return {key: array[0] for key, array in found.items()}, errors
+
+
+def _embed_and_store(
+    version: ModelVersion,
+    pictures: dict[str, Image.Image],
+    engine: Callable[[], ClipEngine],
+) -> dict[str, np.ndarray]:
+    """Embed decoded pictures in one call (chunked by the engine's batch size) and
+    cache them; (1, d) arrays by content hash."""
+    vectors = engine().embed_images(list(pictures.values()))
+    fresh = {key: vectors[n : n + 1] for n, key in enumerate(pictures)}
+    _store(version, Embedding.Kind.IMAGE, fresh)
+    return fresh
 
 
 def embeddings_texts(
