@@ -327,11 +327,24 @@ def threshold_version_apply(*, proposal: ThresholdVersion, actor) -> ModelAuditE
     return entry
 
 
+def embeddings_cached(
+    *, version: ModelVersion, kind: str, hashes: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """The cached (chunks, d) arrays of these content hashes, those there are."""
+    found = {}
+    unique = list(set(hashes))
+    for start in range(0, len(unique), 500):  # within SQLite's variable limit
+        rows = Embedding.objects.filter(
+            model_version=version,
+            kind=kind,
+            content_hash__in=unique[start : start + 500],
+        )
+        found.update({row.content_hash: row.as_array() for row in rows})
+    return found
+
+
 def _cached(version: ModelVersion, kind: str, hashes: Sequence[str]) -> dict:
-    rows = Embedding.objects.filter(
-        model_version=version, kind=kind, content_hash__in=set(hashes)
-    )
-    return {row.content_hash: row.as_array() for row in rows}
+    return embeddings_cached(version=version, kind=kind, hashes=hashes)
 
 
 def _store(version: ModelVersion, kind: str, arrays: dict[str, np.ndarray]) -> None:

@@ -17,14 +17,17 @@ from clipmatch.inference.scoring import (
     best_chunk_similarity,
     rank_categories,
 )
+from clipmatch.models import Embedding
 from clipmatch.services import (
     ActiveModel,
     category_vectors,
+    embeddings_cached,
     embeddings_images_isolated,
     embeddings_texts,
     prompt_templates_for,
+    text_hash,
 )
-from listings.models import Category, Listing
+from listings.models import Category, Listing, ListingImage
 from listings.services.exceptions import ImageStorageError
 
 
@@ -117,23 +120,7 @@ def contents_assess(
             strict=True,
         )
     )
-    active_names = list(
-        Category.objects.filter(active=True).values_list("name", flat=True)
-    )
-    names_of = [_names(active_names, c.category_name) for c in contents]
-    every_name = list(dict.fromkeys(name for names in names_of for name in names))
-    classes = dict(
-        zip(
-            every_name,
-            category_vectors(
-                version=active.version,
-                names=every_name,
-                templates=prompt_templates_for(active.source),
-                engine=engine,
-            ),
-            strict=True,
-        )
-    )
+    names_of, classes = _categories(active, [c.category_name for c in contents])
     results: list[Assessment | UnreadableImage] = []
     for content, keys, names in zip(contents, keyed, names_of, strict=True):
         broken = next(
@@ -150,19 +137,101 @@ def contents_assess(
             continue
         results.append(
             _assess_vectors(
-                content,
+                content.category_name,
                 [image_vectors[key] for key, _ in keys],
                 [text_vectors[t] for t in _texts(content)],
                 names,
-                np.stack([classes[name] for name in names]),
+                classes,
                 active,
             )
         )
     return results
 
 
-def _texts(content: Content) -> list[str]:
+def listings_assess_stored(
+    listings: list[Listing], active: ActiveModel
+) -> dict[int, Assessment | ImageStorageError | UnreadableImage]:
+    """Assess stored listings set-wise: from the embedding cache alone where it
+    holds all a listing needs, looked up by the content hashes stored with its
+    images and texts (the ones its content hash is made of), so that a threshold
+    change reads no file and runs no model; the others from their files through
+    `contents_assess`, in one batched forward.
+
+    By listing id, its assessment or the error that stops that listing; a model
+    error raises.
+    """
+    image_keys: dict[int, list[str]] = {listing.pk: [] for listing in listings}
+    rows = (
+        ListingImage.objects.filter(listing_id__in=list(image_keys))
+        .order_by("listing_id", "position", "id")
+        .values_list("listing_id", "content_hash")
+    )
+    for listing_id, key in rows:
+        image_keys[listing_id].append(key)
+    version = active.version
+    images = embeddings_cached(
+        version=version,
+        kind=Embedding.Kind.IMAGE,
+        hashes=[key for keys in image_keys.values() for key in keys],
+    )
+    texts = embeddings_cached(
+        version=version,
+        kind=Embedding.Kind.TEXT,
+        hashes=[text_hash(t) for listing in listings for t in _texts(listing)],
+    )
+    cached, rest = [], []
+    for listing in listings:
+        keys = image_keys[listing.pk]
+        whole = all(key in images for key in keys) and all(
+            text_hash(t) in texts for t in _texts(listing)
+        )
+        (cached if whole and keys else rest).append(listing)
+    results: dict[int, Assessment | ImageStorageError | UnreadableImage] = {}
+    names_of, classes = _categories(active, [item.category.name for item in cached])
+    for listing, names in zip(cached, names_of, strict=True):
+        results[listing.pk] = _assess_vectors(
+            listing.category.name,
+            [images[key][0] for key in image_keys[listing.pk]],
+            [texts[text_hash(t)] for t in _texts(listing)],
+            names,
+            classes,
+            active,
+        )
+    contents = {}
+    for listing in rest:
+        try:
+            contents[listing.pk] = listing_content(listing)
+        except ImageStorageError as exc:
+            results[listing.pk] = exc
+    if contents:
+        fresh = contents_assess(list(contents.values()), active)
+        results.update(zip(contents, fresh, strict=True))
+    return results
+
+
+def _texts(content: Content | Listing) -> list[str]:
     return [content.title] + ([content.description] if content.description else [])
+
+
+def _categories(
+    active: ActiveModel, category_names: list[str]
+) -> tuple[list[list[str]], dict[str, np.ndarray]]:
+    """Per listed category, the names its images are ranked among, and every such
+    name's prompt-ensembled vector (from the cache once embedded)."""
+    active_names = list(
+        Category.objects.filter(active=True).values_list("name", flat=True)
+    )
+    names_of = [_names(active_names, name) for name in category_names]
+    every_name = list(dict.fromkeys(name for names in names_of for name in names))
+    if not every_name:
+        return names_of, {}
+    vectors = category_vectors(
+        version=active.version,
+        names=every_name,
+        templates=prompt_templates_for(active.source),
+        engine=active.engine,
+    )
+    return names_of, dict(zip(every_name, vectors, strict=True))
 
 
 def _names(active_names: list[str], category_name: str) -> list[str]:
@@ -174,13 +243,14 @@ def _names(active_names: list[str], category_name: str) -> list[str]:
 
 
 def _assess_vectors(
-    content: Content,
+    category_name: str,
     image_vectors: list[np.ndarray],
     text_vectors: list[np.ndarray],
     names: list[str],
-    classes: np.ndarray,
+    classes: dict[str, np.ndarray],
     active: ActiveModel,
 ) -> Assessment:
+    matrix = np.stack([classes[name] for name in names])
     title_sims, description_sims, rankings = [], [], []
     for vector in image_vectors:
         title_sims.append(best_chunk_similarity(vector, text_vectors[0]))
@@ -189,13 +259,13 @@ def _assess_vectors(
             if len(text_vectors) > 1
             else None
         )
-        rankings.append(rank_categories(vector, names, classes))
+        rankings.append(rank_categories(vector, names, matrix))
     return assess(
         title_sims=title_sims,
         description_sims=description_sims,
         category_rankings=rankings,
-        listed_category=content.category_name,
-        thresholds=active.thresholds_for(content.category_name),
+        listed_category=category_name,
+        thresholds=active.thresholds_for(category_name),
     )
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -384,33 +385,14 @@ def listing_route(
     A score for the same content and model is updated in place (a rescore after a
     threshold change): the constraint keeps exactly one per content and model.
     """
-    reasons = list(assessment.reasons)
-    if audit:
-        reasons.append("Picked at random for an audit of passed listings.")
-    to_status = Status.REVIEW if audit else VERDICT_STATUS[assessment.verdict]
-    if to_status == Status.PASSED and _last_human_call_was_no(listing):
-        # The model cannot see every reason a person rejected for (a prohibited
-        # item, a misleading text): an edit goes back to a person, never live.
-        to_status = Status.REVIEW
-        reason_code = "edited_after_rejection"
-        reasons.append(
-            "Changed after a moderator rejected or escalated it: a person looks again."
-        )
+    to_status, reasons, reason_code = route_plan(
+        listing, assessment, audit, _last_human_call_was_no, reason_code
+    )
     score, _ = ListingScore.objects.update_or_create(
         listing=listing,
         content_hash=content_hash,
         model_version=active.version,
-        defaults={
-            "verdict": assessment.verdict,
-            "similarity": assessment.similarity,
-            "thresholds": active.thresholds_for(listing.category.name).as_dict(),
-            "threshold_version": active.threshold_version,
-            "shadow": False,
-            "reasons": reasons,
-            "images": assessment.images_as_dicts(),
-            "audit_sample": audit,
-            "computed_at": now,
-        },
+        defaults=score_values(listing, active, assessment, reasons, audit, now),
     )
     if to_status == listing.status:
         listing.score = score
@@ -429,12 +411,60 @@ def listing_route(
     listing_transition(
         listing=listing,
         to_status=to_status,
-        reason_code=reason_code
-        or ("audit_sample" if audit else f"scored_{assessment.verdict}"),
+        reason_code=reason_code,
         reason=" ".join(reasons),
         score=score,
     )
     return to_status
+
+
+def route_plan(
+    listing: Listing,
+    assessment: Assessment,
+    audit: bool,
+    said_no: Callable[[Listing], bool],
+    reason_code: str = "",
+) -> tuple[str, list[str], str]:
+    """Where an assessment sends a listing: (status, reasons, reason code).
+    `said_no` tells whether a person's last call on the listing was no."""
+    reasons = list(assessment.reasons)
+    if audit:
+        reasons.append("Picked at random for an audit of passed listings.")
+    to_status = Status.REVIEW if audit else VERDICT_STATUS[assessment.verdict]
+    if to_status == Status.PASSED and said_no(listing):
+        # The model cannot see every reason a person rejected for (a prohibited
+        # item, a misleading text): an edit goes back to a person, never live.
+        to_status = Status.REVIEW
+        reason_code = "edited_after_rejection"
+        reasons.append(
+            "Changed after a moderator rejected or escalated it: a person looks again."
+        )
+    reason_code = reason_code or (
+        "audit_sample" if audit else f"scored_{assessment.verdict}"
+    )
+    return to_status, reasons, reason_code
+
+
+def score_values(
+    listing: Listing,
+    active: ActiveModel,
+    assessment: Assessment,
+    reasons: list[str],
+    audit: bool,
+    now: datetime,
+) -> dict:
+    """The fields of a routing score for this content and model."""
+    return {
+        "verdict": assessment.verdict,
+        "similarity": assessment.similarity,
+        "thresholds": active.thresholds_for(listing.category.name).as_dict(),
+        "threshold_version": active.threshold_version,
+        "shadow": False,
+        "reasons": reasons,
+        "images": assessment.images_as_dicts(),
+        "audit_sample": audit,
+        "computed_at": now,
+    }
 
 
 def _last_human_call_was_no(listing: Listing) -> bool:
