@@ -338,8 +338,10 @@ def embeddings_cached(
             model_version=version,
             kind=kind,
             content_hash__in=unique[start : start + 500],
-        )
-        found.update({row.content_hash: row.as_array() for row in rows})
+        ).values_list("content_hash", "chunks", "dim", "vectors")
+        # Tuples, not model instances: a catalog rescore reads a few per listing.
+        for key, chunks, dim, vectors in rows:
+            found[key] = Embedding(chunks=chunks, dim=dim, vectors=vectors).as_array()
     return found
 
 

@@ -22,6 +22,7 @@ from clipmatch.services import (
 from clipmatch.inference.scoring import Assessment
 from listings.models import Listing, ListingDecision, ListingScore
 from listings.services.assessment import listing_assess, listings_assess_stored
+from listings.services.bulk import rows_update
 from listings.services.priority import review_priority
 from listings.services.exceptions import ImageStorageError
 from listings.services.queueing import (
@@ -226,9 +227,10 @@ def _route_many(
         else:
             for name, value in values.items():
                 setattr(score, name, value)
+            score.model_version = active.version  # the audit row names it
             changed.append(score)
         plans.append((listing, to_status, score, reason_code))
-    ListingScore.objects.bulk_update(changed, fields, batch_size=500)
+    rows_update(changed, fields)
     ListingScore.objects.bulk_create(new, batch_size=500)
     stay, moves = [], []
     for listing, to_status, score, reason_code in plans:
@@ -246,9 +248,7 @@ def _route_many(
                 reason=listing.queue_reason,
             )
         stay.append(listing)
-    Listing.objects.bulk_update(
-        stay, ["score", "updated_at", "review_priority"], batch_size=500
-    )
+    rows_update(stay, ["score", "updated_at", "review_priority"])
     listings_transition_system(moves=moves, now=now)
 
 

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from listings.models import Listing, ListingDecision, ListingScore, ReviewClaim
+from listings.services.bulk import rows_update
 from listings.services.exceptions import TransitionNotAllowed
 from listings.services.priority import review_priority
 from listings.webhooks.services import (
@@ -152,7 +153,7 @@ def listings_transition_system(
         changed.append(listing)
         if claims_lost:
             lost.append(listing.pk)
-    Listing.objects.bulk_update(changed, _move_fields(True), batch_size=500)
+    rows_update(changed, _move_fields(True))
     _claims_lost(lost, now)
     ListingDecision.objects.bulk_create(decisions, batch_size=500)
     webhooks_record_decisions(decisions=decisions)
