@@ -13,17 +13,16 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from clipmatch.inference.images import UnreadableImage
+from clipmatch.inference.scoring import Assessment
 from clipmatch.models import ModelVersion
 from clipmatch.services import (
     ActiveModel,
     model_version_active,
     model_version_shadowing,
 )
-from clipmatch.inference.scoring import Assessment
 from listings.models import Listing, ListingDecision, ListingScore
 from listings.services.assessment import listing_assess, listings_assess_stored
 from listings.services.bulk import rows_update
-from listings.services.priority import review_priority
 from listings.services.exceptions import ImageStorageError
 from listings.services.queueing import (
     RESCORE_BATCH_TASK,
@@ -33,6 +32,7 @@ from listings.services.queueing import (
 )
 from listings.services.scoring import (
     ScoreOutcome,
+    listing_keep_place,
     listing_quarantine,
     listing_route,
     model_superseded,
@@ -41,7 +41,6 @@ from listings.services.scoring import (
 )
 from listings.services.transitions import (
     HUMAN_STATES,
-    QUEUE_STATES,
     SYSTEM_STATES,
     listing_locked,
     listings_transition_system,
@@ -237,16 +236,8 @@ def _route_many(
         if to_status != listing.status:
             moves.append((listing, to_status, score, reason_code))
             continue
-        listing.score = score
+        listing_keep_place(listing, score)
         listing.updated_at = now
-        if listing.status in QUEUE_STATES and listing.queued_for_review_at:
-            # Same place in the queue, a new estimate of the harm.
-            listing.review_priority = review_priority(
-                score=score,
-                price=listing.price,
-                entered=listing.queued_for_review_at,
-                reason=listing.queue_reason,
-            )
         stay.append(listing)
     rows_update(stay, ["score", "updated_at", "review_priority"])
     listings_transition_system(moves=moves, now=now)

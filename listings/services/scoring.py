@@ -395,16 +395,8 @@ def listing_route(
         defaults=score_values(listing, active, assessment, reasons, audit, now),
     )
     if to_status == listing.status:
-        listing.score = score
         fields = ["score", "updated_at"]
-        if listing.status in QUEUE_STATES and listing.queued_for_review_at:
-            # Same place in the queue, a new estimate of the harm.
-            listing.review_priority = review_priority(
-                score=score,
-                price=listing.price,
-                entered=listing.queued_for_review_at,
-                reason=listing.queue_reason,
-            )
+        if listing_keep_place(listing, score):
             fields.append("review_priority")
         listing.save(update_fields=fields)
         return to_status
@@ -416,6 +408,22 @@ def listing_route(
         score=score,
     )
     return to_status
+
+
+def listing_keep_place(listing: Listing, score: ListingScore) -> bool:
+    """Put a new score on a listing that stays where it is; True when that gave it
+    a new review priority (the caller saves)."""
+    listing.score = score
+    if listing.status in QUEUE_STATES and listing.queued_for_review_at:
+        # Same place in the queue, a new estimate of the harm.
+        listing.review_priority = review_priority(
+            score=score,
+            price=listing.price,
+            entered=listing.queued_for_review_at,
+            reason=listing.queue_reason,
+        )
+        return True
+    return False
 
 
 def route_plan(

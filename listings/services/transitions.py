@@ -116,9 +116,9 @@ def listings_transition_system(
     *, moves: list[tuple[Listing, str, ListingScore, str]], now
 ) -> list[ListingDecision]:
     """Many system moves (a rescore) at once: each (locked listing, to status,
-    score, reason code) checked against the state machine as `listing_transition` checks it,
-    the listings written with one bulk update and their audit rows with one bulk
-    insert. The caller holds the rows' locks, in its transaction, and passes each
+    score, reason code) checked against the state machine as `listing_transition`
+    checks it, the listings written in one statement and their audit rows with one
+    bulk insert. The caller holds the rows' locks, in its transaction, and passes each
     listing as read under them; reasons are the score's."""
     decisions, changed, lost = [], [], []
     for listing, to_status, score, reason_code in moves:
