@@ -147,9 +147,9 @@ def main() -> None:
     threshold_version_apply(proposal=proposal, actor=staff)
 
     out = StringIO()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     call_command("rescore", "--stale", stdout=out, verbosity=0)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     from django.db import connection
 
     print(out.getvalue().strip())
@@ -158,7 +158,8 @@ def main() -> None:
     )
     print(
         f"{connection.vendor}: {len(listings)} listings, {len(images)} images; "
-        f"rescore --stale {elapsed:.2f} s, {len(listings) / elapsed:.0f} listings/s; "
+        f"rescore --stale {elapsed:.2f} s, {len(listings) / elapsed:.0f} listings/s "
+        f"({cpu:.2f} s of this process's CPU: {len(listings) / cpu:.0f} per CPU s); "
         f"now {moved}"
     )
 
