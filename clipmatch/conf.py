@@ -271,6 +271,11 @@ SETTINGS: dict[str, Setting] = {
             ),
             ("IMAGE_FORMATS", "", IMAGE_FORMATS),
             ("SCORING_MAX_ATTEMPTS", "CLIPMATCH_SCORING_MAX_ATTEMPTS", POSITIVE_INT),
+            (
+                "SCORING_BATCH_LISTINGS",
+                "CLIPMATCH_SCORING_BATCH_LISTINGS",
+                POSITIVE_INT,
+            ),
             ("SCORING_RETRY_BACKOFF", "CLIPMATCH_SCORING_RETRY_BACKOFF", COUNT_OR_ZERO),
             ("SCORING_STALE_AFTER", "CLIPMATCH_SCORING_STALE_AFTER", POSITIVE_INT),
             (

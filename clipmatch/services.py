@@ -20,6 +20,7 @@ from clipmatch.inference.engine import (
     ModelSource,
     resolve_model,
 )
+from clipmatch.inference.images import UnreadableImage
 from clipmatch.inference.scoring import Thresholds, ensemble
 from clipmatch.models import Embedding, ModelAuditEntry, ModelVersion, ThresholdVersion
 from clipmatch.runtime import get_engine, resolve
@@ -326,11 +327,26 @@ def threshold_version_apply(*, proposal: ThresholdVersion, actor) -> ModelAuditE
     return entry
 
 
+def embeddings_cached(
+    *, version: ModelVersion, kind: str, hashes: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """The cached (chunks, d) arrays of these content hashes, those there are."""
+    found = {}
+    unique = list(set(hashes))
+    for start in range(0, len(unique), 500):  # within SQLite's variable limit
+        rows = Embedding.objects.filter(
+            model_version=version,
+            kind=kind,
+            content_hash__in=unique[start : start + 500],
+        ).values_list("content_hash", "chunks", "dim", "vectors")
+        # Tuples, not model instances: a catalog rescore reads a few per listing.
+        for key, chunks, dim, vectors in rows:
+            found[key] = Embedding(chunks=chunks, dim=dim, vectors=vectors).as_array()
+    return found
+
+
 def _cached(version: ModelVersion, kind: str, hashes: Sequence[str]) -> dict:
-    rows = Embedding.objects.filter(
-        model_version=version, kind=kind, content_hash__in=set(hashes)
-    )
-    return {row.content_hash: row.as_array() for row in rows}
+    return embeddings_cached(version=version, kind=kind, hashes=hashes)
 
 
 def _store(version: ModelVersion, kind: str, arrays: dict[str, np.ndarray]) -> None:
@@ -365,12 +381,46 @@ def embeddings_images(
     found = _cached(version, Embedding.Kind.IMAGE, [key for key, _ in images])
     missing = {key: decode for key, decode in images if key not in found}
     if missing:
-        pictures = [decode() for decode in missing.values()]
-        vectors = engine().embed_images(pictures)
-        fresh = {key: vectors[n : n + 1] for n, key in enumerate(missing)}
-        _store(version, Embedding.Kind.IMAGE, fresh)
-        found.update(fresh)
+        pictures = {key: decode() for key, decode in missing.items()}
+        found.update(_embed_and_store(version, pictures, engine))
     return [found[key][0] for key, _ in images]
+
+
+def embeddings_images_isolated(
+    *,
+    version: ModelVersion,
+    images: Sequence[tuple[str, Callable[[], Image.Image]]],
+    engine: Callable[[], ClipEngine],
+) -> tuple[dict[str, np.ndarray], dict[str, UnreadableImage]]:
+    """Unit vectors by content hash for the images of several listings, cached,
+    in one batched forward; an image that cannot be decoded is left out with its
+    error, so it costs the others nothing. (vectors, errors), both by hash."""
+    found = _cached(version, Embedding.Kind.IMAGE, [key for key, _ in images])
+    pictures: dict[str, Image.Image] = {}
+    errors: dict[str, UnreadableImage] = {}
+    for key, decode in images:
+        if key in found or key in pictures or key in errors:
+            continue
+        try:
+            pictures[key] = decode()
+        except UnreadableImage as exc:
+            errors[key] = exc
+    if pictures:
+        found.update(_embed_and_store(version, pictures, engine))
+    return {key: array[0] for key, array in found.items()}, errors
+
+
+def _embed_and_store(
+    version: ModelVersion,
+    pictures: dict[str, Image.Image],
+    engine: Callable[[], ClipEngine],
+) -> dict[str, np.ndarray]:
+    """Embed decoded pictures in one call (chunked by the engine's batch size) and
+    cache them; (1, d) arrays by content hash."""
+    vectors = engine().embed_images(list(pictures.values()))
+    fresh = {key: vectors[n : n + 1] for n, key in enumerate(pictures)}
+    _store(version, Embedding.Kind.IMAGE, fresh)
+    return fresh
 
 
 def embeddings_texts(

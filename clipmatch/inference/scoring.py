@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -115,12 +115,20 @@ class Assessment:
     def images_as_dicts(self, top: int = 3) -> list[dict]:
         rows = []
         for image in self.images:
-            row = asdict(image)
-            row["categories"] = [
-                {"category": name, "similarity": round(sim, 4)}
-                for name, sim in image.categories[:top]
-            ]
-            row["title"] = round(image.title, 4)
+            # Not asdict(): it deep-copies every category's ranking only for all
+            # but the top few to be dropped (a catalog rescore makes many rows).
+            row = {
+                "index": image.index,
+                "title": round(image.title, 4),
+                "description": image.description,
+                "categories": [
+                    {"category": name, "similarity": round(sim, 4)}
+                    for name, sim in image.categories[:top]
+                ],
+                "listed_rank": image.listed_rank,
+                "bands": dict(image.bands),
+                "category_ok": image.category_ok,
+            }
             if image.description is not None:
                 row["description"] = round(image.description, 4)
             rows.append(row)

@@ -165,6 +165,8 @@ CLIPMATCH = {
     ),
     "IMAGE_FORMATS": ["JPEG", "MPO", "PNG", "WEBP", "GIF"],
     "SCORING_MAX_ATTEMPTS": env.int("CLIPMATCH_SCORING_MAX_ATTEMPTS", default=3),
+    # Pending listings one scoring task takes at once (its own and up to N-1 more).
+    "SCORING_BATCH_LISTINGS": env.int("CLIPMATCH_SCORING_BATCH_LISTINGS", default=8),
     "SCORING_RETRY_BACKOFF": env.int("CLIPMATCH_SCORING_RETRY_BACKOFF", default=30),
     "SCORING_STALE_AFTER": env.int("CLIPMATCH_SCORING_STALE_AFTER", default=300),
     "RECONCILE_EVERY_MINUTES": env.int("CLIPMATCH_RECONCILE_EVERY_MINUTES", default=1),

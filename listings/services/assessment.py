@@ -1,9 +1,13 @@
 """Scoring content with a model: embeddings (cached), similarities and the
-verdict. The one scorer behind a stored listing's check and the API's precheck."""
+verdict. The one scorer behind a stored listing's check, the API's precheck and
+the batches a worker scores at once."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
+
+import numpy as np
 
 from clipmatch.images import decode_image
 from clipmatch.inference.images import UnreadableImage, sha256_hex
@@ -13,20 +17,33 @@ from clipmatch.inference.scoring import (
     best_chunk_similarity,
     rank_categories,
 )
+from clipmatch.models import Embedding
 from clipmatch.services import (
     ActiveModel,
     category_vectors,
-    embeddings_images,
+    embeddings_cached,
+    embeddings_images_isolated,
     embeddings_texts,
     prompt_templates_for,
+    text_hash,
 )
-from listings.models import Category, Listing
+from listings.models import Category, Listing, ListingImage
 from listings.services.exceptions import ImageStorageError
 
 
-def listing_assess(listing: Listing, active: ActiveModel) -> Assessment:
-    """Score a stored listing's content as it is now; raises ImageStorageError when
-    a file cannot be read, UnreadableImage when one cannot be decoded."""
+@dataclass(frozen=True)
+class Content:
+    """What the model looks at in one listing: its texts and its images' bytes."""
+
+    title: str
+    description: str
+    category_name: str
+    images: list[bytes]
+
+
+def listing_content(listing: Listing) -> Content:
+    """A stored listing's content as it is now; raises ImageStorageError when a
+    file cannot be read."""
     images = []
     for number, image in enumerate(listing.images.all(), start=1):
         try:
@@ -37,13 +54,18 @@ def listing_assess(listing: Listing, active: ActiveModel) -> Assessment:
                 f"Image {number}: the file cannot be read ({exc})."
             ) from exc
         images.append(data)
-    return content_assess(
+    return Content(
         title=listing.title,
         description=listing.description,
         category_name=listing.category.name,
         images=images,
-        active=active,
     )
+
+
+def listing_assess(listing: Listing, active: ActiveModel) -> Assessment:
+    """Score a stored listing's content as it is now; raises ImageStorageError when
+    a file cannot be read, UnreadableImage when one cannot be decoded."""
+    return _raise_or_return(contents_assess([listing_content(listing)], active)[0])
 
 
 def content_assess(
@@ -60,34 +82,184 @@ def content_assess(
     Embeddings are cached by content hash, so a checked photo submitted later as a
     listing costs no second model run.
     """
-    texts = [title] + ([description] if description else [])
+    content = Content(title, description, category_name, images)
+    return _raise_or_return(contents_assess([content], active)[0])
+
+
+def _raise_or_return(result: Assessment | UnreadableImage) -> Assessment:
+    if isinstance(result, UnreadableImage):
+        raise result
+    return result
+
+
+def contents_assess(
+    contents: list[Content], active: ActiveModel
+) -> list[Assessment | UnreadableImage]:
+    """Score several contents with one forward per tower: every image not cached
+    yet in one `embed_images` call, every text in one `embed_texts` call (each
+    chunked by the batch size).
+
+    Per content, in order, its assessment or the UnreadableImage that stops it: an
+    image that cannot be decoded fails only the contents it belongs to. A model
+    error raises for all; the caller decides whom to retry.
+    """
     # Keyed by the bytes read now, not a stored hash: a file replaced behind the
     # ORM's back can never borrow another image's cached vector.
-    keyed = [
-        (sha256_hex(data), partial(_decode, number, data))
-        for number, data in enumerate(images, start=1)
-    ]
+    keyed = [[(sha256_hex(data), data) for data in c.images] for c in contents]
     engine = active.engine
-    image_vectors = embeddings_images(
-        version=active.version, images=keyed, engine=engine
-    )
-    text_vectors = embeddings_texts(version=active.version, texts=texts, engine=engine)
-    names = list(Category.objects.filter(active=True).values_list("name", flat=True))
-    if category_name not in names:
-        names.append(category_name)
-    classes = category_vectors(
+    image_vectors, errors = embeddings_images_isolated(
         version=active.version,
-        names=names,
-        templates=prompt_templates_for(active.source),
+        images=[(key, partial(_decode, data)) for keys in keyed for key, data in keys],
         engine=engine,
     )
+    texts = list(dict.fromkeys(t for c in contents for t in _texts(c)))
+    text_vectors = dict(
+        zip(
+            texts,
+            embeddings_texts(version=active.version, texts=texts, engine=engine),
+            strict=True,
+        )
+    )
+    names_of, classes = _categories(active, [c.category_name for c in contents])
+    results: list[Assessment | UnreadableImage] = []
+    for content, keys, names in zip(contents, keyed, names_of, strict=True):
+        broken = next(
+            (
+                (number, errors[key])
+                for number, (key, _) in enumerate(keys, start=1)
+                if key in errors
+            ),
+            None,
+        )
+        if broken:
+            number, exc = broken
+            results.append(UnreadableImage(f"Image {number}: {exc}"))
+            continue
+        results.append(
+            _assess_vectors(
+                content.category_name,
+                [image_vectors[key] for key, _ in keys],
+                [text_vectors[t] for t in _texts(content)],
+                names,
+                classes,
+                active,
+            )
+        )
+    return results
+
+
+def listings_assess_stored(
+    listings: list[Listing], active: ActiveModel
+) -> dict[int, Assessment | ImageStorageError | UnreadableImage]:
+    """Assess stored listings set-wise: from the embedding cache alone where it
+    holds all a listing needs, looked up by the content hashes stored with its
+    images and texts (the ones its content hash is made of), so that a threshold
+    change reads no file and runs no model; the others from their files through
+    `contents_assess`, in one batched forward.
+
+    By listing id, its assessment or the error that stops that listing; a model
+    error raises.
+    """
+    image_keys: dict[int, list[str]] = {listing.pk: [] for listing in listings}
+    rows = (
+        ListingImage.objects.filter(listing_id__in=list(image_keys))
+        .order_by("listing_id", "position", "id")
+        .values_list("listing_id", "content_hash")
+    )
+    for listing_id, key in rows:
+        image_keys[listing_id].append(key)
+    version = active.version
+    images = embeddings_cached(
+        version=version,
+        kind=Embedding.Kind.IMAGE,
+        hashes=[key for keys in image_keys.values() for key in keys],
+    )
+    texts = embeddings_cached(
+        version=version,
+        kind=Embedding.Kind.TEXT,
+        hashes=[text_hash(t) for listing in listings for t in _texts(listing)],
+    )
+    cached, rest = [], []
+    for listing in listings:
+        keys = image_keys[listing.pk]
+        whole = all(key in images for key in keys) and all(
+            text_hash(t) in texts for t in _texts(listing)
+        )
+        (cached if whole and keys else rest).append(listing)
+    results: dict[int, Assessment | ImageStorageError | UnreadableImage] = {}
+    names_of, classes = _categories(active, [item.category.name for item in cached])
+    for listing, names in zip(cached, names_of, strict=True):
+        results[listing.pk] = _assess_vectors(
+            listing.category.name,
+            [images[key][0] for key in image_keys[listing.pk]],
+            [texts[text_hash(t)] for t in _texts(listing)],
+            names,
+            classes,
+            active,
+        )
+    contents = {}
+    for listing in rest:
+        try:
+            contents[listing.pk] = listing_content(listing)
+        except ImageStorageError as exc:
+            results[listing.pk] = exc
+    if contents:
+        fresh = contents_assess(list(contents.values()), active)
+        results.update(zip(contents, fresh, strict=True))
+    return results
+
+
+def _texts(content: Content | Listing) -> list[str]:
+    return [content.title] + ([content.description] if content.description else [])
+
+
+def _categories(
+    active: ActiveModel, category_names: list[str]
+) -> tuple[list[list[str]], dict[str, np.ndarray]]:
+    """Per listed category, the names its images are ranked among, and every such
+    name's prompt-ensembled vector (from the cache once embedded)."""
+    active_names = list(
+        Category.objects.filter(active=True).values_list("name", flat=True)
+    )
+    names_of = [_names(active_names, name) for name in category_names]
+    every_name = list(dict.fromkeys(name for names in names_of for name in names))
+    if not every_name:
+        return names_of, {}
+    vectors = category_vectors(
+        version=active.version,
+        names=every_name,
+        templates=prompt_templates_for(active.source),
+        engine=active.engine,
+    )
+    return names_of, dict(zip(every_name, vectors, strict=True))
+
+
+def _names(active_names: list[str], category_name: str) -> list[str]:
+    """The categories a content's images are ranked among: the active ones and,
+    if it is not one of them, its own."""
+    if category_name in active_names:
+        return active_names
+    return [*active_names, category_name]
+
+
+def _assess_vectors(
+    category_name: str,
+    image_vectors: list[np.ndarray],
+    text_vectors: list[np.ndarray],
+    names: list[str],
+    classes: dict[str, np.ndarray],
+    active: ActiveModel,
+) -> Assessment:
+    matrix = np.stack([classes[name] for name in names])
     title_sims, description_sims, rankings = [], [], []
     for vector in image_vectors:
         title_sims.append(best_chunk_similarity(vector, text_vectors[0]))
         description_sims.append(
-            best_chunk_similarity(vector, text_vectors[1]) if len(texts) > 1 else None
+            best_chunk_similarity(vector, text_vectors[1])
+            if len(text_vectors) > 1
+            else None
         )
-        rankings.append(rank_categories(vector, names, classes))
+        rankings.append(rank_categories(vector, names, matrix))
     return assess(
         title_sims=title_sims,
         description_sims=description_sims,
@@ -97,8 +269,5 @@ def content_assess(
     )
 
 
-def _decode(number: int, data: bytes):
-    try:
-        return decode_image(data).image
-    except UnreadableImage as exc:
-        raise UnreadableImage(f"Image {number}: {exc}") from exc
+def _decode(data: bytes):
+    return decode_image(data).image

@@ -155,7 +155,33 @@ def _failed_scoring_tasks(*, since: datetime) -> dict[int, tuple[datetime, str]]
         listing_id = int(suffix)
         if listing_id not in failed or failed[listing_id][0] < stopped:
             failed[listing_id] = (stopped, why[:1000])
-    return failed
+    return _with_batch_mates(failed)
+
+
+def _with_batch_mates(
+    failed: dict[int, tuple[datetime, str]],
+) -> dict[int, tuple[datetime, str]]:
+    """A failed task's batch-mates failed with it: their attempts share its
+    attempt's worker and start (scoring.listing_score claims them together)."""
+    if not failed:
+        return failed
+    leaders = ScoringAttempt.objects.filter(
+        listing_id__in=list(failed), outcome=Outcome.RUNNING
+    ).values_list("listing_id", "worker", "started_at")
+    mates = dict(failed)
+    for listing_id, worker, started_at in leaders:
+        if not worker or failed[listing_id][0] < started_at:
+            continue
+        batch = (
+            ScoringAttempt.objects.filter(
+                outcome=Outcome.RUNNING, worker=worker, started_at=started_at
+            )
+            .exclude(listing_id=listing_id)
+            .values_list("listing_id", flat=True)
+        )
+        for mate in batch:
+            mates.setdefault(mate, failed[listing_id])
+    return mates
 
 
 def schedules_ensure() -> tuple[object, bool]:

@@ -8,11 +8,13 @@ import logging
 import os
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from clipmatch import conf
@@ -22,7 +24,7 @@ from clipmatch.inference.scoring import Assessment
 from clipmatch.models import ModelVersion
 from clipmatch.services import ActiveModel, model_version_active
 from listings.models import Listing, ListingDecision, ListingScore, ScoringAttempt
-from listings.services.assessment import listing_assess
+from listings.services.assessment import Content, contents_assess, listing_content
 from listings.services.priority import review_priority
 from listings.services.queueing import (
     after_commit,
@@ -118,44 +120,176 @@ def _worker_label() -> str:
 
 
 def listing_score(*, listing_id: int) -> ScoreOutcome:
-    """Score a pending listing's current content once and route it; safe to repeat."""
+    """Score a pending listing's current content once and route it; safe to repeat.
+
+    The task also claims up to CLIPMATCH_SCORING_BATCH_LISTINGS - 1 other pending
+    listings that nobody is scoring and scores them all with one forward per
+    tower; their own queued tasks then find them routed (or running) and do
+    nothing. No listing waits for a batch to fill: a task takes what is there.
+    """
+    attempts, done = _claim(listing_id)
+    if done:
+        return done
+    outcomes = _score_claimed(attempts)
+    return outcomes[0]
+
+
+def _claim(listing_id: int) -> tuple[list[ScoringAttempt], ScoreOutcome | None]:
+    """Record an attempt for the listing and for the batch-mates it claims, and
+    commit them before any slow work: if this worker dies now, the reconciler sees
+    running attempts that never finished."""
     with transaction.atomic():
         listing = listing_locked(listing_id)
         if listing is None:
-            return ScoreOutcome(listing_id, "missing")
+            return [], ScoreOutcome(listing_id, "missing")
         if listing.status != Status.PENDING:
-            return ScoreOutcome(listing_id, "not_pending", listing.status)
+            return [], ScoreOutcome(listing_id, "not_pending", listing.status)
         if not listing.content_hash:  # a row loaded raw, never requested
             listing.content_hash = listing_content_hash(listing=listing)
             listing.save(update_fields=["content_hash"])
-        content_hash = listing.content_hash
-        busy = _busy(listing, timezone.now())
+        now = timezone.now()
+        busy = _busy(listing, now)
         if busy:
-            return ScoreOutcome(listing_id, busy, listing.status)
-        attempt = ScoringAttempt.objects.create(
-            listing=listing,
-            content_hash=content_hash,
-            started_at=timezone.now(),
-            worker=_worker_label(),
+            return [], ScoreOutcome(listing_id, busy, listing.status)
+        listings = [listing, *_claim_mates(listing_id, now)]
+        # One worker label and start for the whole batch: the reconciler tells a
+        # batch's attempts by them when its task is reported failed.
+        worker = _worker_label()
+        attempts = [
+            ScoringAttempt.objects.create(
+                listing=member,
+                content_hash=member.content_hash,
+                started_at=now,
+                worker=worker,
+            )
+            for member in listings
+        ]
+    return attempts, None
+
+
+def _claim_mates(listing_id: int, now: datetime) -> list[Listing]:
+    """Up to N-1 other pending listings whose content no worker is scoring, oldest
+    request first, locked for the caller's transaction.
+
+    On PostgreSQL SKIP LOCKED passes over rows another worker is claiming (two
+    workers never claim the same listing); SQLite runs one writer at a time. Each
+    is checked again under its lock as its own task would check it.
+    """
+    limit = conf.get("SCORING_BATCH_LISTINGS") - 1
+    if limit < 1:
+        return []
+    stale = now - timedelta(seconds=conf.get("SCORING_STALE_AFTER"))
+    same_content = ScoringAttempt.objects.filter(
+        listing=OuterRef("pk"), content_hash=OuterRef("content_hash")
+    )
+    candidates = (
+        Listing.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("category")
+        .filter(status=Status.PENDING)
+        .exclude(pk=listing_id)
+        .exclude(content_hash="")
+        .exclude(
+            Exists(
+                same_content.filter(
+                    outcome=ScoringAttempt.Outcome.RUNNING, started_at__gte=stale
+                )
+            )
         )
-    # The attempt row is committed before any slow work: if this worker dies now,
-    # the reconciler sees a running attempt that never finished.
+        .exclude(
+            Exists(
+                same_content.filter(
+                    outcome=ScoringAttempt.Outcome.FAILED, retry_after__gt=now
+                )
+            )
+        )
+        .order_by(F("scoring_queued_at").asc(nulls_last=True), "pk")[:limit]
+    )
+    max_attempts = conf.get("SCORING_MAX_ATTEMPTS")
+    # One that failed too often is the reconciler's to quarantine, not to retry.
+    return [
+        mate
+        for mate in candidates
+        if not _busy(mate, now)
+        and attempt_failures(mate, mate.content_hash) < max_attempts
+    ]
+
+
+def _score_claimed(attempts: list[ScoringAttempt]) -> list[ScoreOutcome]:
+    """Score the claimed contents together and finish each attempt on its own: a
+    failure fails only the listing that caused it. If the batched forward itself
+    raises, each member is tried again alone, so a model error fails each with
+    its own error (retried, never passed) and a member that only failed beside
+    others is scored."""
     try:
         active = model_version_active()
-        assessment = listing_assess(listing, active)
-    except UnreadableImage as exc:
-        return _finish_failed(attempt, str(exc), permanent=True)
-    except (ModelLoadError, ImproperlyConfigured) as exc:
-        logger.error("Scoring listing %s failed: %s", listing_id, exc)
-        return _finish_failed(
-            attempt, f"{exc.__class__.__name__}: {exc}", permanent=False
-        )
-    except Exception as exc:  # a model or database error: retried, never passed
-        logger.exception("Scoring listing %s failed", listing_id)
-        return _finish_failed(
-            attempt, f"{exc.__class__.__name__}: {exc}", permanent=False
-        )
-    return _finish_scored(attempt, active, assessment)
+    except Exception as exc:
+        return _finish_all(attempts, [exc] * len(attempts), None)
+    results: list[Assessment | Exception | None] = [None] * len(attempts)
+    contents = {}
+    for n, attempt in enumerate(attempts):
+        try:
+            contents[n] = listing_content(attempt.listing)
+        except Exception as exc:  # a file storage cannot read: this listing only
+            results[n] = exc
+    try:
+        assessed = contents_assess(list(contents.values()), active)
+    except Exception as exc:
+        if len(contents) == 1:
+            assessed = [exc]
+        else:
+            logger.warning(
+                "Scoring %d listings together failed (%s); scoring each alone.",
+                len(contents),
+                exc,
+            )
+            assessed = [_assess_alone(content, active) for content in contents.values()]
+    for n, result in zip(contents, assessed, strict=True):
+        results[n] = result
+    return _finish_all(attempts, results, active)
+
+
+def _assess_alone(content: Content, active: ActiveModel) -> Assessment | Exception:
+    try:
+        return contents_assess([content], active)[0]
+    except Exception as exc:
+        return exc
+
+
+def _finish_all(
+    attempts: list[ScoringAttempt],
+    results: list[Assessment | Exception | None],
+    active: ActiveModel | None,
+) -> list[ScoreOutcome]:
+    """Close each attempt by its result. An error while finishing one (the
+    database) does not stop the others; the first such error is raised after all,
+    so that the task is recorded as failed."""
+    outcomes, error = [], None
+    for attempt, result in zip(attempts, results, strict=True):
+        try:
+            outcomes.append(_finish(attempt, result, active))
+        except Exception as exc:
+            logger.exception("Finishing listing %s failed", attempt.listing_id)
+            error = error or exc
+    if error is not None:
+        raise error
+    return outcomes
+
+
+def _finish(
+    attempt: ScoringAttempt, result: Assessment | Exception, active: ActiveModel | None
+) -> ScoreOutcome:
+    listing_id = attempt.listing_id
+    if isinstance(result, Assessment):
+        return _finish_scored(attempt, active, result)
+    if isinstance(result, UnreadableImage):
+        return _finish_failed(attempt, str(result), permanent=True)
+    if isinstance(result, (ModelLoadError, ImproperlyConfigured)):
+        logger.error("Scoring listing %s failed: %s", listing_id, result)
+    else:  # a model or database error: retried, never passed
+        logger.error("Scoring listing %s failed", listing_id, exc_info=result)
+    return _finish_failed(
+        attempt, f"{result.__class__.__name__}: {result}", permanent=False
+    )
 
 
 def _busy(listing: Listing, now: datetime) -> str:
@@ -251,11 +385,61 @@ def listing_route(
     A score for the same content and model is updated in place (a rescore after a
     threshold change): the constraint keeps exactly one per content and model.
     """
+    to_status, reasons, reason_code = route_plan(
+        listing, assessment, audit, _last_human_call_was_no, reason_code
+    )
+    score, _ = ListingScore.objects.update_or_create(
+        listing=listing,
+        content_hash=content_hash,
+        model_version=active.version,
+        defaults=score_values(listing, active, assessment, reasons, audit, now),
+    )
+    if to_status == listing.status:
+        fields = ["score", "updated_at"]
+        if listing_keep_place(listing, score):
+            fields.append("review_priority")
+        listing.save(update_fields=fields)
+        return to_status
+    listing_transition(
+        listing=listing,
+        to_status=to_status,
+        reason_code=reason_code,
+        reason=" ".join(reasons),
+        score=score,
+    )
+    return to_status
+
+
+def listing_keep_place(listing: Listing, score: ListingScore) -> bool:
+    """Put a new score on a listing that stays where it is; True when that gave it
+    a new review priority (the caller saves)."""
+    listing.score = score
+    if listing.status in QUEUE_STATES and listing.queued_for_review_at:
+        # Same place in the queue, a new estimate of the harm.
+        listing.review_priority = review_priority(
+            score=score,
+            price=listing.price,
+            entered=listing.queued_for_review_at,
+            reason=listing.queue_reason,
+        )
+        return True
+    return False
+
+
+def route_plan(
+    listing: Listing,
+    assessment: Assessment,
+    audit: bool,
+    said_no: Callable[[Listing], bool],
+    reason_code: str = "",
+) -> tuple[str, list[str], str]:
+    """Where an assessment sends a listing: (status, reasons, reason code).
+    `said_no` tells whether a person's last call on the listing was no."""
     reasons = list(assessment.reasons)
     if audit:
         reasons.append("Picked at random for an audit of passed listings.")
     to_status = Status.REVIEW if audit else VERDICT_STATUS[assessment.verdict]
-    if to_status == Status.PASSED and _last_human_call_was_no(listing):
+    if to_status == Status.PASSED and said_no(listing):
         # The model cannot see every reason a person rejected for (a prohibited
         # item, a misleading text): an edit goes back to a person, never live.
         to_status = Status.REVIEW
@@ -263,45 +447,32 @@ def listing_route(
         reasons.append(
             "Changed after a moderator rejected or escalated it: a person looks again."
         )
-    score, _ = ListingScore.objects.update_or_create(
-        listing=listing,
-        content_hash=content_hash,
-        model_version=active.version,
-        defaults={
-            "verdict": assessment.verdict,
-            "similarity": assessment.similarity,
-            "thresholds": active.thresholds_for(listing.category.name).as_dict(),
-            "threshold_version": active.threshold_version,
-            "shadow": False,
-            "reasons": reasons,
-            "images": assessment.images_as_dicts(),
-            "audit_sample": audit,
-            "computed_at": now,
-        },
+    reason_code = reason_code or (
+        "audit_sample" if audit else f"scored_{assessment.verdict}"
     )
-    if to_status == listing.status:
-        listing.score = score
-        fields = ["score", "updated_at"]
-        if listing.status in QUEUE_STATES and listing.queued_for_review_at:
-            # Same place in the queue, a new estimate of the harm.
-            listing.review_priority = review_priority(
-                score=score,
-                price=listing.price,
-                entered=listing.queued_for_review_at,
-                reason=listing.queue_reason,
-            )
-            fields.append("review_priority")
-        listing.save(update_fields=fields)
-        return to_status
-    listing_transition(
-        listing=listing,
-        to_status=to_status,
-        reason_code=reason_code
-        or ("audit_sample" if audit else f"scored_{assessment.verdict}"),
-        reason=" ".join(reasons),
-        score=score,
-    )
-    return to_status
+    return to_status, reasons, reason_code
+
+
+def score_values(
+    listing: Listing,
+    active: ActiveModel,
+    assessment: Assessment,
+    reasons: list[str],
+    audit: bool,
+    now: datetime,
+) -> dict:
+    """The fields of a routing score for this content and model."""
+    return {
+        "verdict": assessment.verdict,
+        "similarity": assessment.similarity,
+        "thresholds": active.thresholds_for(listing.category.name).as_dict(),
+        "threshold_version": active.threshold_version,
+        "shadow": False,
+        "reasons": reasons,
+        "images": assessment.images_as_dicts(),
+        "audit_sample": audit,
+        "computed_at": now,
+    }
 
 
 def _last_human_call_was_no(listing: Listing) -> bool:

@@ -9,9 +9,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from listings.models import Listing, ListingDecision, ListingScore, ReviewClaim
+from listings.services.bulk import rows_update
 from listings.services.exceptions import TransitionNotAllowed
 from listings.services.priority import review_priority
-from listings.webhooks.services import webhooks_record_decision
+from listings.webhooks.services import (
+    webhooks_record_decision,
+    webhooks_record_decisions,
+)
 
 Status = Listing.Status
 
@@ -86,56 +90,141 @@ def listing_transition(
             raise TransitionNotAllowed(
                 f"Only a person can move a listing to {to_status}."
             )
-        now = timezone.now()
-        listing.status = to_status
-        fields = ["status", "updated_at", *QUEUE_FIELDS]
-        if score is not None:
-            listing.score = score
-            fields.append("score")
-        # The score the listing stands on, for the audit row: the one passed in when
-        # the system routes, the current one when a person decides.
-        basis = score or current.score
-        queued_at = (
-            current.queued_for_review_at if from_status in QUEUE_STATES else None
-        )
-        if to_status in QUEUE_STATES:
-            # The model re-routing between review and held keeps the stay's entry
-            # time and whoever holds it; an escalation or an appeal starts anew.
-            rerouted = {from_status, to_status} <= {Status.REVIEW, Status.HELD}
-            entered = queued_at if rerouted and queued_at else now
-            if undoes is not None and undoes.queued_at:
-                # Taken back: the listing waits as if it had never left.
-                entered = undoes.queued_at
-            listing.queued_for_review_at = entered
-            listing.queue_reason = queue_reason
-            listing.review_priority = review_priority(
-                score=basis, price=current.price, entered=entered, reason=queue_reason
-            )
-            listing.claimed_by_id = current.claimed_by_id if rerouted else None
-            listing.claimed_until = current.claimed_until if rerouted else None
-            if not rerouted:
-                _claims_lost(listing.pk, now)
-        else:
-            leave_queue(listing, now)
-        listing.save(update_fields=fields)
-        decision = ListingDecision.objects.create(
-            listing=listing,
+        decision, lost = _move(
+            current,
+            listing,
+            to_status,
             actor=actor,
-            from_status=from_status,
-            to_status=to_status,
             reason_code=reason_code,
+            queue_reason=queue_reason,
             reason=reason,
-            seller_message=reason if seller_message is None else seller_message,
+            seller_message=seller_message,
+            score=score,
             undoes=undoes,
-            model_version=str(basis.model_version) if basis else "",
-            score=basis.similarity if basis else None,
-            thresholds=basis.thresholds if basis else {},
-            model_verdict=basis.verdict if basis else "",
-            queued_at=queued_at,
+            now=timezone.now(),
         )
+        if lost:
+            _claims_lost([listing.pk], decision.created_at)
+        listing.save(update_fields=_move_fields(score))
+        decision.save()
         # Recorded with the decision, sent after commit.
         webhooks_record_decision(decision=decision)
         return decision
+
+
+def listings_transition_system(
+    *, moves: list[tuple[Listing, str, ListingScore, str]], now
+) -> list[ListingDecision]:
+    """Many system moves (a rescore) at once: each (locked listing, to status,
+    score, reason code) checked against the state machine as `listing_transition`
+    checks it, the listings written in one statement and their audit rows with one
+    bulk insert. The caller holds the rows' locks, in its transaction, and passes each
+    listing as read under them; reasons are the score's."""
+    decisions, changed, lost = [], [], []
+    for listing, to_status, score, reason_code in moves:
+        if to_status not in TRANSITIONS.get(listing.status, set()) - HUMAN_STATES:
+            raise TransitionNotAllowed(
+                f"A listing cannot go from {listing.status} to {to_status}."
+            )
+        current = Listing(
+            pk=listing.pk,
+            status=listing.status,
+            price=listing.price,
+            score_id=listing.score_id,
+            queued_for_review_at=listing.queued_for_review_at,
+            claimed_by_id=listing.claimed_by_id,
+            claimed_until=listing.claimed_until,
+        )
+        decision, claims_lost = _move(
+            current,
+            listing,
+            to_status,
+            actor=None,
+            reason_code=reason_code,
+            queue_reason=reason_code,
+            reason=" ".join(score.reasons),
+            seller_message=None,
+            score=score,
+            undoes=None,
+            now=now,
+        )
+        listing.updated_at = now
+        decisions.append(decision)
+        changed.append(listing)
+        if claims_lost:
+            lost.append(listing.pk)
+    rows_update(changed, _move_fields(True))
+    _claims_lost(lost, now)
+    ListingDecision.objects.bulk_create(decisions, batch_size=500)
+    webhooks_record_decisions(decisions=decisions)
+    return decisions
+
+
+def _move_fields(score) -> list[str]:
+    return ["status", "updated_at", *QUEUE_FIELDS] + (["score"] if score else [])
+
+
+def _move(
+    current: Listing,
+    listing: Listing,
+    to_status: str,
+    *,
+    actor,
+    reason_code: str,
+    queue_reason: str,
+    reason: str,
+    seller_message: str | None,
+    score: ListingScore | None,
+    undoes: ListingDecision | None,
+    now,
+) -> tuple[ListingDecision, bool]:
+    """Set the status and the queue fields of `listing` for a move from the state
+    `current` has in the database; the unsaved audit row, and whether whoever held
+    the listing loses the claim."""
+    from_status = current.status
+    listing.status = to_status
+    if score is not None:
+        listing.score = score
+    # The score the listing stands on, for the audit row: the one passed in when
+    # the system routes, the current one when a person decides.
+    basis = score or current.score
+    queued_at = current.queued_for_review_at if from_status in QUEUE_STATES else None
+    lost = True
+    if to_status in QUEUE_STATES:
+        # The model re-routing between review and held keeps the stay's entry
+        # time and whoever holds it; an escalation or an appeal starts anew.
+        rerouted = {from_status, to_status} <= {Status.REVIEW, Status.HELD}
+        entered = queued_at if rerouted and queued_at else now
+        if undoes is not None and undoes.queued_at:
+            # Taken back: the listing waits as if it had never left.
+            entered = undoes.queued_at
+        listing.queued_for_review_at = entered
+        listing.queue_reason = queue_reason
+        listing.review_priority = review_priority(
+            score=basis, price=current.price, entered=entered, reason=queue_reason
+        )
+        listing.claimed_by_id = current.claimed_by_id if rerouted else None
+        listing.claimed_until = current.claimed_until if rerouted else None
+        lost = not rerouted
+    else:
+        _leave_queue_fields(listing)
+    decision = ListingDecision(
+        listing=listing,
+        actor=actor,
+        from_status=from_status,
+        to_status=to_status,
+        reason_code=reason_code,
+        reason=reason,
+        seller_message=reason if seller_message is None else seller_message,
+        undoes=undoes,
+        model_version=str(basis.model_version) if basis else "",
+        score=basis.similarity if basis else None,
+        thresholds=basis.thresholds if basis else {},
+        model_verdict=basis.verdict if basis else "",
+        queued_at=queued_at,
+        created_at=now,
+    )
+    return decision, lost
 
 
 def _check_undo(current: Listing, undoes: ListingDecision, to_status: str) -> str:
@@ -161,19 +250,25 @@ def _check_undo(current: Listing, undoes: ListingDecision, to_status: str) -> st
 def leave_queue(listing: Listing, now: datetime) -> None:
     """Clear the queue fields (the caller saves QUEUE_FIELDS); whoever held the
     listing loses the claim."""
+    _leave_queue_fields(listing)
+    _claims_lost([listing.pk], now)
+
+
+def _leave_queue_fields(listing: Listing) -> None:
     listing.queued_for_review_at = None
     listing.queue_reason = ""
     listing.review_priority = 0.0
     listing.claimed_by = None
     listing.claimed_until = None
-    _claims_lost(listing.pk, now)
 
 
-def _claims_lost(listing_id: int, now: datetime) -> None:
-    """Whoever still held the listing lost it: it left their part of the queue."""
-    ReviewClaim.objects.filter(
-        listing_id=listing_id, outcome=ReviewClaim.Outcome.OPEN
-    ).update(outcome=ReviewClaim.Outcome.LOST, ended_at=now)
+def _claims_lost(listing_ids: list[int], now: datetime) -> None:
+    """Whoever still held these listings lost them: they left their part of the
+    queue."""
+    if listing_ids:
+        ReviewClaim.objects.filter(
+            listing_id__in=listing_ids, outcome=ReviewClaim.Outcome.OPEN
+        ).update(outcome=ReviewClaim.Outcome.LOST, ended_at=now)
 
 
 def listing_locked(listing_id: int) -> Listing | None:

@@ -394,16 +394,16 @@ def test_content_changed_while_scoring_is_not_routed_on_the_old_content(
 ):
     from listings.services import scoring
 
-    real_assess = scoring.listing_assess
+    real_assess = scoring.contents_assess
 
-    def assess_then_seller_edits(listing, active):
-        result = real_assess(listing, active)
-        edited = Listing.objects.get(pk=listing.pk)
+    def assess_then_seller_edits(contents, active):
+        result = real_assess(contents, active)
+        edited = Listing.objects.get(pk=listing_with_image.pk)
         edited.title = "a completely different title"
         edited.save()
         return result
 
-    monkeypatch.setattr(scoring, "listing_assess", assess_then_seller_edits)
+    monkeypatch.setattr(scoring, "contents_assess", assess_then_seller_edits)
     listing_request_scoring(listing_id=listing_with_image.pk)
 
     outcome = listing_score(listing_id=listing_with_image.pk)

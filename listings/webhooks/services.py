@@ -254,6 +254,14 @@ def webhooks_record_decision(*, decision) -> list[int]:
     return ids
 
 
+def webhooks_record_decisions(*, decisions) -> list[int]:
+    """`webhooks_record_decision` for many decisions (a bulk re-route), with one
+    query in all while no endpoint is active."""
+    if not decisions or not WebhookEndpoint.objects.filter(active=True).exists():
+        return []
+    return [i for d in decisions for i in webhooks_record_decision(decision=d)]
+
+
 def _queue(delivery_id: int) -> None:
     """On the webhook queue, which only `manage.py qcluster_webhooks` serves."""
     try:

@@ -9,7 +9,7 @@ from tqdm import tqdm
 from clipmatch.inference.engine import ModelLoadError
 from clipmatch.services import model_version_active
 from listings.selectors import listings_for_rescore
-from listings.services.rescoring import listing_rescore
+from listings.services.rescoring import listings_rescore
 
 
 class Command(BaseCommand):
@@ -17,7 +17,8 @@ class Command(BaseCommand):
         "Rescore system-routed listings (pending, passed, review, held) with the "
         "active "
         "model and thresholds. Approved and rejected listings are never touched. "
-        "Embeddings are cached, so a threshold change runs no model."
+        "Embeddings are cached, so a threshold change runs no model; listings are "
+        "re-routed set by set, with bulk reads and writes."
     )
 
     def add_arguments(self, parser):
@@ -33,7 +34,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="Count, change nothing."
         )
-        parser.add_argument("--batch-size", type=int, default=100)
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=500,
+            help="Listings read, scored and written per transaction.",
+        )
 
     def handle(self, *args, **options):
         try:
@@ -57,9 +63,10 @@ class Command(BaseCommand):
             disable=options["verbosity"] == 0,
         ) as bar:
             for start in range(0, len(ids), batch):
-                for listing_id in ids[start : start + batch]:
-                    outcome = listing_rescore(listing_id=listing_id, active=active)
-                    outcomes[outcome.outcome] = outcomes.get(outcome.outcome, 0) + 1
-                    bar.update(1)
+                chunk = ids[start : start + batch]
+                done = listings_rescore(listing_ids=chunk, active=active)
+                for name, count in done.items():
+                    outcomes[name] = outcomes.get(name, 0) + count
+                bar.update(len(chunk))
         summary = ", ".join(f"{n} {name}" for name, n in sorted(outcomes.items()))
         self.stdout.write(self.style.SUCCESS(f"Done: {summary}."))
