@@ -158,6 +158,15 @@ class BandsSerializer(serializers.Serializer):
     description = serializers.CharField(required=False)
 
 
+class PhotoReuseSerializer(serializers.Serializer):
+    listing_id = serializers.IntegerField(help_text="The other seller's listing.")
+    image_id = serializers.IntegerField()
+    position = serializers.IntegerField()
+    first_seen = serializers.DateTimeField(help_text="When that photo was stored.")
+    distance = serializers.IntegerField(help_text="Perceptual hash distance, bits.")
+    cosine = serializers.FloatField(help_text="Cosine of the image embeddings.")
+
+
 class ImageEvidenceSerializer(serializers.Serializer):
     """What the model saw in one image (1-based `index`)."""
 
@@ -170,6 +179,17 @@ class ImageEvidenceSerializer(serializers.Serializer):
     listed_rank = serializers.IntegerField(allow_null=True)
     bands = BandsSerializer()
     category_ok = serializers.BooleanField()
+    quality = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Photo quality findings: too_small, blurred, too_dark, "
+        "too_bright, nearly_blank.",
+    )
+    reuse = PhotoReuseSerializer(
+        required=False,
+        allow_null=True,
+        help_text="The same photo on another seller's listing, when it is.",
+    )
 
 
 class ModelVersionRefSerializer(serializers.Serializer):

@@ -22,6 +22,7 @@ from clipmatch.services import (
 )
 from listings.models import Category, Listing
 from listings.services.exceptions import ImageStorageError
+from listings.services.photos import photos_check
 
 
 def listing_assess(listing: Listing, active: ActiveModel) -> Assessment:
@@ -43,6 +44,7 @@ def listing_assess(listing: Listing, active: ActiveModel) -> Assessment:
         category_name=listing.category.name,
         images=images,
         active=active,
+        listing=listing,
     )
 
 
@@ -53,18 +55,21 @@ def content_assess(
     category_name: str,
     images: list[bytes],
     active: ActiveModel,
+    listing: Listing | None = None,
 ) -> Assessment:
     """Score images against a title, a description and the categories: the one
     scorer behind both a stored listing's check and the API's pre-publish check.
 
     Embeddings are cached by content hash, so a checked photo submitted later as a
-    listing costs no second model run.
+    listing costs no second model run. The photo signals (quality, and for a
+    stored `listing` reused photos) come from the pictures decoded here.
     """
     texts = [title] + ([description] if description else [])
     # Keyed by the bytes read now, not a stored hash: a file replaced behind the
     # ORM's back can never borrow another image's cached vector.
+    pictures = {}  # 0-based position -> the picture decoded for the model
     keyed = [
-        (sha256_hex(data), partial(_decode, number, data))
+        (sha256_hex(data), partial(_decode, number, data, pictures))
         for number, data in enumerate(images, start=1)
     ]
     engine = active.engine
@@ -88,17 +93,28 @@ def content_assess(
             best_chunk_similarity(vector, text_vectors[1]) if len(texts) > 1 else None
         )
         rankings.append(rank_categories(vector, names, classes))
-    return assess(
+    assessment = assess(
         title_sims=title_sims,
         description_sims=description_sims,
         category_rankings=rankings,
         listed_category=category_name,
         thresholds=active.thresholds_for(category_name),
     )
+    return photos_check(
+        assessment=assessment,
+        images=images,
+        pictures=pictures,
+        vectors=image_vectors,
+        active=active,
+        decode=partial(_decode, pictures={}),
+        listing=listing,
+    )
 
 
-def _decode(number: int, data: bytes):
+def _decode(number: int, data: bytes, pictures: dict):
     try:
-        return decode_image(data).image
+        picture = decode_image(data).image
     except UnreadableImage as exc:
         raise UnreadableImage(f"Image {number}: {exc}") from exc
+    pictures[number - 1] = picture
+    return picture

@@ -189,7 +189,23 @@ def _payload(decision, event: str, event_id, viewer) -> dict:
             "model_version": decision.model_version,
             "score": decision.score,
         },
+        "photos": _photo_signals(decision),
     }
+
+
+def _photo_signals(decision) -> list[dict]:
+    """Per image of the listing's score: its quality findings and the other
+    seller's listing it was reused from, if any."""
+    score = decision.listing.score
+    rows = score.images if score is not None else []
+    return [
+        {
+            "index": row["index"],
+            "quality": row.get("quality", []),
+            "reuse": row.get("reuse"),
+        }
+        for row in rows
+    ]
 
 
 def webhooks_record_decision(*, decision) -> list[int]:
