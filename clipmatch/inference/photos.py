@@ -151,7 +151,10 @@ class QualityMeasures:
 
     width: int
     height: int
-    sharpness: float  # variance of the Laplacian of a QUALITY_SIDE grey copy
+    # The variance of the Laplacian of a QUALITY_SIDE grey copy, per 100 of the
+    # copy's own variance: a dark or low-contrast photo is not called blurred for
+    # having small differences everywhere.
+    sharpness: float
     brightness: float  # mean grey level, 0-255
     contrast: float  # standard deviation of the grey levels
 
@@ -159,7 +162,7 @@ class QualityMeasures:
         return {
             "width": self.width,
             "height": self.height,
-            "sharpness": round(self.sharpness, 1),
+            "sharpness": round(self.sharpness, 2),
             "brightness": round(self.brightness, 1),
             "contrast": round(self.contrast, 1),
         }
@@ -175,10 +178,11 @@ def quality_measures(image: Image.Image) -> QualityMeasures:
         + grey[1:-1, 2:]
         - 4 * grey[1:-1, 1:-1]
     )
+    variance = float(grey.var())
     return QualityMeasures(
         width=image.width,
         height=image.height,
-        sharpness=float(laplacian.var()),
+        sharpness=100 * float(laplacian.var()) / variance if variance else 0.0,
         brightness=float(grey.mean()),
         contrast=float(grey.std()),
     )
@@ -227,8 +231,8 @@ def finding_sentence(
         )
     if code == BLURRED:
         return (
-            f"{label} looks blurred (sharpness {measures['sharpness']:.0f}, "
-            f"below {limits.min_sharpness:.0f})."
+            f"{label} looks blurred (sharpness {measures['sharpness']:.2f}, "
+            f"below {limits.min_sharpness:.2f})."
         )
     if code == TOO_DARK:
         return (
