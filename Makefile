@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 PORT ?= 8000
 
-.PHONY: setup demo serve prod test test-fast lint model model-eval clean chromium
+.PHONY: setup demo serve prod test test-fast lint model model-eval photo-eval clean chromium
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,9 @@ model: $(VENV)/.installed
 
 model-eval: $(VENV)/.installed
 	$(PY) -m training.evaluate_mini --model clipmatch/bundled/clipmatch-mini
+
+photo-eval: $(VENV)/.installed
+	$(PY) -m training.photo_reuse_eval --model clipmatch/bundled/clipmatch-mini
 
 clean:
 	rm -rf var/*.sqlite3* var/media var/test-media var/static

@@ -24,6 +24,10 @@ _HASH_FREQS = 8
 # photo does not depend on its resolution.
 QUALITY_SIDE = 256
 
+# A picture with less grey spread than this (a flat colour) has no perceptual
+# identity: its hash is rounding noise, the same for every flat picture.
+MIN_HASH_CONTRAST = 2.0
+
 TOO_SMALL = "too_small"
 BLURRED = "blurred"
 TOO_DARK = "too_dark"

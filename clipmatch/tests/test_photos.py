@@ -1,11 +1,11 @@
 """The photo signals of the inference core: perceptual hash, bands, quality."""
 
 import io
+import random
 
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 from clipmatch.inference import photos
-from training.catalog import HELDOUT_SEED, generate_item
 
 LIMITS = photos.QualityLimits(
     min_side=256,
@@ -17,7 +17,20 @@ LIMITS = photos.QualityLimits(
 
 
 def catalog_photo(index=0, size=320):
-    return generate_item(index, seed=HELDOUT_SEED, size=size).image
+    """A product-like photo: a few coloured shapes on a light gradient."""
+    rng = random.Random(index)
+    gradient = Image.linear_gradient("L").resize((size, size)).point(
+        lambda v: 170 + v // 4
+    )
+    image = Image.merge("RGB", (gradient, gradient, gradient))
+    draw = ImageDraw.Draw(image)
+    for _ in range(4):
+        x, y = rng.randrange(size // 2), rng.randrange(size // 2)
+        w, h = rng.randrange(size // 6, size // 2), rng.randrange(size // 6, size // 2)
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape((x, y, x + w, y + h), fill=colour, outline=(20, 20, 20), width=3)
+    return image
 
 
 def jpeg(image, quality=70):

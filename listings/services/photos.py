@@ -48,12 +48,15 @@ def finding_routes(code: str) -> bool:
 
 
 def photo_signals(picture: Image.Image) -> tuple[list[int], dict]:
-    """A decoded picture's hashes (unsigned, CROP_VARIANTS order) and quality."""
+    """A decoded picture's hashes (unsigned, CROP_VARIANTS order; none for a flat
+    picture, which is nobody's photo) and quality."""
     measures = core.quality_measures(picture)
     quality = {
         "measures": measures.as_dict(),
         "findings": core.quality_findings(measures, quality_limits()),
     }
+    if measures.contrast < core.MIN_HASH_CONTRAST:
+        return [], quality
     return core.hash_variants(picture), quality
 
 
@@ -75,7 +78,7 @@ def image_signals_store(
             ]
         )
         fields = {
-            "phash": core.to_signed(hashes[0]),
+            "phash": core.to_signed(hashes[0]) if hashes else None,
             "quality": quality,
             "quality_flags": _flags(quality["findings"]),
             "signals_at": timezone.now(),
@@ -257,14 +260,16 @@ def photos_check(
     for index, (data, item) in enumerate(zip(images, assessment.images, strict=True)):
         image = stored[index] if stored else None
         label = f"Image {index + 1}" if many else "The image"
-        if image is not None and image.pk in hashes_of:
-            hashes, quality = hashes_of[image.pk], image.quality
+        if image is not None and image.signals_at is not None:
+            hashes, quality = hashes_of.get(image.pk, []), image.quality
         else:
             picture = pictures.get(index) or decode(index + 1, data)
             hashes, quality = photo_signals(picture)
             if image is not None:
                 image_signals_store(image=image, hashes=hashes, quality=quality)
-        findings = list(quality["findings"])
+        # Judged by the limits in force now, from the measures however old.
+        measures = core.QualityMeasures(**quality["measures"])
+        findings = core.quality_findings(measures, limits)
         for code in findings:
             reasons.append(
                 core.finding_sentence(code, label, quality["measures"], limits)
@@ -272,7 +277,7 @@ def photos_check(
             if finding_routes(code):
                 bands.append(REVIEW)
         reuse = None
-        if image is not None:
+        if image is not None and hashes:
             reuse = reuse_find(
                 hashes=hashes,
                 vector=vectors[index],
@@ -281,6 +286,7 @@ def photos_check(
                 active=active,
                 now=now,
             )
+        if image is not None:
             ListingImage.objects.filter(pk=image.pk).update(
                 reused_from_id=reuse["image_id"] if reuse else None, reuse=reuse
             )
