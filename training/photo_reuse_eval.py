@@ -9,13 +9,12 @@ the lookup compares them) are within the near distance and the image embeddings'
 cosine is at least the near cosine, or within the largest distance and at least
 the (higher) cosine: a photo whose hash barely changed needs less confirmation.
 
-The cut-offs are chosen on one split (CALIBRATION_SEED) as the pair with the
-best recall on its worst required transform, at a precision of at least 0.99 on
-all of them (the lower end of its 95% Wilson interval) (ties: the better recall on all, the smaller distance, the higher
-cosine), and measured on
-another (HELDOUT_SEED).
+The cut-offs are chosen on one split (CALIBRATION_SEED) as those whose worst
+required transform has the best recall at a precision of at least 0.99 on all of
+them (the lower end of its 95% Wilson interval; ties: the better recall on all,
+the smaller distances), and measured on another (HELDOUT_SEED).
 
-    python -m training.photo_reuse_eval --model clipmatch/bundled/clipmatch-mini [--json]
+    python -m training.photo_reuse_eval [--model DIR] [--n 400] [--json]
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ LIMITS = photos.QualityLimits(
 def catalog_photo(index=0, size=320):
     """A product-like photo: a few coloured shapes on a light gradient."""
     rng = random.Random(index)
-    gradient = Image.linear_gradient("L").resize((size, size)).point(
-        lambda v: 170 + v // 4
+    gradient = (
+        Image.linear_gradient("L").resize((size, size)).point(lambda v: 170 + v // 4)
     )
     image = Image.merge("RGB", (gradient, gradient, gradient))
     draw = ImageDraw.Draw(image)
@@ -44,7 +44,9 @@ def test_a_reencoded_half_size_copy_hashes_within_a_few_bits():
     photo = catalog_photo()
     copy = jpeg(photo.resize((160, 160)))
 
-    assert photos.hamming(photos.perceptual_hash(photo), photos.perceptual_hash(copy)) <= 2
+    assert (
+        photos.hamming(photos.perceptual_hash(photo), photos.perceptual_hash(copy)) <= 2
+    )
 
 
 def test_a_cropped_copy_is_near_one_of_the_stored_crops():

@@ -93,9 +93,7 @@ def test_a_stolen_photo_saved_through_the_orm_goes_to_review_naming_the_listing(
     assert evidence[1]["reuse"]["listing_id"] == original.pk
 
 
-def test_the_sellers_own_photo_on_a_second_listing_is_not_a_finding(
-    original, seller
-):
+def test_the_sellers_own_photo_on_a_second_listing_is_not_a_finding(original, seller):
     again = scored(orm_listing(seller, [stolen_copy(catalog_png(0))]))
 
     assert again.status == Status.PASSED
@@ -188,7 +186,9 @@ def test_a_stolen_photo_added_in_the_admin_is_caught(original, other_seller, cli
 
     assert listing.status == Status.REVIEW
     assert f"listing #{original.pk} by another seller" in reuse_reason(listing)[0]
-    filtered = client.get(reverse("admin:listings_listing_changelist") + "?photo_reused=yes")
+    filtered = client.get(
+        reverse("admin:listings_listing_changelist") + "?photo_reused=yes"
+    )
     assert [row.pk for row in filtered.context["cl"].result_list] == [listing.pk]
     page = client.get(reverse("admin:listings_listing_change", args=[listing.pk]))
     assert f"same photo as listing #{original.pk}" in page.content.decode()
@@ -300,7 +300,9 @@ def test_the_backfill_computes_missing_signals_in_batches_and_reruns_to_nothing(
     listing = orm_listing(seller, [catalog_png(0), catalog_png(1), catalog_png(2)])
     out = StringIO()
 
-    call_command("backfill_photo_signals", "--batch-size", "2", stdout=out, stderr=StringIO())
+    call_command(
+        "backfill_photo_signals", "--batch-size", "2", stdout=out, stderr=StringIO()
+    )
     again = StringIO()
     call_command("backfill_photo_signals", stdout=again, stderr=StringIO())
 
@@ -323,7 +325,7 @@ def test_the_lookup_uses_the_band_indexes(original):
 def test_the_demo_plants_reused_and_unusable_photos_and_counts_them(
     tiny_model, queued, settings
 ):
-    from listings.demo import demo_plant_photos, demo_summary, demo_seed
+    from listings.demo import demo_plant_photos, demo_seed, demo_summary
 
     quality_defaults(settings)
     seeded = demo_seed(count=6, mismatch_rate=0.0, seed=3)
