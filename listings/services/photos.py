@@ -144,20 +144,28 @@ def reuse_eligible(*, seller_id: int, listing_id: int, now: datetime) -> Q:
 def reuse_candidates(
     *, hashes: list[int], seller_id: int, listing_id: int, now: datetime
 ) -> list[tuple[int, int]]:
-    """(image id, distance) of other sellers' photos within the Hamming cut-off."""
+    """(image id, distance) of other sellers' photos within the Hamming cut-off.
+
+    The distance is `core.variants_distance`, from the rows the band lookup
+    returns alone: a stored variant within the cut-off always shares a band
+    within the radius, so the rows it does not return are further off.
+    """
     max_distance = conf.get("PHOTO_REUSE_MAX_DISTANCE")
     clause = _lookup_clause(hashes, core.band_radius(max_distance))
-    near = set(
+    rows = (
         ImageHash.objects.filter(clause)
         .filter(reuse_eligible(seller_id=seller_id, listing_id=listing_id, now=now))
-        .values_list("image_id", flat=True)
+        .values_list("image_id", "variant", "phash")
     )
-    found = []
-    for image_id, stored in _stored_hashes(sorted(near)).items():
-        distance = core.variants_distance(hashes, stored)
+    best: dict[int, int] = {}
+    for image_id, variant, value in rows:
+        stored = core.to_unsigned(value)
+        distance = core.hamming(hashes[0], stored)
+        if variant == 0:
+            distance = min([distance, *(core.hamming(h, stored) for h in hashes[1:])])
         if distance <= max_distance:
-            found.append((image_id, distance))
-    return found
+            best[image_id] = min(distance, best.get(image_id, distance))
+    return sorted(best.items())
 
 
 def reuse_confirmed(distance: int, cosine: float) -> bool:
