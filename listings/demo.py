@@ -122,7 +122,7 @@ def _unusable(product, n: int, rng: random.Random) -> bytes:
     elif kind == 1:
         photo = ImageEnhance.Brightness(photo).enhance(0.12)
     elif kind == 2:
-        photo = photo.filter(ImageFilter.GaussianBlur(4))
+        photo = photo.filter(ImageFilter.GaussianBlur(8))
     else:
         photo = Image.new("RGB", photo.size, (236, 236, 234))
     return _png(photo)
