@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 PORT ?= 8000
 
-.PHONY: setup demo serve prod test test-fast lint model model-eval clean chromium bench
+.PHONY: setup demo serve prod test test-fast lint model model-eval clean photo-eval chromium bench
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -81,6 +81,9 @@ model-eval: $(VENV)/.installed
 # e.g. BENCH_ARGS="--json" or "--precision bf16".
 bench: $(VENV)/.installed
 	$(MANAGE) clip_benchmark --random vit-b32 $(BENCH_ARGS)
+
+photo-eval: $(VENV)/.installed
+	$(PY) -m training.photo_reuse_eval --model clipmatch/bundled/clipmatch-mini
 
 clean:
 	rm -rf var/*.sqlite3* var/media var/test-media var/static

@@ -1,8 +1,8 @@
 """System checks: every CLIPMATCH and CLIPMATCH_API value, and the combinations that
 break scoring or webhooks silently.
 
-Ids: E001-E006 combinations (below); E010 a key or a whole dict missing, E011 an
-unknown key, E012-E025 one kind of value each (clipmatch.conf names them).
+Ids: E001-E007 combinations (below); E010 a key or a whole dict missing, E011 an
+unknown key, E012-E029 one kind of value each (clipmatch.conf names them).
 """
 
 from django.conf import settings
@@ -106,3 +106,45 @@ def check_webhook_queue(app_configs=None, **kwargs):
             id="clipmatch.E006",
         )
     ]
+
+
+@register()
+def check_photo_limits(app_configs=None, **kwargs):
+    """The worker decodes a photo reduced to no less than DECODE_MIN_SIDE on its
+    shorter side, and judges "too small" on that copy: a larger minimum would
+    call every large photo small. Dark must start below bright, and the near
+    reuse distance within the largest."""
+    from clipmatch.images import DECODE_MIN_SIDE
+
+    errors = []
+    side = conf.get_or_none("PHOTO_MIN_SIDE")
+    if side is not None and side > DECODE_MIN_SIDE:
+        errors.append(
+            Error(
+                f"CLIPMATCH_PHOTO_MIN_SIDE ({side}) must be at most {DECODE_MIN_SIDE}, "
+                "the shorter side photos are decoded to.",
+                id="clipmatch.E007",
+            )
+        )
+    near = conf.get_or_none("PHOTO_REUSE_NEAR_DISTANCE")
+    far = conf.get_or_none("PHOTO_REUSE_MAX_DISTANCE")
+    if near is not None and far is not None and near > far:
+        errors.append(
+            Error(
+                f"CLIPMATCH_PHOTO_REUSE_NEAR_DISTANCE ({near}) must be at most "
+                f"CLIPMATCH_PHOTO_REUSE_MAX_DISTANCE ({far}): the lookup searches "
+                "within the largest.",
+                id="clipmatch.E007",
+            )
+        )
+    dark = conf.get_or_none("PHOTO_DARK_BELOW")
+    bright = conf.get_or_none("PHOTO_BRIGHT_ABOVE")
+    if dark is not None and bright is not None and dark >= bright:
+        errors.append(
+            Error(
+                f"CLIPMATCH_PHOTO_DARK_BELOW ({dark}) must be below "
+                f"CLIPMATCH_PHOTO_BRIGHT_ABOVE ({bright}), or a photo is both.",
+                id="clipmatch.E007",
+            )
+        )
+    return errors

@@ -185,6 +185,35 @@ def _queue_name(value: Any) -> str | None:
     return None
 
 
+PHOTO_ACTIONS = ("advise", "review")
+
+
+def _photo_action(value: Any) -> str | None:
+    if value not in PHOTO_ACTIONS:
+        return f"must be one of {', '.join(PHOTO_ACTIONS)}, not {value!r}"
+    return None
+
+
+def _grey_level(value: Any) -> str | None:
+    if not (_number(value) and 0 <= value <= 255):
+        return f"must be a grey level from 0 to 255, not {value!r}"
+    return None
+
+
+def _non_negative(value: Any) -> str | None:
+    if not (_number(value) and value >= 0):
+        return f"must be a number, 0 or more, not {value!r}"
+    return None
+
+
+def _hash_distance(value: Any) -> str | None:
+    # The lookup searches each 16-bit band within distance // 4 bits: up to 697
+    # values a band at 15; beyond that it stops being a handful of lookups.
+    if not (_whole(value) and 0 <= value <= 15):
+        return f"must be a whole number of bits from 0 to 15, not {value!r}"
+    return None
+
+
 MISSING = "clipmatch.E010"
 UNKNOWN = "clipmatch.E011"
 POSITIVE_INT = Rule("clipmatch.E012", _positive_int)
@@ -201,6 +230,10 @@ IMAGE_FORMATS = Rule("clipmatch.E022", _image_formats)
 TEXT = Rule("clipmatch.E023", _text)
 CURRENCY = Rule("clipmatch.E024", _currency)
 QUEUE = Rule("clipmatch.E025", _queue_name)
+PHOTO_ACTION = Rule("clipmatch.E026", _photo_action)
+GREY_LEVEL = Rule("clipmatch.E027", _grey_level)
+HASH_DISTANCE = Rule("clipmatch.E028", _hash_distance)
+NON_NEGATIVE = Rule("clipmatch.E029", _non_negative)
 
 
 @dataclass(frozen=True)
@@ -296,6 +329,41 @@ SETTINGS: dict[str, Setting] = {
             ("METRICS_ALLOW_PRIVATE", "CLIPMATCH_METRICS_ALLOW_PRIVATE", FLAG),
             ("REVIEW_UNDO_SECONDS", "CLIPMATCH_REVIEW_UNDO_SECONDS", COUNT_OR_ZERO),
             ("CURRENCY", "CLIPMATCH_CURRENCY", CURRENCY),
+            (
+                "PHOTO_REUSE_NEAR_DISTANCE",
+                "CLIPMATCH_PHOTO_REUSE_NEAR_DISTANCE",
+                HASH_DISTANCE,
+            ),
+            (
+                "PHOTO_REUSE_NEAR_MIN_COSINE",
+                "CLIPMATCH_PHOTO_REUSE_NEAR_MIN_COSINE",
+                SHARE,
+            ),
+            (
+                "PHOTO_REUSE_MAX_DISTANCE",
+                "CLIPMATCH_PHOTO_REUSE_MAX_DISTANCE",
+                HASH_DISTANCE,
+            ),
+            ("PHOTO_REUSE_MIN_COSINE", "CLIPMATCH_PHOTO_REUSE_MIN_COSINE", SHARE),
+            (
+                "PHOTO_REUSE_RECENT_DAYS",
+                "CLIPMATCH_PHOTO_REUSE_RECENT_DAYS",
+                POSITIVE_INT,
+            ),
+            ("PHOTO_MIN_SIDE", "CLIPMATCH_PHOTO_MIN_SIDE", POSITIVE_INT),
+            ("PHOTO_MIN_SHARPNESS", "CLIPMATCH_PHOTO_MIN_SHARPNESS", NON_NEGATIVE),
+            ("PHOTO_DARK_BELOW", "CLIPMATCH_PHOTO_DARK_BELOW", GREY_LEVEL),
+            ("PHOTO_BRIGHT_ABOVE", "CLIPMATCH_PHOTO_BRIGHT_ABOVE", GREY_LEVEL),
+            (
+                "PHOTO_BLANK_CONTRAST_BELOW",
+                "CLIPMATCH_PHOTO_BLANK_CONTRAST_BELOW",
+                NON_NEGATIVE,
+            ),
+            ("PHOTO_TOO_SMALL", "CLIPMATCH_PHOTO_TOO_SMALL", PHOTO_ACTION),
+            ("PHOTO_BLURRED", "CLIPMATCH_PHOTO_BLURRED", PHOTO_ACTION),
+            ("PHOTO_TOO_DARK", "CLIPMATCH_PHOTO_TOO_DARK", PHOTO_ACTION),
+            ("PHOTO_TOO_BRIGHT", "CLIPMATCH_PHOTO_TOO_BRIGHT", PHOTO_ACTION),
+            ("PHOTO_NEARLY_BLANK", "CLIPMATCH_PHOTO_NEARLY_BLANK", PHOTO_ACTION),
         ],
     ),
     **_table(

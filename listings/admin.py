@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from clipmatch.inference.photos import FINDING_LABELS
 from listings.models import (
     Category,
     Listing,
@@ -78,8 +79,25 @@ class CategoryAdmin(admin.ModelAdmin):
 class ListingImageInline(admin.TabularInline):
     model = ListingImage
     extra = 0
-    fields = ["preview", "image", "position", "content_hash"]
-    readonly_fields = ["preview", "content_hash"]
+    fields = ["preview", "image", "position", "content_hash", "photo_checks"]
+    readonly_fields = ["preview", "content_hash", "photo_checks"]
+
+    @admin.display(description="Photo checks")
+    def photo_checks(self, obj: ListingImage) -> str:
+        if not obj.pk or obj.signals_at is None:
+            return "-"
+        parts = [FINDING_LABELS[c] for c in obj.quality.get("findings", [])]
+        if obj.reuse:
+            url = reverse(
+                "admin:listings_listing_change", args=[obj.reuse["listing_id"]]
+            )
+            return format_html(
+                '{}<a href="{}">same photo as listing #{}</a>',
+                f"{', '.join(parts)}; " if parts else "",
+                url,
+                obj.reuse["listing_id"],
+            )
+        return ", ".join(parts) or "ok"
 
     @admin.display(description="Preview")
     def preview(self, obj: ListingImage) -> str:
@@ -154,6 +172,40 @@ class BandFilter(admin.SimpleListFilter):
         return queryset
 
 
+class PhotoReuseFilter(admin.SimpleListFilter):
+    title = "photo reused from another seller"
+    parameter_name = "photo_reused"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        reused = ListingImage.objects.filter(reused_from__isnull=False).values(
+            "listing_id"
+        )
+        if self.value() == "yes":
+            return queryset.filter(pk__in=reused)
+        if self.value() == "no":
+            return queryset.exclude(pk__in=reused)
+        return queryset
+
+
+class PhotoQualityFilter(admin.SimpleListFilter):
+    title = "photo quality"
+    parameter_name = "photo_quality"
+
+    def lookups(self, request, model_admin):
+        return list(FINDING_LABELS.items())
+
+    def queryset(self, request, queryset):
+        if self.value() not in FINDING_LABELS:
+            return queryset
+        flagged = ListingImage.objects.filter(
+            quality_flags__contains=f" {self.value()} "
+        ).values("listing_id")
+        return queryset.filter(pk__in=flagged)
+
+
 class ScoredAgoFilter(admin.SimpleListFilter):
     title = "scored"
     parameter_name = "scored_days_ago"
@@ -188,6 +240,8 @@ class ListingAdmin(admin.ModelAdmin):
         "category",
         "score__model_version",
         ScoredAgoFilter,
+        PhotoReuseFilter,
+        PhotoQualityFilter,
     ]
     list_select_related = ["seller", "category", "score__model_version"]
     search_fields = ["title", "seller__username"]

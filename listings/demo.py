@@ -14,7 +14,11 @@ from listings.models import Category, Listing
 from listings.services.lifecycle import listing_create
 
 KINDS = ("honest", "wrong_category", "wrong_colour", "something_else")
+# Planted after the catalog is scored: a photo lifted from another seller's
+# listing, and photos too poor to judge.
+PHOTO_KINDS = ("reused_photo", "unusable_photo")
 DEMO_SELLER = "demo-seller"
+DEMO_OTHER_SELLER = "demo-other-seller"
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,8 @@ class DemoListing:
 
     @property
     def planted(self) -> bool:
-        return self.kind != "honest"
+        """A planted mismatch of the photos and the words."""
+        return self.kind in KINDS[1:]
 
 
 def categories_ensure(names) -> dict[str, Category]:
@@ -89,6 +94,82 @@ def demo_seed(
     return seeded
 
 
+def _lifted(data: bytes, rng: random.Random) -> bytes:
+    """Another seller's photo as a thief re-posts it: cropped a little, brighter or
+    darker, re-encoded as a JPEG."""
+    from PIL import Image, ImageEnhance
+
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    w, h = image.size
+    left, top = round(w * rng.uniform(0, 0.05)), round(h * rng.uniform(0, 0.05))
+    image = image.crop((left, top, w - round(w * rng.uniform(0, 0.05)), h))
+    image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.9, 1.1))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def _unusable(product, n: int, rng: random.Random) -> bytes:
+    """A photo of the product too small, too dark, blurred or nearly blank."""
+    from PIL import Image, ImageEnhance, ImageFilter
+
+    from training import catalog
+
+    photo = catalog.render_product(product, size=384, rng=rng)
+    kind = n % 4
+    if kind == 0:
+        photo = photo.resize((96, 96))
+    elif kind == 1:
+        photo = ImageEnhance.Brightness(photo).enhance(0.12)
+    elif kind == 2:
+        photo = photo.filter(ImageFilter.GaussianBlur(8))
+    else:
+        photo = Image.new("RGB", photo.size, (236, 236, 234))
+    return _png(photo)
+
+
+def demo_plant_photos(
+    seeded: list[DemoListing], *, reused: int, unusable: int, seed: int
+) -> list[DemoListing]:
+    """New listings by another seller with a photo lifted from `reused` of the
+    seeded (scored) listings, and `unusable` with photos too poor to judge."""
+    from training import catalog
+
+    rng = random.Random(f"demo-photos-{seed}")
+    thief, _ = get_user_model().objects.get_or_create(username=DEMO_OTHER_SELLER)
+    categories = categories_ensure(catalog.CATEGORIES)
+    sources = Listing.objects.filter(
+        pk__in=[s.listing_id for s in seeded]
+    ).prefetch_related("images")
+    sources = [listing for listing in sources if listing.images.all()]
+    planted = []
+    for listing in rng.sample(sources, min(reused, len(sources))):
+        image = listing.images.all()[0]
+        with image.image.open("rb") as fh:
+            data = fh.read()
+        copy = listing_create(
+            seller=thief,
+            title=listing.title,
+            description=listing.description,
+            category=listing.category,
+            price=listing.price,
+            images=[("photo-1.jpg", _lifted(data, rng))],
+        )
+        planted.append(DemoListing(copy.pk, "reused_photo"))
+    for n in range(unusable):
+        product = catalog.random_product(rng)
+        poor = listing_create(
+            seller=thief,
+            title=catalog.product_title(product, rng),
+            description=catalog.product_description(product, rng),
+            category=categories[product.category],
+            price=Decimal(rng.randrange(500, 25000)) / 100,
+            images=[("photo-1.png", _unusable(product, n, rng))],
+        )
+        planted.append(DemoListing(poor.pk, "unusable_photo"))
+    return planted
+
+
 def demo_summary(seeded: list[DemoListing]) -> dict:
     """Counts of where the seeded listings ended and how many plants were caught."""
     listings = Listing.objects.select_related("score").in_bulk(
@@ -106,6 +187,10 @@ def demo_summary(seeded: list[DemoListing]) -> dict:
         "planted_mismatches": 0,
         "caught": 0,
         "honest_flagged": 0,
+        "planted_reused": 0,
+        "reused_caught": 0,
+        "planted_unusable": 0,
+        "unusable_caught": 0,
     }
     for item in seeded:
         listing = listings[item.listing_id]
@@ -127,9 +212,18 @@ def demo_summary(seeded: list[DemoListing]) -> dict:
         )
         if score is not None and score.audit_sample:
             summary["audit_samples"] += 1
+        evidence = score.images if score is not None else []
         if item.planted:
             summary["planted_mismatches"] += 1
             summary["caught"] += int(flagged)
+        elif item.kind == "reused_photo":
+            summary["planted_reused"] += 1
+            summary["reused_caught"] += int(any(row.get("reuse") for row in evidence))
+        elif item.kind == "unusable_photo":
+            summary["planted_unusable"] += 1
+            summary["unusable_caught"] += int(
+                any(row.get("quality") for row in evidence)
+            )
         else:
             summary["honest_flagged"] += int(flagged)
     return summary

@@ -148,9 +148,31 @@ class ListingImage(models.Model):
     content_hash = models.CharField(max_length=64, editable=False)
     position = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Photo signals, written by the worker from the picture it decoded (or by
+    # `backfill_photo_signals`); empty until then. The hashes are in ImageHash.
+    phash = models.BigIntegerField(
+        null=True, blank=True, editable=False, help_text="64-bit perceptual hash."
+    )
+    quality = models.JSONField(
+        default=dict, blank=True, editable=False, help_text="Measures and findings."
+    )
+    # The findings as " code code ", so that a filter is a plain LIKE on any database.
+    quality_flags = models.CharField(max_length=100, blank=True, editable=False)
+    reused_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+        help_text="The same photo on another seller's listing.",
+    )
+    reuse = models.JSONField(null=True, blank=True, editable=False)
+    signals_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["position", "id"]
+        indexes = [models.Index(fields=["content_hash"])]
 
     def __str__(self) -> str:
         return f"Photo {self.position + 1} of listing {self.listing_id}"
@@ -167,6 +189,35 @@ class ListingImage(models.Model):
             self.image.seek(0)
             self.detected_format = sniff_format(self.image)
         super().save(*args, **kwargs)
+
+
+class ImageHash(models.Model):
+    """One perceptual hash of a photo (variant 0) or of one of its crops, split into
+    four 16-bit bands, each indexed: a Hamming search is a few index lookups."""
+
+    image = models.ForeignKey(
+        ListingImage, on_delete=models.CASCADE, related_name="hashes"
+    )
+    variant = models.PositiveSmallIntegerField()
+    phash = models.BigIntegerField()
+    band0 = models.IntegerField()
+    band1 = models.IntegerField()
+    band2 = models.IntegerField()
+    band3 = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image", "variant"], name="one_hash_per_image_variant"
+            )
+        ]
+        indexes = [
+            models.Index(fields=[f"band{n}", "variant"], name=f"imagehash_band{n}")
+            for n in range(4)
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image_id}/{self.variant}: {self.phash & (2**64 - 1):016x}"
 
 
 class ListingScore(models.Model):

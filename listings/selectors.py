@@ -24,11 +24,13 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from clipmatch import conf
+from clipmatch.inference.photos import FINDING_LABELS
 from clipmatch.services import ActiveModel
 from listings.models import (
     Listing,
     ListingAppeal,
     ListingDecision,
+    ListingImage,
     ListingScore,
     ReviewClaim,
     ScoringAttempt,
@@ -189,6 +191,10 @@ class Dashboard:
     similarities: dict[str, list[float]] = field(default_factory=dict)
     thresholds: dict = field(default_factory=dict)
     model_version: str = ""
+    # Listings not deleted with a photo reused from another seller, and photos
+    # of such listings per quality finding.
+    photos_reused: int = 0
+    photo_findings: dict[str, int] = field(default_factory=dict)
 
 
 def dashboard(*, days: int = 14, now: datetime | None = None) -> Dashboard:
@@ -270,7 +276,32 @@ def dashboard(*, days: int = 14, now: datetime | None = None) -> Dashboard:
         similarities=similarities,
         thresholds=thresholds,
         model_version=str(newest.model_version) if newest else "",
+        photos_reused=photo_reuse_count(),
+        photo_findings=photo_finding_counts(),
     )
+
+
+def photo_reuse_count() -> int:
+    """Listings (not deleted) with a photo the same as another seller's."""
+    return (
+        Listing.objects.filter(
+            deleted_at__isnull=True, images__reused_from__isnull=False
+        )
+        .distinct()
+        .count()
+    )
+
+
+def photo_finding_counts() -> dict[str, int]:
+    """Photos of listings not deleted, per quality finding (label: count)."""
+    images = ListingImage.objects.filter(listing__deleted_at__isnull=True)
+    counts = images.aggregate(
+        **{
+            code: Count("pk", filter=Q(quality_flags__contains=f" {code} "))
+            for code in FINDING_LABELS
+        }
+    )
+    return {FINDING_LABELS[code]: n for code, n in counts.items()}
 
 
 def _overturns(human: QuerySet) -> list[dict]:
@@ -353,6 +384,32 @@ def _image_band(bands: dict[str, str], category_ok: bool) -> str:
     return max(found, key=BAND_SEVERITY.__getitem__, default="")
 
 
+def _photo_evidence(rows: list[dict], by_index: dict[int, dict]) -> None:
+    """Each row's photo signals from the score: quality findings in words, and
+    the other seller's photo it reuses (fetched in one query), if any."""
+    reused = {
+        row["number"]: by_index[row["number"]]["reuse"]
+        for row in rows
+        if (by_index.get(row["number"]) or {}).get("reuse")
+    }
+    others = ListingImage.objects.select_related("listing__seller").in_bulk(
+        [reuse["image_id"] for reuse in reused.values()]
+    )
+    for row in rows:
+        seen = by_index.get(row["number"], {})
+        row["quality"] = [FINDING_LABELS.get(c, c) for c in seen.get("quality", [])]
+        reuse = reused.get(row["number"])
+        row["reuse"] = (
+            {
+                **reuse,
+                "first_seen": datetime.fromisoformat(reuse["first_seen"]),
+                "image": others.get(reuse["image_id"]),
+            }
+            if reuse
+            else None
+        )
+
+
 def review_evidence(listing: Listing) -> dict:
     """What a moderator needs to see about a listing, in display order."""
     score = listing.score
@@ -402,6 +459,7 @@ def review_evidence(listing: Listing) -> dict:
         ),
         default=None,
     )
+    _photo_evidence(rows, by_index)
     decisions = list(listing.decisions.select_related("actor").order_by("-created_at"))
     appeal = listing.appeals.select_related("rejection__actor").first()
     return {

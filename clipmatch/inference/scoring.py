@@ -101,6 +101,10 @@ class ImageEvidence:
     listed_rank: int | None
     bands: dict[str, str] = field(default_factory=dict)
     category_ok: bool = True
+    # Photo signals (listings.services.photos): quality finding codes, and the
+    # same photo on another seller's listing, when there is one.
+    quality: list[str] = field(default_factory=list)
+    reuse: dict | None = None
 
 
 @dataclass

@@ -199,6 +199,43 @@ CLIPMATCH = {
     # loopback address; otherwise it is a 404.
     "METRICS_TOKEN": env("CLIPMATCH_METRICS_TOKEN", default=""),
     "METRICS_ALLOW_PRIVATE": env.bool("CLIPMATCH_METRICS_ALLOW_PRIVATE", default=False),
+    # Reused photos: a new photo whose perceptual hash is within NEAR_DISTANCE bits
+    # of a photo on another seller's live or recently removed listing and whose
+    # image embedding has at least NEAR_MIN_COSINE with it, or within MAX_DISTANCE
+    # bits and at least MIN_COSINE, is the same photo. Calibrated for the bundled
+    # model by `python -m training.photo_reuse_eval` (README, "Reused photos").
+    "PHOTO_REUSE_NEAR_DISTANCE": env.int(
+        "CLIPMATCH_PHOTO_REUSE_NEAR_DISTANCE", default=4
+    ),
+    "PHOTO_REUSE_NEAR_MIN_COSINE": env.float(
+        "CLIPMATCH_PHOTO_REUSE_NEAR_MIN_COSINE", default=0.85
+    ),
+    "PHOTO_REUSE_MAX_DISTANCE": env.int(
+        "CLIPMATCH_PHOTO_REUSE_MAX_DISTANCE", default=10
+    ),
+    "PHOTO_REUSE_MIN_COSINE": env.float(
+        "CLIPMATCH_PHOTO_REUSE_MIN_COSINE", default=0.90
+    ),
+    # A listing deleted by its seller or rejected this many days ago or less still
+    # counts: a photo lifted from it is still someone else's.
+    "PHOTO_REUSE_RECENT_DAYS": env.int("CLIPMATCH_PHOTO_REUSE_RECENT_DAYS", default=90),
+    # Photo quality: where each finding starts, measured on a 256x256 grey copy
+    # (grey levels 0-255; sharpness is the variance of its Laplacian per 100 of its
+    # own variance: a catalog photo scores about 30, one blurred by a 2-pixel
+    # Gaussian 0.8), and for each whether it sends the listing to review
+    # ("review") or is only said ("advise").
+    "PHOTO_MIN_SIDE": env.int("CLIPMATCH_PHOTO_MIN_SIDE", default=160),
+    "PHOTO_MIN_SHARPNESS": env.float("CLIPMATCH_PHOTO_MIN_SHARPNESS", default=1.5),
+    "PHOTO_DARK_BELOW": env.float("CLIPMATCH_PHOTO_DARK_BELOW", default=40.0),
+    "PHOTO_BRIGHT_ABOVE": env.float("CLIPMATCH_PHOTO_BRIGHT_ABOVE", default=235.0),
+    "PHOTO_BLANK_CONTRAST_BELOW": env.float(
+        "CLIPMATCH_PHOTO_BLANK_CONTRAST_BELOW", default=6.0
+    ),
+    "PHOTO_TOO_SMALL": env("CLIPMATCH_PHOTO_TOO_SMALL", default="advise"),
+    "PHOTO_BLURRED": env("CLIPMATCH_PHOTO_BLURRED", default="advise"),
+    "PHOTO_TOO_DARK": env("CLIPMATCH_PHOTO_TOO_DARK", default="advise"),
+    "PHOTO_TOO_BRIGHT": env("CLIPMATCH_PHOTO_TOO_BRIGHT", default="advise"),
+    "PHOTO_NEARLY_BLANK": env("CLIPMATCH_PHOTO_NEARLY_BLANK", default="advise"),
 }
 
 # --- REST API -------------------------------------------------------------------------

@@ -29,3 +29,23 @@ Q_CLUSTER["name"] = env(
 )
 # One worker unless a test starts a cluster of more (the chaos test).
 Q_CLUSTER["workers"] = env.int("Q_WORKERS", default=1)
+
+# The suite's photos are tiny, nearly plain PNGs: the photo quality findings would
+# advise on every one of them. Off here (nothing is below 0 or above 255, nothing
+# is smaller than 1 pixel, and a 0 sharpness or contrast limit is off); the tests
+# of the findings set the defaults back.
+PHOTO_QUALITY_DEFAULTS = {
+    key: CLIPMATCH[key]
+    for key in (
+        "PHOTO_MIN_SIDE",
+        "PHOTO_MIN_SHARPNESS",
+        "PHOTO_DARK_BELOW",
+        "PHOTO_BRIGHT_ABOVE",
+        "PHOTO_BLANK_CONTRAST_BELOW",
+    )
+}
+CLIPMATCH["PHOTO_MIN_SIDE"] = 1
+CLIPMATCH["PHOTO_MIN_SHARPNESS"] = 0.0
+CLIPMATCH["PHOTO_DARK_BELOW"] = 0.0
+CLIPMATCH["PHOTO_BRIGHT_ABOVE"] = 255.0
+CLIPMATCH["PHOTO_BLANK_CONTRAST_BELOW"] = 0.0

@@ -18,6 +18,7 @@ from listings.models import (
 )
 from listings.roles import actor_as_seen_by, is_moderator
 from listings.webhooks.models import WebhookDelivery, WebhookEndpoint
+from listings.webhooks.payloads import PhotoReuseSerializer
 
 # Characters that make a text read other than it is (bidi overrides and isolates
 # reorder what follows), or that are no text at all (a byte order mark, the
@@ -171,6 +172,17 @@ class ImageEvidenceSerializer(serializers.Serializer):
     listed_rank = serializers.IntegerField(allow_null=True)
     bands = BandsSerializer()
     category_ok = serializers.BooleanField()
+    quality = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Photo quality findings: too_small, blurred, too_dark, "
+        "too_bright, nearly_blank.",
+    )
+    reuse = PhotoReuseSerializer(
+        required=False,
+        allow_null=True,
+        help_text="The same photo on another seller's listing, when it is.",
+    )
 
 
 class ModelVersionRefSerializer(serializers.Serializer):

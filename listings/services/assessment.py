@@ -4,10 +4,11 @@ the batches a worker scores at once."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
+from django.db.models import prefetch_related_objects
 
 from clipmatch.images import decode_image
 from clipmatch.inference.images import UnreadableImage, sha256_hex
@@ -29,6 +30,7 @@ from clipmatch.services import (
 )
 from listings.models import Category, Listing, ListingImage
 from listings.services.exceptions import ImageStorageError
+from listings.services.photos import photos_check
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class Content:
     description: str
     category_name: str
     images: list[bytes]
+    # A stored listing: its images' photo signals are written, and its photos
+    # looked up among other sellers' (none for the API's pre-publish check).
+    listing: Listing | None = None
 
 
 def listing_content(listing: Listing) -> Content:
@@ -59,13 +64,21 @@ def listing_content(listing: Listing) -> Content:
         description=listing.description,
         category_name=listing.category.name,
         images=images,
+        listing=listing,
     )
 
 
-def listing_assess(listing: Listing, active: ActiveModel) -> Assessment:
+def listing_assess(
+    listing: Listing, active: ActiveModel, *, store_signals: bool = True
+) -> Assessment:
     """Score a stored listing's content as it is now; raises ImageStorageError when
-    a file cannot be read, UnreadableImage when one cannot be decoded."""
-    return _raise_or_return(contents_assess([listing_content(listing)], active)[0])
+    a file cannot be read, UnreadableImage when one cannot be decoded. Without
+    `store_signals` (a shadow model's look) its images' photo signals are neither
+    written nor looked up among other sellers'."""
+    content = listing_content(listing)
+    if not store_signals:
+        content = replace(content, listing=None)
+    return _raise_or_return(contents_assess([content], active)[0])
 
 
 def content_assess(
@@ -80,7 +93,8 @@ def content_assess(
     scorer behind both a stored listing's check and the API's pre-publish check.
 
     Embeddings are cached by content hash, so a checked photo submitted later as a
-    listing costs no second model run.
+    listing costs no second model run. The photo signals (quality; reused photos
+    for a stored listing) come from the pictures decoded for the model.
     """
     content = Content(title, description, category_name, images)
     return _raise_or_return(contents_assess([content], active)[0])
@@ -107,9 +121,14 @@ def contents_assess(
     # ORM's back can never borrow another image's cached vector.
     keyed = [[(sha256_hex(data), data) for data in c.images] for c in contents]
     engine = active.engine
+    decoded = {}  # content hash -> the picture decoded for the model, for the signals
     image_vectors, errors = embeddings_images_isolated(
         version=active.version,
-        images=[(key, partial(_decode, data)) for keys in keyed for key, data in keys],
+        images=[
+            (key, partial(_decode, data, key, decoded))
+            for keys in keyed
+            for key, data in keys
+        ],
         engine=engine,
     )
     texts = list(dict.fromkeys(t for c in contents for t in _texts(c)))
@@ -135,16 +154,33 @@ def contents_assess(
             number, exc = broken
             results.append(UnreadableImage(f"Image {number}: {exc}"))
             continue
-        results.append(
-            _assess_vectors(
-                content.category_name,
-                [image_vectors[key] for key, _ in keys],
-                [text_vectors[t] for t in _texts(content)],
-                names,
-                classes,
-                active,
-            )
+        vectors = [image_vectors[key] for key, _ in keys]
+        assessment = _assess_vectors(
+            content.category_name,
+            vectors,
+            [text_vectors[t] for t in _texts(content)],
+            names,
+            classes,
+            active,
         )
+        try:
+            results.append(
+                photos_check(
+                    assessment=assessment,
+                    images=content.images,
+                    pictures={
+                        n: decoded[key]
+                        for n, (key, _) in enumerate(keys)
+                        if key in decoded
+                    },
+                    vectors=vectors,
+                    active=active,
+                    decode=_decode_numbered,
+                    listing=content.listing,
+                )
+            )
+        except UnreadableImage as exc:
+            results.append(exc)
     return results
 
 
@@ -188,15 +224,33 @@ def listings_assess_stored(
         (cached if whole and keys else rest).append(listing)
     results: dict[int, Assessment | ImageStorageError | UnreadableImage] = {}
     names_of, classes = _categories(active, [item.category.name for item in cached])
+    # Their photo signals as stored (a threshold change re-routes; it does not
+    # look for reused photos again): no file read, no query per listing.
+    prefetch_related_objects(cached, "images")
     for listing, names in zip(cached, names_of, strict=True):
-        results[listing.pk] = _assess_vectors(
-            listing.category.name,
-            [images[key][0] for key in image_keys[listing.pk]],
-            [texts[text_hash(t)] for t in _texts(listing)],
-            names,
-            classes,
-            active,
-        )
+        vectors = [images[key][0] for key in image_keys[listing.pk]]
+        try:
+            results[listing.pk] = photos_check(
+                assessment=_assess_vectors(
+                    listing.category.name,
+                    vectors,
+                    [texts[text_hash(t)] for t in _texts(listing)],
+                    names,
+                    classes,
+                    active,
+                ),
+                images=[None] * len(vectors),
+                pictures={},
+                vectors=vectors,
+                active=active,
+                decode=_decode_numbered,
+                listing=listing,
+                lookup=False,
+            )
+        except (UnreadableImage, ImageStorageError) as exc:
+            results[listing.pk] = exc
+        except OSError as exc:  # a file its signals were to come from is gone
+            results[listing.pk] = ImageStorageError(f"{exc}")
     contents = {}
     for listing in rest:
         try:
@@ -269,5 +323,14 @@ def _assess_vectors(
     )
 
 
-def _decode(data: bytes):
-    return decode_image(data).image
+def _decode(data: bytes, key: str, decoded: dict):
+    picture = decode_image(data).image
+    decoded[key] = picture
+    return picture
+
+
+def _decode_numbered(number: int, data: bytes):
+    try:
+        return decode_image(data).image
+    except UnreadableImage as exc:
+        raise UnreadableImage(f"Image {number}: {exc}") from exc

@@ -348,7 +348,7 @@ def listing_score_shadow(
     ).exists():
         return ScoreOutcome(listing_id, "exists", listing.status)
     try:
-        assessment = listing_assess(listing, shadow)
+        assessment = listing_assess(listing, shadow, store_signals=False)
     except UnreadableImage as exc:
         return ScoreOutcome(listing_id, "failed", listing.status, str(exc))
     ListingScore.objects.get_or_create(

@@ -64,6 +64,10 @@ def test_demo_summary_counts_catches_and_false_flags(queued):
         "planted_mismatches": 2,
         "caught": 1,
         "honest_flagged": 0,
+        "planted_reused": 0,
+        "reused_caught": 0,
+        "planted_unusable": 0,
+        "unusable_caught": 0,
     }
 
 

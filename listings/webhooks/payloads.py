@@ -96,6 +96,29 @@ class WebhookDecisionSerializer(serializers.Serializer):
         return actor_as_seen_by(decision, self.context["viewer"])
 
 
+class PhotoReuseSerializer(serializers.Serializer):
+    """The same photo on another seller's listing (listings.services.photos)."""
+
+    listing_id = serializers.IntegerField(help_text="The other seller's listing.")
+    image_id = serializers.IntegerField()
+    position = serializers.IntegerField()
+    first_seen = serializers.DateTimeField(help_text="When that photo was stored.")
+    distance = serializers.IntegerField(help_text="Perceptual hash distance, bits.")
+    cosine = serializers.FloatField(help_text="Cosine of the image embeddings.")
+
+
+class WebhookPhotoSerializer(serializers.Serializer):
+    """One image of the listing's score: its quality findings and where it was
+    reused from, if anywhere."""
+
+    index = serializers.IntegerField(help_text="1-based, as in the listing's score.")
+    quality = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="too_small, blurred, too_dark, too_bright, nearly_blank.",
+    )
+    reuse = PhotoReuseSerializer(allow_null=True)
+
+
 class WebhookEventSerializer(serializers.Serializer):
     """The body of every webhook POST, `listing.verdict` and `listing.decision`
     alike."""
@@ -107,6 +130,25 @@ class WebhookEventSerializer(serializers.Serializer):
     )
     listing = WebhookListingSerializer(source="decision")
     decision = WebhookDecisionSerializer()
+    photos = serializers.SerializerMethodField(
+        help_text="Per image of the listing's score: photo quality and reuse."
+    )
+
+    @extend_schema_field(WebhookPhotoSerializer(many=True))
+    def get_photos(self, event) -> list[dict]:
+        score = event.decision.listing.score
+        rows = score.images if score is not None else []
+        return WebhookPhotoSerializer(
+            [
+                {
+                    "index": row["index"],
+                    "quality": row.get("quality", []),
+                    "reuse": row.get("reuse"),
+                }
+                for row in rows
+            ],
+            many=True,
+        ).data
 
 
 def webhook_payload(*, event: WebhookEvent, viewer) -> dict:

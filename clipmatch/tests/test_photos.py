@@ -1,0 +1,137 @@
+"""The photo signals of the inference core: perceptual hash, bands, quality."""
+
+import io
+import random
+
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+
+from clipmatch.inference import photos
+
+LIMITS = photos.QualityLimits(
+    min_side=256,
+    min_sharpness=1.5,
+    max_dark=40.0,
+    min_bright=235.0,
+    max_blank_contrast=6.0,
+)
+
+
+def catalog_photo(index=0, size=320):
+    """A product-like photo: a few coloured shapes on a light gradient."""
+    rng = random.Random(index)
+    gradient = (
+        Image.linear_gradient("L").resize((size, size)).point(lambda v: 170 + v // 4)
+    )
+    image = Image.merge("RGB", (gradient, gradient, gradient))
+    draw = ImageDraw.Draw(image)
+    for _ in range(4):
+        x, y = rng.randrange(size // 2), rng.randrange(size // 2)
+        w, h = rng.randrange(size // 6, size // 2), rng.randrange(size // 6, size // 2)
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape((x, y, x + w, y + h), fill=colour, outline=(20, 20, 20), width=3)
+    return image
+
+
+def jpeg(image, quality=70):
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def test_a_reencoded_half_size_copy_hashes_within_a_few_bits():
+    photo = catalog_photo()
+    copy = jpeg(photo.resize((160, 160)))
+
+    assert (
+        photos.hamming(photos.perceptual_hash(photo), photos.perceptual_hash(copy)) <= 2
+    )
+
+
+def test_a_cropped_copy_is_near_one_of_the_stored_crops():
+    photo = catalog_photo()
+    cropped = jpeg(photo.crop((0, 0, 288, 288)))  # 10% off the right and bottom
+
+    whole = photos.hamming(
+        photos.perceptual_hash(photo), photos.perceptual_hash(cropped)
+    )
+    distance = photos.variants_distance(
+        photos.hash_variants(cropped), photos.hash_variants(photo)
+    )
+    assert distance <= 4 < whole
+
+
+def test_every_hash_has_half_its_bits_set_so_distances_are_even():
+    values = [photos.perceptual_hash(catalog_photo(i)) for i in range(5)]
+
+    assert {v.bit_count() for v in values} == {32}
+    assert all(photos.hamming(a, values[0]) % 2 == 0 for a in values)
+
+
+def test_bands_split_the_hash_and_signed_storage_round_trips():
+    value = 0xF10B2EF50AB99878
+
+    assert photos.bands(value) == (0xF10B, 0x2EF5, 0x0AB9, 0x9878)
+    assert photos.to_signed(value) < 0
+    assert photos.to_unsigned(photos.to_signed(value)) == value
+
+
+def test_a_band_search_radius_finds_every_hash_within_the_distance():
+    # Two hashes 7 bits apart: some band differs by at most 7 // 4 = 1 bit.
+    a = 0x0123456789ABCDEF
+    b = a ^ 0b1 ^ (0b11 << 20) ^ (0b11 << 40) ^ (0b11 << 60)
+    radius = photos.band_radius(photos.hamming(a, b))
+
+    assert radius == 1
+    assert len(photos.band_neighbours(0, radius)) == 17
+    assert any(
+        nb in photos.band_neighbours(na, radius)
+        for na, nb in zip(photos.bands(a), photos.bands(b), strict=True)
+    )
+
+
+def test_a_sharp_catalog_photo_or_one_barely_softened_has_no_findings():
+    photo = catalog_photo()
+    softened = photo.filter(ImageFilter.GaussianBlur(1))
+
+    for image in (photo, softened):
+        assert photos.quality_findings(photos.quality_measures(image), LIMITS) == []
+
+
+def test_small_blurred_dark_bright_and_blank_photos_are_each_found():
+    photo = catalog_photo()
+    cases = {
+        "small": photo.resize((120, 120)),
+        "blurred": photo.filter(ImageFilter.GaussianBlur(2)),
+        "dark": ImageEnhance.Brightness(photo).enhance(0.15),
+        "bright": ImageEnhance.Brightness(photo).enhance(4.0),
+        "blank": Image.new("RGB", (400, 300), (128, 128, 128)),
+    }
+
+    found = {
+        name: photos.quality_findings(photos.quality_measures(image), LIMITS)
+        for name, image in cases.items()
+    }
+    assert found == {
+        "small": ["too_small"],
+        "blurred": ["blurred"],
+        "dark": ["too_dark"],
+        "bright": ["too_bright"],
+        "blank": ["nearly_blank"],
+    }
+
+
+def test_findings_read_as_sentences_with_their_measure_and_limit():
+    measures = photos.quality_measures(Image.new("RGB", (120, 90), (10, 10, 10)))
+    codes = photos.quality_findings(measures, LIMITS)
+
+    assert [
+        photos.finding_sentence(code, "Image 2", measures.as_dict(), LIMITS)
+        for code in codes
+    ] == [
+        "Image 2 is too small to judge (120×90 pixels; at least 256 on the shorter "
+        "side).",
+        "Image 2 is too dark (brightness 10 of 255, below 40).",
+        "Image 2 is nearly blank (contrast 0.0, below 6.0).",
+    ]

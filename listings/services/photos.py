@@ -1,0 +1,332 @@
+"""Photo signals in scoring: reused photos across sellers and photos too poor to
+judge. `photos_check` is the one call the scoring path makes (from
+`assessment.content_assess`), with the pictures it already decoded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from functools import partial
+
+import numpy as np
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from PIL import Image
+
+from clipmatch import conf
+from clipmatch.images import decode_image
+from clipmatch.inference import photos as core
+from clipmatch.inference.scoring import REVIEW, Assessment, worst
+from clipmatch.services import ActiveModel, embeddings_images
+from listings.models import ImageHash, Listing, ListingImage
+
+# The setting that says whether each finding routes to review or only advises.
+ACTION_SETTINGS = {
+    core.TOO_SMALL: "PHOTO_TOO_SMALL",
+    core.BLURRED: "PHOTO_BLURRED",
+    core.TOO_DARK: "PHOTO_TOO_DARK",
+    core.TOO_BRIGHT: "PHOTO_TOO_BRIGHT",
+    core.NEARLY_BLANK: "PHOTO_NEARLY_BLANK",
+}
+
+
+def quality_limits() -> core.QualityLimits:
+    return core.QualityLimits(
+        min_side=conf.get("PHOTO_MIN_SIDE"),
+        min_sharpness=conf.get("PHOTO_MIN_SHARPNESS"),
+        max_dark=conf.get("PHOTO_DARK_BELOW"),
+        min_bright=conf.get("PHOTO_BRIGHT_ABOVE"),
+        max_blank_contrast=conf.get("PHOTO_BLANK_CONTRAST_BELOW"),
+    )
+
+
+def finding_routes(code: str) -> bool:
+    """Whether a quality finding sends the listing to review (else it advises)."""
+    return conf.get(ACTION_SETTINGS[code]) == "review"
+
+
+def photo_signals(picture: Image.Image) -> tuple[list[int], dict]:
+    """A decoded picture's hashes (unsigned, CROP_VARIANTS order; none for a flat
+    picture, which is nobody's photo) and quality."""
+    measures = core.quality_measures(picture)
+    quality = {
+        "measures": measures.as_dict(),
+        "findings": core.quality_findings(measures, quality_limits()),
+    }
+    if measures.contrast < core.MIN_HASH_CONTRAST:
+        return [], quality
+    return core.hash_variants(picture), quality
+
+
+def image_signals_store(
+    *, image: ListingImage, hashes: list[int], quality: dict
+) -> None:
+    """Write an image's signals; the hash rows replace any it had."""
+    with transaction.atomic():
+        ImageHash.objects.filter(image=image).delete()
+        ImageHash.objects.bulk_create(
+            [
+                ImageHash(
+                    image=image,
+                    variant=variant,
+                    phash=core.to_signed(value),
+                    **{f"band{n}": b for n, b in enumerate(core.bands(value))},
+                )
+                for variant, value in enumerate(hashes)
+            ]
+        )
+        fields = {
+            "phash": core.to_signed(hashes[0]) if hashes else None,
+            "quality": quality,
+            "quality_flags": _flags(quality["findings"]),
+            "signals_at": timezone.now(),
+        }
+        ListingImage.objects.filter(pk=image.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(image, name, value)
+
+
+def _flags(findings: Sequence[str]) -> str:
+    return f" {' '.join(findings)} " if findings else ""
+
+
+def _stored_hashes(image_ids: Sequence[int]) -> dict[int, list[int]]:
+    found: dict[int, dict[int, int]] = {}
+    rows = ImageHash.objects.filter(image_id__in=image_ids).values_list(
+        "image_id", "variant", "phash"
+    )
+    for image_id, variant, value in rows:
+        found.setdefault(image_id, {})[variant] = core.to_unsigned(value)
+    return {
+        image_id: [variants[n] for n in sorted(variants)]
+        for image_id, variants in found.items()
+    }
+
+
+def _lookup_clause(hashes: list[int], radius: int) -> Q:
+    """Rows whose band is within `radius` bits of a band of the new photo's hash
+    (any variant), or of one of its crops' hashes (the stored photo's own hash):
+    eight IN lookups, each served by an index on (band, variant)."""
+    clause = Q()
+    whole = core.bands(hashes[0])
+    crops: list[set[int]] = [set() for _ in range(core.BANDS)]
+    for value in hashes[1:]:
+        for n, band in enumerate(core.bands(value)):
+            crops[n].update(core.band_neighbours(band, radius))
+    for n in range(core.BANDS):
+        clause |= Q(**{f"band{n}__in": core.band_neighbours(whole[n], radius)})
+        if crops[n]:
+            clause |= Q(**{f"band{n}__in": sorted(crops[n]), "variant": 0})
+    return clause
+
+
+def reuse_eligible(*, seller_id: int, listing_id: int, now: datetime) -> Q:
+    """Images on other sellers' listings that are live, or were removed (deleted
+    or rejected) within PHOTO_REUSE_RECENT_DAYS; as a filter on ImageHash."""
+    since = now - timedelta(days=conf.get("PHOTO_REUSE_RECENT_DAYS"))
+    live = Q(image__listing__deleted_at__isnull=True) & ~Q(
+        image__listing__status=Listing.Status.REJECTED
+    )
+    removed = Q(image__listing__deleted_at__gte=since) | Q(
+        image__listing__deleted_at__isnull=True,
+        image__listing__status=Listing.Status.REJECTED,
+        image__listing__updated_at__gte=since,
+    )
+    return (
+        (live | removed)
+        & ~Q(image__listing__seller_id=seller_id)
+        & ~Q(image__listing_id=listing_id)
+    )
+
+
+def reuse_candidates(
+    *, hashes: list[int], seller_id: int, listing_id: int, now: datetime
+) -> list[tuple[int, int]]:
+    """(image id, distance) of other sellers' photos within the Hamming cut-off.
+
+    The distance is `core.variants_distance`, from the rows the band lookup
+    returns alone: a stored variant within the cut-off always shares a band
+    within the radius, so the rows it does not return are further off.
+    """
+    max_distance = conf.get("PHOTO_REUSE_MAX_DISTANCE")
+    clause = _lookup_clause(hashes, core.band_radius(max_distance))
+    rows = (
+        ImageHash.objects.filter(clause)
+        .filter(reuse_eligible(seller_id=seller_id, listing_id=listing_id, now=now))
+        .values_list("image_id", "variant", "phash")
+    )
+    best: dict[int, int] = {}
+    for image_id, variant, value in rows:
+        stored = core.to_unsigned(value)
+        distance = core.hamming(hashes[0], stored)
+        if variant == 0:
+            distance = min([distance, *(core.hamming(h, stored) for h in hashes[1:])])
+        if distance <= max_distance:
+            best[image_id] = min(distance, best.get(image_id, distance))
+    return sorted(best.items())
+
+
+def reuse_confirmed(distance: int, cosine: float) -> bool:
+    """Whether a near hash is the same photo: a hash that barely changed needs
+    less confirmation from the embeddings than one further off."""
+    if distance <= conf.get("PHOTO_REUSE_NEAR_DISTANCE") and cosine >= conf.get(
+        "PHOTO_REUSE_NEAR_MIN_COSINE"
+    ):
+        return True
+    return distance <= conf.get("PHOTO_REUSE_MAX_DISTANCE") and cosine >= conf.get(
+        "PHOTO_REUSE_MIN_COSINE"
+    )
+
+
+def _read_file(image: ListingImage) -> Image.Image:
+    with image.image.open("rb") as fh:
+        return decode_image(fh.read()).image
+
+
+def reuse_find(
+    *,
+    hashes: list[int],
+    vector: np.ndarray,
+    seller_id: int,
+    listing_id: int,
+    active: ActiveModel,
+    now: datetime,
+) -> dict | None:
+    """The earliest other seller's photo that is the same photo: near in hash and
+    confirmed by the cosine of the cached image embeddings; None when none is."""
+    candidates = reuse_candidates(
+        hashes=hashes, seller_id=seller_id, listing_id=listing_id, now=now
+    )
+    if not candidates:
+        return None
+    distances = dict(candidates)
+    images = list(
+        ListingImage.objects.filter(pk__in=distances)
+        .select_related("listing")
+        .order_by("created_at", "pk")
+    )
+    vectors = embeddings_images(
+        version=active.version,
+        images=[(image.content_hash, partial(_read_file, image)) for image in images],
+        engine=active.engine,
+    )
+    for image, other in zip(images, vectors, strict=True):
+        cosine = float(np.dot(vector, other))
+        if reuse_confirmed(distances[image.pk], cosine):
+            return {
+                "image_id": image.pk,
+                "listing_id": image.listing_id,
+                "position": image.position,
+                "first_seen": image.created_at.isoformat(),
+                "distance": distances[image.pk],
+                "cosine": round(cosine, 4),
+            }
+    return None
+
+
+def _day(moment: str) -> str:
+    when = timezone.localtime(datetime.fromisoformat(moment))
+    if when.year == timezone.localtime().year:
+        return f"{when.day} {when:%b}"
+    return f"{when.day} {when:%b %Y}"
+
+
+def reuse_sentence(label: str, reuse: dict) -> str:
+    return (
+        f"{label} is the same photo as listing #{reuse['listing_id']} by another "
+        f"seller (first seen {_day(reuse['first_seen'])})."
+    )
+
+
+def photos_check(
+    *,
+    assessment: Assessment,
+    images: Sequence[bytes | None],
+    pictures: dict[int, Image.Image],
+    vectors: Sequence[np.ndarray],
+    active: ActiveModel,
+    decode: Callable[[int, bytes], Image.Image],
+    listing: Listing | None = None,
+    lookup: bool = True,
+) -> Assessment:
+    """Add the photo signals to an assessment: quality findings for every image
+    and, for a stored listing, photos reused from other sellers' listings.
+
+    `pictures` holds the images (by 0-based position) the scorer decoded; an image
+    whose embedding was cached is decoded here only if its signals are not stored
+    yet (from its file when `images` holds None for it). A stored listing's images
+    get their signals written. Without `lookup` (a re-route from cached
+    embeddings) a stored listing keeps the reuse finding its images have.
+    """
+    if not assessment.images:
+        return assessment
+    stored = list(listing.images.all()) if listing is not None else []
+    hashes_of = _stored_hashes([i.pk for i in stored if i.signals_at]) if lookup else {}
+    limits = quality_limits()
+    now = timezone.now()
+    many = len(images) > 1
+    reasons, bands, evidence = [], [assessment.verdict], []
+    for index, (data, item) in enumerate(zip(images, assessment.images, strict=True)):
+        image = stored[index] if stored else None
+        label = f"Image {index + 1}" if many else "The image"
+        if image is not None and image.signals_at is not None:
+            hashes, quality = hashes_of.get(image.pk, []), image.quality
+        else:
+            picture = pictures.get(index)
+            if picture is None:
+                picture = (
+                    decode(index + 1, data) if data is not None else _read_file(image)
+                )
+            hashes, quality = photo_signals(picture)
+            if image is not None:
+                image_signals_store(image=image, hashes=hashes, quality=quality)
+        # Judged by the limits in force now, from the measures however old.
+        measures = core.QualityMeasures(**quality["measures"])
+        findings = core.quality_findings(measures, limits)
+        for code in findings:
+            reasons.append(
+                core.finding_sentence(code, label, quality["measures"], limits)
+            )
+            if finding_routes(code):
+                bands.append(REVIEW)
+        reuse = None
+        if image is not None and not lookup:
+            reuse = image.reuse
+        elif image is not None and hashes:
+            reuse = reuse_find(
+                hashes=hashes,
+                vector=vectors[index],
+                seller_id=listing.seller_id,
+                listing_id=listing.pk,
+                active=active,
+                now=now,
+            )
+        if image is not None and lookup:
+            ListingImage.objects.filter(pk=image.pk).update(
+                reused_from_id=reuse["image_id"] if reuse else None, reuse=reuse
+            )
+        if image is not None and reuse:
+            reasons.append(reuse_sentence(label, reuse))
+            bands.append(REVIEW)
+        evidence.append(replace(item, quality=findings, reuse=reuse))
+    return replace(
+        assessment,
+        verdict=worst(bands),
+        reasons=[*assessment.reasons, *reasons],
+        images=evidence,
+    )
+
+
+def image_signals_backfill(*, image: ListingImage) -> bool:
+    """Compute and store one stored image's hashes and quality from its file.
+    False (and nothing written) when the file cannot be read or decoded: its
+    listing's scoring reports that already."""
+    try:
+        picture = _read_file(image)
+    except (OSError, ValueError):
+        return False
+    hashes, quality = photo_signals(picture)
+    image_signals_store(image=image, hashes=hashes, quality=quality)
+    return True
