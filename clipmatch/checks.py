@@ -1,8 +1,8 @@
 """System checks: every CLIPMATCH and CLIPMATCH_API value, and the combinations that
 break scoring or webhooks silently.
 
-Ids: E001-E006 combinations (below); E010 a key or a whole dict missing, E011 an
-unknown key, E012-E025 one kind of value each (clipmatch.conf names them).
+Ids: E001-E007 combinations (below); E010 a key or a whole dict missing, E011 an
+unknown key, E012-E026 one kind of value each (clipmatch.conf names them).
 """
 
 from django.conf import settings
@@ -104,5 +104,21 @@ def check_webhook_queue(app_configs=None, **kwargs):
             f"CLIPMATCH_WEBHOOK_QUEUE ({queue!r}) must differ from the Q_CLUSTER name "
             f"({name!r}), or webhook tasks share the scoring queue.",
             id="clipmatch.E006",
+        )
+    ]
+
+
+@register()
+def check_precision_on_device(app_configs=None, **kwargs):
+    """fp16 runs on CUDA only. With CLIPMATCH_DEVICE=auto the device is known only
+    where the model loads (torch is not imported here): the engine refuses there."""
+    if conf.get_or_none("PRECISION") != "fp16" or conf.get_or_none("DEVICE") != "cpu":
+        return []
+    return [
+        Error(
+            "CLIPMATCH_PRECISION fp16 runs on CUDA only, and CLIPMATCH_DEVICE is cpu.",
+            hint="Use bf16 or fp32 on the CPU, or auto (bf16 where the CPU has "
+            "bf16 instructions, else fp32).",
+            id="clipmatch.E007",
         )
     ]

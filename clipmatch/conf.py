@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from clipmatch.inference.engine import PRECISIONS
 from clipmatch.inference.images import FORMAT_CONTENT_TYPES
 from clipmatch.inference.scoring import Thresholds
 
@@ -75,6 +76,12 @@ def _share(value: Any) -> str | None:
 def _device(value: Any) -> str | None:
     if value not in DEVICES:
         return f"must be one of {', '.join(DEVICES)}, not {value!r}"
+    return None
+
+
+def _precision(value: Any) -> str | None:
+    if value not in PRECISIONS:
+        return f"must be one of {', '.join(PRECISIONS)}, not {value!r}"
     return None
 
 
@@ -201,6 +208,7 @@ IMAGE_FORMATS = Rule("clipmatch.E022", _image_formats)
 TEXT = Rule("clipmatch.E023", _text)
 CURRENCY = Rule("clipmatch.E024", _currency)
 QUEUE = Rule("clipmatch.E025", _queue_name)
+PRECISION = Rule("clipmatch.E026", _precision)
 
 
 @dataclass(frozen=True)
@@ -255,6 +263,7 @@ SETTINGS: dict[str, Setting] = {
         [
             ("MODEL", "CLIPMATCH_MODEL", MODEL),
             ("DEVICE", "CLIPMATCH_DEVICE", DEVICE),
+            ("PRECISION", "CLIPMATCH_PRECISION", PRECISION),
             ("THRESHOLDS", "CLIPMATCH_THRESHOLDS", THRESHOLDS),
             ("CATEGORY_TOP_K", "CLIPMATCH_CATEGORY_TOP_K", COUNT_OR_ZERO),
             ("PROMPT_TEMPLATES", "", PROMPT_TEMPLATES),

@@ -336,14 +336,17 @@ def _check_no_trailing_data(fmt: str, data: bytes) -> None:
 def upright_rgb(image: Image.Image) -> Image.Image:
     """A decoded image turned as its EXIF says and converted to RGB on purpose:
     what the model sees, in the app and in fine-tuning alike."""
+    # exif_transpose always returns a new image (a copy when nothing turns): an RGB
+    # one is kept as it is, not copied a second time.
     return _to_rgb(ImageOps.exif_transpose(image))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any mode to RGB on purpose: alpha onto white, 16-bit scaled down."""
+    """Convert any mode to RGB on purpose: alpha onto white, 16-bit scaled down.
+    An RGB image is returned as it is (the caller's own copy)."""
     mode = image.mode
     if mode == "RGB":
-        return image.copy()
+        return image
     if mode == "P":
         image = image.convert("RGBA")
         mode = "RGBA"

@@ -63,11 +63,11 @@ def content_assess(
     texts = [title] + ([description] if description else [])
     # Keyed by the bytes read now, not a stored hash: a file replaced behind the
     # ORM's back can never borrow another image's cached vector.
+    engine = active.engine
     keyed = [
-        (sha256_hex(data), partial(_decode, number, data))
+        (sha256_hex(data), partial(_decode, number, data, engine))
         for number, data in enumerate(images, start=1)
     ]
-    engine = active.engine
     image_vectors = embeddings_images(
         version=active.version, images=keyed, engine=engine
     )
@@ -97,8 +97,10 @@ def content_assess(
     )
 
 
-def _decode(number: int, data: bytes):
+def _decode(number: int, data: bytes, engine):
+    # Called only for an image not cached yet, which the model embeds next anyway:
+    # decoded no larger than that model needs.
     try:
-        return decode_image(data).image
+        return decode_image(data, input_side=engine().input_side).image
     except UnreadableImage as exc:
         raise UnreadableImage(f"Image {number}: {exc}") from exc
