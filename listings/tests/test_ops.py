@@ -207,11 +207,19 @@ def test_a_finished_scoring_task_is_timed_from_its_queueing(monkeypatch):
     )
 
 
-def test_a_worker_preloads_the_model_and_times_it_only_when_asked(
+def test_a_worker_preloads_the_scoring_model_and_times_it_only_when_asked(
     monkeypatch, settings
 ):
     loaded = []
-    monkeypatch.setattr("clipmatch.runtime.get_engine", lambda: loaded.append(1))
+
+    class Active:
+        version = "tiny@0"
+
+        def engine(self):
+            loaded.append(1)
+            return type("Engine", (), {"precision": "fp32", "device": "cpu"})()
+
+    monkeypatch.setattr("clipmatch.services.model_version_active", Active)
     count = "clipmatch_model_load_seconds_count"
     before = REGISTRY.get_sample_value(count) or 0
 
@@ -223,6 +231,19 @@ def test_a_worker_preloads_the_model_and_times_it_only_when_asked(
     metrics.worker_started(None, proc_name="Process-1")
     assert loaded == [1]
     assert REGISTRY.get_sample_value(count) == before + 1
+
+
+def test_the_webhook_clusters_workers_never_load_the_model(monkeypatch, settings):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(
+        "clipmatch.services.model_version_active",
+        lambda: pytest.fail("a webhook worker loaded the model"),
+    )
+    monkeypatch.setattr(Conf, "CLUSTER_NAME", settings.CLIPMATCH_API["WEBHOOK_QUEUE"])
+    settings.CLIPMATCH = {**settings.CLIPMATCH, "PRELOAD_MODEL": True}
+
+    metrics.worker_started(None, proc_name="Process-1")
 
 
 # --- request ids -------------------------------------------------------------------

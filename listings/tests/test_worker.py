@@ -166,3 +166,60 @@ def test_scoring_in_a_forked_child_finishes_and_the_parent_never_loads_torch(
     assert "PARENT_TORCH False" in result.stdout
     listing.refresh_from_db()
     assert listing.status == Listing.Status.PASSED
+
+
+def test_a_worker_loads_the_model_before_it_takes_its_first_task(model, qcluster):
+    wait_for(
+        lambda: "Model ready in" in qcluster.log_path.read_text(),
+        60,
+        "the worker to load its model",
+        qcluster.log_path,
+    )
+    listing = ListingFactory()
+    ListingImageFactory(listing=listing)
+
+    def routed():
+        listing.refresh_from_db()
+        return listing.status != Listing.Status.PENDING
+
+    wait_for(routed, 60, "the worker to score the listing", qcluster.log_path)
+
+    log = qcluster.log_path.read_text()
+    # The load happened before the task was taken: its run time never counts it.
+    assert log.index("Model ready in") < log.index("'listings.tasks.score_listing'")
+    assert "tiny-clip-0@" in log[log.index("Model ready in") :].splitlines()[0]
+    assert listing.status == Listing.Status.PASSED
+
+
+@pytest.fixture
+def broken_model(use_model, tiny_clip_dir, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "clip"}')
+    (broken / "clipmatch.json").write_text(
+        (tiny_clip_dir / "clipmatch.json").read_text()
+    )
+    use_model(broken, PASS_ALL)
+
+
+def test_a_model_that_fails_to_load_at_start_fails_tasks_not_the_worker(
+    broken_model, qcluster
+):
+    wait_for(
+        lambda: "Preloading the model in" in qcluster.log_path.read_text(),
+        60,
+        "the worker to try its model",
+        qcluster.log_path,
+    )
+    listing = ListingFactory()
+    ListingImageFactory(listing=listing)
+
+    def failed_once():
+        return ScoringAttempt.objects.filter(listing=listing).exclude(error="").first()
+
+    attempt = wait_for(failed_once, 60, "the task to fail", qcluster.log_path)
+
+    listing.refresh_from_db()
+    assert listing.status == Listing.Status.PENDING  # retried, never passed
+    assert "Could not load model" in attempt.error
+    assert qcluster.poll() is None  # the cluster, its worker included, lives on
