@@ -115,7 +115,9 @@ def model_version_active(ref: str | None = None, *, hub: bool = False) -> Active
 
     An activated version runs at the precision it was recorded with; the configured
     model's row is the one at this process's CLIPMATCH_PRECISION (another precision
-    is another row, so cached embeddings and scores never mix precisions). An activated version whose files are missing or changed raises ModelLoadError:
+    is another row, so cached embeddings and scores never mix precisions).
+
+    An activated version whose files are missing or changed raises ModelLoadError:
     the settings' model is never used in its place. A hub id not yet in the local
     cache is fetched only with `hub` (a person's command, never a web request).
     """

@@ -457,8 +457,7 @@ class ClipEngine:
         self.pixel_plan, why = pixel_plan(self.image_processor)
         if self.pixel_plan is None:
             logger.info(
-                "%s (%s): images go through its own processor, not the fast "
-                "path: %s.",
+                "%s (%s): images go through its own processor, not the fast path: %s.",
                 source.ref,
                 self.family.name,
                 why,

@@ -5,25 +5,35 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('clipmatch', '0002_modelauditentry_thresholdversion_and_more'),
+        ("clipmatch", "0002_modelauditentry_thresholdversion_and_more"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     # Every version recorded before this scored in fp32 (the engine forced it).
     operations = [
         migrations.RemoveConstraint(
-            model_name='modelversion',
-            name='unique_model_fingerprint',
+            model_name="modelversion",
+            name="unique_model_fingerprint",
         ),
         migrations.AddField(
-            model_name='modelversion',
-            name='precision',
-            field=models.CharField(choices=[('fp32', 'fp32'), ('bf16', 'bf16'), ('fp16', 'fp16')], default='fp32', editable=False, help_text='The precision it scores at (CLIPMATCH_PRECISION when recorded).', max_length=4),
+            model_name="modelversion",
+            name="precision",
+            field=models.CharField(
+                choices=[("fp32", "fp32"), ("bf16", "bf16"), ("fp16", "fp16")],
+                default="fp32",
+                editable=False,
+                help_text=(
+                    "The precision it scores at (CLIPMATCH_PRECISION when recorded)."
+                ),
+                max_length=4,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.UniqueConstraint(fields=('fingerprint', 'source', 'precision'), name='unique_model_fingerprint_precision'),
+            model_name="modelversion",
+            constraint=models.UniqueConstraint(
+                fields=("fingerprint", "source", "precision"),
+                name="unique_model_fingerprint_precision",
+            ),
         ),
     ]

@@ -23,8 +23,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         from clipmatch import runtime
-        from clipmatch.inference.engine import ModelLoadError, pick_device
-        from clipmatch.inference.engine import pick_precision
+        from clipmatch.inference.engine import (
+            ModelLoadError,
+            pick_device,
+            pick_precision,
+        )
 
         try:
             precision = (
@@ -57,5 +60,6 @@ class Command(BaseCommand):
             f"{report.model}: {len(report.changed)} of {report.listings} verdicts "
             f"differ at {report.precision} against {report.reference} "
             f"({report.changed_share:.2%}); worst-similarity delta mean "
-            f"{report.mean_similarity_delta:.5f}, max {report.max_similarity_delta:.5f}."
+            f"{report.mean_similarity_delta:.5f}, "
+            f"max {report.max_similarity_delta:.5f}."
         )
