@@ -420,11 +420,7 @@ class ClipEngine:
         self.dtype = getattr(torch, TORCH_DTYPES[self.precision])
         self.family = _family_of(source)
         try:
-            # Read straight into the precision it runs at: no fp32 copy is ever
-            # held beside it (a family's _keep_in_fp32_modules stay fp32).
-            self.model, loading = AutoModel.from_pretrained(
-                source.path, output_loading_info=True, dtype=self.dtype
-            )
+            self.model, loading = _load_model(source.path, self.dtype)
             self.processor = AutoProcessor.from_pretrained(source.path)
         except Exception as exc:
             raise ModelLoadError(
@@ -694,6 +690,83 @@ def _centre_crop(array: np.ndarray, height: int, width: int) -> np.ndarray:
         max(0, top) : min(new_rows, top + height),
         max(0, left) : min(new_cols, left + width),
     ]
+
+
+def _load_model(path: Path, dtype):
+    """The checkpoint's AutoModel in `dtype`, with transformers' loading info.
+
+    Read straight into that dtype (a family's _keep_in_fp32_modules stay fp32).
+    Converting safetensors (to bf16 or fp16) reads each tensor with pread instead
+    of through a memory map: the mapped file's pages would count towards the
+    process's memory beside the converted weights (ViT-B/32 at bf16: 1.30 GB peak
+    mapped, 0.75 GB read). At the stored dtype the map is cheaper: it shares pages.
+    """
+    import contextlib
+
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    files = _safetensors_files(path)
+    if dtype == torch.float32 or not files:
+        return AutoModel.from_pretrained(path, output_loading_info=True, dtype=dtype)
+    from safetensors import safe_open
+
+    config = AutoConfig.from_pretrained(path)
+    model_class = AutoModel._model_mapping[type(config)]
+    # A family that keeps modules in fp32 gets its tensors as stored, for
+    # transformers to convert; the others converted here, a few MB at a time.
+    convert = not (
+        model_class._keep_in_fp32_modules or model_class._keep_in_fp32_modules_strict
+    )
+    with contextlib.ExitStack() as stack:
+        state = {}
+        for file in files:
+            handle = stack.enter_context(
+                safe_open(str(file), framework="pt", device="cpu", backend="pread")
+            )
+            for key in handle.keys():
+                piece = handle.get_slice(key)
+                state[key] = _converted(handle, key, piece, dtype) if convert else piece
+        return model_class.from_pretrained(
+            None,
+            config=config,
+            state_dict=state,
+            output_loading_info=True,
+            dtype=dtype,
+        )
+
+
+FLOAT_STORED = {"F64", "F32", "F16", "BF16"}
+CONVERT_CHUNK_BYTES = 8 << 20
+
+
+def _converted(handle, key: str, piece, dtype):
+    """A stored tensor in `dtype`, read a chunk of rows at a time: the largest
+    (a text tower's token embedding, 100 MB in fp32) is never held whole twice."""
+    import torch
+
+    shape = piece.get_shape()
+    numel = math.prod(shape)
+    if piece.get_dtype() not in FLOAT_STORED:
+        return handle.get_tensor(key)
+    if not shape or numel * 4 <= CONVERT_CHUNK_BYTES:
+        return handle.get_tensor(key).to(dtype)
+    out = torch.empty(shape, dtype=dtype)
+    rows = max(1, CONVERT_CHUNK_BYTES // (4 * max(1, numel // shape[0])))
+    for start in range(0, shape[0], rows):
+        stop = min(shape[0], start + rows)
+        out[start:stop] = piece[start:stop]
+    return out
+
+
+def _safetensors_files(path: Path) -> list[Path]:
+    """The checkpoint's safetensors files (its index's shards, if sharded)."""
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [path / shard for shard in shards]
+    single = path / "model.safetensors"
+    return [single] if single.exists() else []
 
 
 def _family_of(source: ModelSource) -> Family:
