@@ -409,7 +409,7 @@ class ClipEngine:
         precision: str = "auto",
     ):
         import torch
-        from transformers import AutoModel, AutoProcessor
+        from transformers import AutoProcessor
 
         if threads:
             torch.set_num_threads(threads)
