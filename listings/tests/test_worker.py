@@ -168,15 +168,21 @@ def test_scoring_in_a_forked_child_finishes_and_the_parent_never_loads_torch(
     assert listing.status == Listing.Status.PASSED
 
 
-def test_a_worker_loads_the_model_before_it_takes_its_first_task(model, qcluster):
+def listing_after_log_line(qcluster, line: str) -> Listing:
+    """A listing with an image, created once the cluster's log shows `line`."""
     wait_for(
-        lambda: "Model ready in" in qcluster.log_path.read_text(),
+        lambda: line in qcluster.log_path.read_text(),
         60,
-        "the worker to load its model",
+        f"the worker to log {line!r}",
         qcluster.log_path,
     )
     listing = ListingFactory()
     ListingImageFactory(listing=listing)
+    return listing
+
+
+def test_a_worker_loads_the_model_before_it_takes_its_first_task(model, qcluster):
+    listing = listing_after_log_line(qcluster, "Model ready in")
 
     def routed():
         listing.refresh_from_db()
@@ -205,14 +211,7 @@ def broken_model(use_model, tiny_clip_dir, tmp_path):
 def test_a_model_that_fails_to_load_at_start_fails_tasks_not_the_worker(
     broken_model, qcluster
 ):
-    wait_for(
-        lambda: "Preloading the model in" in qcluster.log_path.read_text(),
-        60,
-        "the worker to try its model",
-        qcluster.log_path,
-    )
-    listing = ListingFactory()
-    ListingImageFactory(listing=listing)
+    listing = listing_after_log_line(qcluster, "Preloading the model in")
 
     def failed_once():
         return ScoringAttempt.objects.filter(listing=listing).exclude(error="").first()
