@@ -166,6 +166,19 @@ def model_version_active(ref: str | None = None, *, hub: bool = False) -> Active
     )
 
 
+def engine_for_scoring() -> ClipEngine:
+    """Load (once per process) the engine that scores now: the activated version's
+    at its precision, else the configured model's. Writes nothing: a worker calls
+    it as it starts, before any task (model_version_active records the row)."""
+    activated = ModelVersion.objects.filter(is_active=True).first()
+    if activated is None:
+        return get_engine()
+    source = source_for_version(activated)
+    return get_engine(
+        source.ref, fingerprint=source.fingerprint, precision=activated.precision
+    )
+
+
 def model_version_register(
     *, path: str, report: dict, actor=None
 ) -> tuple[ModelVersion, bool]:

@@ -218,15 +218,18 @@ def worker_started(sender, proc_name=None, **kwargs) -> None:
         return
     if Conf.CLUSTER_NAME == conf.get("WEBHOOK_QUEUE"):
         return  # the webhook cluster's workers never score
-    from clipmatch.services import model_version_active
+    if proc_name == "MainProcess":
+        # worker() run in the calling process (sync use, tests): not a process
+        # of its own, and its database connections are the caller's.
+        return
+    from clipmatch.services import engine_for_scoring
 
     started = time.monotonic()
     # The parent's connections are not this process's to use (as django-q2 does
     # before each task); the one opened here is closed before the first task too.
     db.close_old_connections()
     try:
-        active = model_version_active()
-        engine = active.engine()
+        engine = engine_for_scoring()
     except Exception:  # the first task reports it as its own failure, with retries
         log.exception("Preloading the model in %s failed.", proc_name)
         return
@@ -238,7 +241,7 @@ def worker_started(sender, proc_name=None, **kwargs) -> None:
         "Model ready in %s (pid %s): %s at %s on %s, loaded in %.2fs.",
         proc_name,
         os.getpid(),
-        active.version,
+        engine.version,
         engine.precision,
         engine.device,
         seconds,
