@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q, Value
 from django.utils.html import format_html, format_html_join
 
-from clipmatch import conf
+from clipmatch import conf, runtime
 from clipmatch.inference.engine import ModelLoadError
 from clipmatch.models import ModelAuditEntry, ModelVersion, ThresholdVersion
 from clipmatch.plots import histogram_svg
@@ -82,6 +82,7 @@ def _fmt(value) -> str:
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = [
         "version",
+        "precision",
         "in_force",
         "is_shadow",
         "val_roc_auc",
@@ -93,6 +94,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "name",
         "source",
         "fingerprint",
+        "precision",
         "is_active",
         "is_shadow",
         "activated_at",
@@ -119,7 +121,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
         except (ModelLoadError, ImproperlyConfigured):
             return queryset.annotate(in_force_flag=Value(False))
         return queryset.annotate(
-            in_force_flag=Q(fingerprint=source.fingerprint, source=source.ref)
+            in_force_flag=Q(
+                fingerprint=source.fingerprint,
+                source=source.ref,
+                precision=runtime.precision(),
+            )
         )
 
     @admin.display(description="In force", boolean=True, ordering="-is_active")

@@ -1,8 +1,8 @@
 """System checks: every CLIPMATCH and CLIPMATCH_API value, and the combinations that
 break scoring or webhooks silently.
 
-Ids: E001-E007 combinations (below); E010 a key or a whole dict missing, E011 an
-unknown key, E012-E029 one kind of value each (clipmatch.conf names them).
+Ids: E001-E008 combinations (below); E010 a key or a whole dict missing, E011 an
+unknown key, E012-E030 one kind of value each (clipmatch.conf names them).
 """
 
 from django.conf import settings
@@ -148,3 +148,19 @@ def check_photo_limits(app_configs=None, **kwargs):
             )
         )
     return errors
+
+
+@register()
+def check_precision_on_device(app_configs=None, **kwargs):
+    """fp16 runs on CUDA only. With CLIPMATCH_DEVICE=auto the device is known only
+    where the model loads (torch is not imported here): the engine refuses there."""
+    if conf.get_or_none("PRECISION") != "fp16" or conf.get_or_none("DEVICE") != "cpu":
+        return []
+    return [
+        Error(
+            "CLIPMATCH_PRECISION fp16 runs on CUDA only, and CLIPMATCH_DEVICE is cpu.",
+            hint="Use bf16 or fp32 on the CPU, or auto (bf16 where the CPU has "
+            "bf16 instructions, else fp32).",
+            id="clipmatch.E008",
+        )
+    ]

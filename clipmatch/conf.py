@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from clipmatch.inference.engine import PRECISIONS
 from clipmatch.inference.images import FORMAT_CONTENT_TYPES
 from clipmatch.inference.scoring import Thresholds
 
@@ -75,6 +76,12 @@ def _share(value: Any) -> str | None:
 def _device(value: Any) -> str | None:
     if value not in DEVICES:
         return f"must be one of {', '.join(DEVICES)}, not {value!r}"
+    return None
+
+
+def _precision(value: Any) -> str | None:
+    if value not in PRECISIONS:
+        return f"must be one of {', '.join(PRECISIONS)}, not {value!r}"
     return None
 
 
@@ -234,6 +241,7 @@ PHOTO_ACTION = Rule("clipmatch.E026", _photo_action)
 GREY_LEVEL = Rule("clipmatch.E027", _grey_level)
 HASH_DISTANCE = Rule("clipmatch.E028", _hash_distance)
 NON_NEGATIVE = Rule("clipmatch.E029", _non_negative)
+PRECISION = Rule("clipmatch.E030", _precision)
 
 
 @dataclass(frozen=True)
@@ -288,6 +296,7 @@ SETTINGS: dict[str, Setting] = {
         [
             ("MODEL", "CLIPMATCH_MODEL", MODEL),
             ("DEVICE", "CLIPMATCH_DEVICE", DEVICE),
+            ("PRECISION", "CLIPMATCH_PRECISION", PRECISION),
             ("THRESHOLDS", "CLIPMATCH_THRESHOLDS", THRESHOLDS),
             ("CATEGORY_TOP_K", "CLIPMATCH_CATEGORY_TOP_K", COUNT_OR_ZERO),
             ("PROMPT_TEMPLATES", "", PROMPT_TEMPLATES),

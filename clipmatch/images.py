@@ -28,10 +28,16 @@ def _limits() -> dict:
     }
 
 
-def decode_image(source: bytes | BinaryIO) -> DecodedImage:
+def decode_image(
+    source: bytes | BinaryIO, *, input_side: int | None = None
+) -> DecodedImage:
     """Decode untrusted bytes under CLIPMATCH's size, pixel, memory and format
-    limits, reduced to no less than DECODE_MIN_SIDE on the shorter side."""
-    return core.decode_image(source, **_limits(), min_side=DECODE_MIN_SIDE)
+    limits, reduced to no less than DECODE_MIN_SIDE on the shorter side, or, for a
+    model that looks at `input_side` pixels (ClipEngine.input_side), to twice that:
+    its processor's resize then still averages at least two decoded pixels into
+    each of its own, as it does from the full-size image."""
+    min_side = 2 * input_side if input_side else DECODE_MIN_SIDE
+    return core.decode_image(source, **_limits(), min_side=min_side)
 
 
 def inspect_image(source: bytes | BinaryIO) -> ImageInfo:

@@ -9,7 +9,12 @@ from django.db.models import Q
 
 
 class ModelVersion(models.Model):
-    """One exact model (its weights' fingerprint) and its shipped thresholds.
+    """One exact model (its weights' fingerprint) at one precision, and its
+    shipped thresholds.
+
+    The precision is part of the version: embeddings cached and scores stored under
+    a version were all computed at its precision, never a mix (bf16 moves cosines
+    by about 0.002). The same weights at another precision are another row.
 
     At most one row is active (a database constraint); while none is, the model
     named in settings (CLIPMATCH_MODEL) scores. At most one other row scores in
@@ -19,6 +24,13 @@ class ModelVersion(models.Model):
     name = models.CharField(max_length=200)
     source = models.CharField(max_length=500, help_text="Hub id or local directory.")
     fingerprint = models.CharField(max_length=64)
+    precision = models.CharField(
+        max_length=4,
+        choices=[("fp32", "fp32"), ("bf16", "bf16"), ("fp16", "fp16")],
+        default="fp32",
+        editable=False,
+        help_text="The precision it scores at (CLIPMATCH_PRECISION when recorded).",
+    )
     thresholds = models.JSONField(default=dict)
     metrics = models.JSONField(default=dict, blank=True)
     report = models.JSONField(
@@ -44,7 +56,8 @@ class ModelVersion(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["fingerprint", "source"], name="unique_model_fingerprint"
+                fields=["fingerprint", "source", "precision"],
+                name="unique_model_fingerprint_precision",
             ),
             models.UniqueConstraint(
                 fields=["is_active"],

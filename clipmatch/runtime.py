@@ -7,8 +7,12 @@ from clipmatch.inference.engine import (
     ClipEngine,
     ModelSource,
     load_engine,
+    pick_device,
+    pick_precision,
     resolve_model,
 )
+
+_precisions: dict[tuple[str, str], str] = {}
 
 
 def hub_timeout(hub: bool) -> float | None:
@@ -21,14 +25,26 @@ def resolve(ref: str, *, hub: bool = False) -> ModelSource:
     return resolve_model(ref, hub_timeout=hub_timeout(hub))
 
 
+def precision() -> str:
+    """CLIPMATCH_PRECISION as this process runs it on CLIPMATCH_DEVICE: "auto"
+    resolved (fp32, bf16 or fp16). Imports torch: never call it in a process that
+    forks workers; the answer is kept per process."""
+    key = (conf.get("PRECISION"), conf.get("DEVICE"))
+    if key not in _precisions:
+        _precisions[key] = pick_precision(key[0], pick_device(key[1]))
+    return _precisions[key]
+
+
 def get_engine(
     ref: str | None = None,
     device: str | None = None,
     *,
     fingerprint: str | None = None,
     hub: bool = False,
+    precision: str | None = None,
 ) -> ClipEngine:
-    """Load (once per process) `ref`, or CLIPMATCH_MODEL, on the configured device.
+    """Load (once per process) `ref`, or CLIPMATCH_MODEL, on the configured device
+    at `precision` (a model version's), else at CLIPMATCH_PRECISION.
 
     Web requests and workers leave `hub` off: they never wait on the Hugging Face
     hub, only read its local cache. Commands a person runs may fetch a hub id.
@@ -38,6 +54,7 @@ def get_engine(
         device=device or conf.get("DEVICE"),
         threads=conf.get("TORCH_THREADS"),
         batch_size=conf.get("BATCH_SIZE"),
+        precision=precision or conf.get("PRECISION"),
         fingerprint=fingerprint,
         hub_timeout=hub_timeout(hub),
     )

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from PIL import Image
 
-from clipmatch import conf
+from clipmatch import conf, runtime
 from clipmatch.inference.engine import (
     ClipEngine,
     ModelLoadError,
@@ -43,7 +43,11 @@ class ActiveModel:
     per_category: dict = field(default_factory=dict)
 
     def engine(self) -> ClipEngine:
-        return get_engine(self.source.ref, fingerprint=self.source.fingerprint)
+        return get_engine(
+            self.source.ref,
+            fingerprint=self.source.fingerprint,
+            precision=self.version.precision,
+        )
 
     def thresholds_for(self, category: str) -> Thresholds:
         """A category's own applied thresholds where it has them, else the global."""
@@ -110,6 +114,10 @@ def source_for_version(version: ModelVersion) -> ModelSource:
 def model_version_active(ref: str | None = None, *, hub: bool = False) -> ActiveModel:
     """The activated version, else the configured (or given) model, with its row.
 
+    An activated version runs at the precision it was recorded with; the configured
+    model's row is the one at this process's CLIPMATCH_PRECISION (another precision
+    is another row, so cached embeddings and scores never mix precisions).
+
     An activated version whose files are missing or changed raises ModelLoadError:
     the settings' model is never used in its place. A hub id not yet in the local
     cache is fetched only with `hub` (a person's command, never a web request).
@@ -128,6 +136,7 @@ def model_version_active(ref: str | None = None, *, hub: bool = False) -> Active
         version, _ = ModelVersion.objects.get_or_create(
             fingerprint=source.fingerprint,
             source=source.ref,
+            precision=runtime.precision(),
             defaults={
                 "name": source.name,
                 "thresholds": base.as_dict(),
@@ -158,6 +167,19 @@ def model_version_active(ref: str | None = None, *, hub: bool = False) -> Active
     )
 
 
+def engine_for_scoring() -> ClipEngine:
+    """Load (once per process) the engine that scores now: the activated version's
+    at its precision, else the configured model's. Writes nothing: a worker calls
+    it as it starts, before any task (model_version_active records the row)."""
+    activated = ModelVersion.objects.filter(is_active=True).first()
+    if activated is None:
+        return get_engine()
+    source = source_for_version(activated)
+    return get_engine(
+        source.ref, fingerprint=source.fingerprint, precision=activated.precision
+    )
+
+
 def model_version_register(
     *, path: str, report: dict, actor=None
 ) -> tuple[ModelVersion, bool]:
@@ -173,6 +195,7 @@ def model_version_register(
         version, created = ModelVersion.objects.update_or_create(
             fingerprint=source.fingerprint,
             source=source.ref,
+            precision=runtime.precision(),
             defaults={
                 "name": source.name,
                 "thresholds": thresholds.as_dict(),

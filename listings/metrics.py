@@ -204,22 +204,49 @@ def exposition() -> tuple[bytes, str]:
 
 
 def worker_started(sender, proc_name=None, **kwargs) -> None:
-    """In each worker process after the fork: load the model now if asked to."""
+    """In each scoring worker process after the fork, before it takes a task: load
+    the model that scores (the activated version, else the configured model) if
+    asked to. django-q2 sends post_spawn with the worker idle, so the task timeout
+    never counts the load. A load that fails is logged and the worker lives on:
+    each task then tries the load itself and fails with its error (retried, never
+    passed), and a model repaired meanwhile is picked up."""
+    from django import db
+    from django_q.conf import Conf
+
     from clipmatch import conf
 
     if not conf.get("PRELOAD_MODEL"):
         return
-    from clipmatch.runtime import get_engine
+    if Conf.CLUSTER_NAME == conf.get("WEBHOOK_QUEUE"):
+        return  # the webhook cluster's workers never score
+    if proc_name == "MainProcess":
+        # worker() run in the calling process (sync use, tests): not a process
+        # of its own, and its database connections are the caller's.
+        return
+    from clipmatch.services import engine_for_scoring
 
     started = time.monotonic()
+    # The parent's connections are not this process's to use (as django-q2 does
+    # before each task); the one opened here is closed before the first task too.
+    db.close_old_connections()
     try:
-        get_engine()
+        engine = engine_for_scoring()
     except Exception:  # the first task reports it as its own failure, with retries
         log.exception("Preloading the model in %s failed.", proc_name)
         return
+    finally:
+        db.connections.close_all()
     seconds = time.monotonic() - started
     MODEL_LOAD.observe(seconds)
-    log.info("Model loaded in %s in %.2fs.", proc_name, seconds)
+    log.info(
+        "Model ready in %s (pid %s): %s at %s on %s, loaded in %.2fs.",
+        proc_name,
+        os.getpid(),
+        engine.version,
+        engine.precision,
+        engine.device,
+        seconds,
+    )
 
 
 def task_done(sender, task: dict, func=None, **kwargs) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 from collections import defaultdict
@@ -33,6 +34,12 @@ PAD_MULTIPLE = 16
 # a window of a long text gets it too.
 TEXT_INPUT_FILL = {"input_ids": None, "attention_mask": 1, "token_type_ids": 0}
 _PROBE_TEXTS = ("a red mug", "two blue striped sneakers, size 42")
+# What CLIPMATCH_PRECISION may say; "auto" is resolved per machine by pick_precision.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+# CPU features that run bf16 matrix products natively (x86, then ARM), as torch's
+# cpuinfo names them; without one, bf16 on the CPU is emulated and slower than fp32.
+NATIVE_BF16_CPU = ("amx_bf16", "avx512_bf16", "bf16", "sve_bf16")
 
 
 class ModelLoadError(RuntimeError):
@@ -266,6 +273,126 @@ def pick_device(device: str) -> str:
     return device
 
 
+def cpu_runs_bf16() -> bool:
+    """Whether this CPU has bf16 matrix instructions (AMX, AVX512_BF16, ARM BF16)."""
+    import torch
+
+    capabilities = torch.cpu.get_capabilities()
+    return any(capabilities.get(name) for name in NATIVE_BF16_CPU)
+
+
+def pick_precision(precision: str, device: str) -> str:
+    """The precision to run at on `device`: "auto" is the fastest this machine runs
+    natively (bf16 on a CPU with bf16 instructions or a GPU that has it, fp16 on
+    other GPUs, else fp32); fp16 on the CPU is refused, never run emulated."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ModelLoadError(
+            f"Precision {precision!r} is not one of {', '.join(PRECISIONS)}."
+        )
+    on_cuda = device.startswith("cuda")
+    if precision == "auto":
+        if on_cuda:
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_runs_bf16() else "fp32"
+    if precision == "fp16" and not on_cuda:
+        raise ModelLoadError(
+            "Precision 'fp16' runs on CUDA only, and this engine runs on the "
+            f"{device}: use bf16, fp32 or auto there."
+        )
+    return precision
+
+
+@dataclass(frozen=True)
+class PixelPlan:
+    """What a PIL-backend image processor does to an RGB image, done in one pass:
+    its resize (same filter, same size rule), centre crop, rescale and normalise."""
+
+    resample: int
+    shortest_edge: int | None  # resize keeping the aspect ratio, else to `size`
+    size: tuple[int, int] | None  # (height, width)
+    crop: tuple[int, int] | None
+    scale: float | None
+    mean: np.ndarray | None
+    std: np.ndarray | None
+
+    def target(self, width: int, height: int) -> tuple[int, int]:
+        """(height, width) after the resize, by the processor's own rule."""
+        if self.size is not None:
+            return self.size
+        if self.shortest_edge is None:
+            return height, width
+        short, long = (width, height) if width <= height else (height, width)
+        new_long = int(self.shortest_edge * long / short)
+        if width <= height:
+            return new_long, self.shortest_edge
+        return self.shortest_edge, new_long
+
+
+def pixel_plan(image_processor) -> tuple[PixelPlan | None, str]:
+    """The processor's steps as a PixelPlan, or None and why it cannot be matched:
+    any processor that does more than resize, crop, rescale and normalise."""
+    from transformers.image_processing_backends import PilBackend
+
+    kind = type(image_processor).__name__
+    if not isinstance(image_processor, PilBackend):
+        return None, f"{kind} is not a PIL-backend processor"
+    if type(image_processor)._preprocess is not PilBackend._preprocess:
+        return None, f"{kind} preprocesses in steps of its own"
+    if getattr(image_processor, "do_pad", False):
+        return None, f"{kind} pads its images"
+    size = image_processor.size if image_processor.do_resize else None
+    shortest = size_hw = None
+    if size is not None:
+        if size.shortest_edge and not size.longest_edge and not size.height:
+            shortest = int(size.shortest_edge)
+        elif size.height and size.width and not size.shortest_edge:
+            size_hw = (int(size.height), int(size.width))
+        else:
+            return None, f"{kind} resizes by a rule clipmatch does not copy ({size})"
+    crop = None
+    if getattr(image_processor, "do_center_crop", False):
+        cut = image_processor.crop_size
+        crop = (int(cut.height), int(cut.width))
+    normalise = image_processor.do_normalize
+    plan = PixelPlan(
+        resample=int(image_processor.resample),
+        shortest_edge=shortest,
+        size=size_hw,
+        crop=crop,
+        scale=float(image_processor.rescale_factor)
+        if image_processor.do_rescale
+        else None,
+        mean=np.asarray(image_processor.image_mean, dtype=np.float32)
+        if normalise
+        else None,
+        std=np.asarray(image_processor.image_std, dtype=np.float32)
+        if normalise
+        else None,
+    )
+    return plan, ""
+
+
+def _input_side(image_processor) -> int | None:
+    """The longest side of what the model is fed, from the processor's config: a
+    decode never needs more than this on its shorter side."""
+    patches = getattr(image_processor, "max_num_patches", None)
+    patch = getattr(image_processor, "patch_size", None)
+    if isinstance(patches, int) and isinstance(patch, int):
+        # NaFlex keeps the aspect ratio within max_num_patches: its shorter side is
+        # at most sqrt(max_num_patches) patches, whatever the shape.
+        return math.isqrt(patches) * patch
+    sides = []
+    for name in ("size", "crop_size"):
+        value = getattr(image_processor, name, None)
+        for key in ("shortest_edge", "height", "width"):
+            side = getattr(value, key, None) if value is not None else None
+            if isinstance(side, int):
+                sides.append(side)
+    return max(sides) if sides else None
+
+
 class ClipEngine:
     """One loaded model with its processor; embeddings come back L2-normalised.
 
@@ -279,20 +406,21 @@ class ClipEngine:
         device: str = "auto",
         threads: int = 1,
         batch_size: int = 32,
+        precision: str = "auto",
     ):
         import torch
-        from transformers import AutoModel, AutoProcessor
+        from transformers import AutoProcessor
 
         if threads:
             torch.set_num_threads(threads)
         self.source = source
         self.batch_size = batch_size
         self.device = pick_device(device)
+        self.precision = pick_precision(precision, self.device)
+        self.dtype = getattr(torch, TORCH_DTYPES[self.precision])
         self.family = _family_of(source)
         try:
-            self.model, loading = AutoModel.from_pretrained(
-                source.path, output_loading_info=True
-            )
+            self.model, loading = _load_model(source.path, self.dtype)
             self.processor = AutoProcessor.from_pretrained(source.path)
         except Exception as exc:
             raise ModelLoadError(
@@ -314,13 +442,22 @@ class ClipEngine:
                 raise ModelLoadError(
                     f"{source.ref!r} is not a CLIP-family model: it has no {method}()."
                 )
-        self.model = self.model.float().to(self.device).eval()
+        self.model = self.model.to(self.device).eval()
         self.tokenizer = getattr(self.processor, "tokenizer", None)
         self.image_processor = getattr(self.processor, "image_processor", None)
         if self.tokenizer is None or self.image_processor is None:
             raise ModelLoadError(f"{source.ref!r} has no tokenizer or image processor.")
         self.context_length = self._context_length()
         self.text_inputs, self.prefix, self.suffix = self._text_frame()
+        self.input_side = _input_side(self.image_processor)
+        self.pixel_plan, why = pixel_plan(self.image_processor)
+        if self.pixel_plan is None:
+            logger.info(
+                "%s (%s): images go through its own processor, not the fast path: %s.",
+                source.ref,
+                self.family.name,
+                why,
+            )
 
     def _context_length(self) -> int:
         text_config = getattr(self.model.config, "text_config", self.model.config)
@@ -375,15 +512,30 @@ class ClipEngine:
         return self.source.version
 
     def image_inputs(self, images: list) -> dict:
-        """What the processor makes of RGB PIL images, on the CPU. Every tensor of
-        it (SigLIP 2's patch mask and spatial shapes too) goes to the model."""
+        """Model inputs for RGB PIL images, on the CPU: the processor's steps done
+        in one pass where they could be matched (pixel_plan), else the processor.
+        The app and fine-tuning both come here, so both see the same pixels."""
+        if self.pixel_plan is None or not images:
+            return self.processor_image_inputs(images)
+        return {"pixel_values": pixel_values(images, self.pixel_plan)}
+
+    def processor_image_inputs(self, images: list) -> dict:
+        """What the checkpoint's own processor makes of RGB PIL images: the
+        reference the fast path is tested against. Every tensor of it (SigLIP 2's
+        patch mask and spatial shapes too) goes to the model."""
         return dict(self.processor(images=images, return_tensors="pt"))
 
     def image_features(self, inputs: dict):
         """The model's image features for processor inputs, not normalised;
         gradients flow unless the caller turns them off (fine-tuning needs them)."""
-        inputs = {key: value.to(self.device) for key, value in inputs.items()}
+        inputs = {key: self._on_device(value) for key, value in inputs.items()}
         return _feature_tensor(self.model.get_image_features(**inputs), "image")
+
+    def _on_device(self, tensor):
+        """A tensor moved to the model's device; pixels in the model's dtype."""
+        if tensor.is_floating_point():
+            return tensor.to(self.device, dtype=self.dtype)
+        return tensor.to(self.device)
 
     def embed_image_inputs(
         self, inputs: dict, batch_size: int | None = None
@@ -461,7 +613,7 @@ class ClipEngine:
         """The model's text features for windows of token ids, not normalised;
         gradients flow unless the caller turns them off (fine-tuning needs them)."""
         inputs = self.text_inputs_for(windows)
-        inputs = {key: value.to(self.device) for key, value in inputs.items()}
+        inputs = {key: self._on_device(value) for key, value in inputs.items()}
         return _feature_tensor(self.model.get_text_features(**inputs), "text")
 
     def _padded_length(self, length: int) -> int:
@@ -496,6 +648,125 @@ class ClipEngine:
         for owner, vector in zip(owners, vectors, strict=True):
             result[owner].append(vector)
         return [np.stack(rows).astype(np.float32) for rows in result]
+
+
+def pixel_values(images: list, plan: PixelPlan):
+    """An (n, 3, h, w) float32 tensor: each image resized with PIL as the processor
+    does (on the already reduced decode), cropped, then all rescaled and normalised
+    at once; no full-size array of any image is made."""
+    import torch
+
+    crops = []
+    for image in images:
+        height, width = plan.target(image.width, image.height)
+        if (width, height) != image.size:
+            image = image.resize((width, height), resample=plan.resample)
+        array = np.asarray(image)
+        if plan.crop is not None:
+            array = _centre_crop(array, *plan.crop)
+        crops.append(array)
+    batch = np.stack(crops).astype(np.float32)
+    if plan.scale is not None:
+        batch *= np.float32(plan.scale)
+    if plan.mean is not None:
+        batch -= plan.mean
+        batch /= plan.std
+    return torch.from_numpy(batch.transpose(0, 3, 1, 2).copy())
+
+
+def _centre_crop(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """transformers' center_crop: the same offsets, zero padding where too small."""
+    rows, cols = array.shape[:2]
+    top, left = (rows - height) // 2, (cols - width) // 2
+    if top >= 0 and left >= 0:
+        return array[top : top + height, left : left + width]
+    new_rows, new_cols = max(rows, height), max(cols, width)
+    padded = np.zeros((new_rows, new_cols, array.shape[2]), dtype=array.dtype)
+    top_pad = math.ceil((new_rows - rows) / 2)
+    left_pad = math.ceil((new_cols - cols) / 2)
+    padded[top_pad : top_pad + rows, left_pad : left_pad + cols] = array
+    top, left = top + top_pad, left + left_pad
+    return padded[
+        max(0, top) : min(new_rows, top + height),
+        max(0, left) : min(new_cols, left + width),
+    ]
+
+
+def _load_model(path: Path, dtype):
+    """The checkpoint's AutoModel in `dtype`, with transformers' loading info.
+
+    Read straight into that dtype (a family's _keep_in_fp32_modules stay fp32).
+    Converting safetensors (to bf16 or fp16) reads each tensor with pread instead
+    of through a memory map: the mapped file's pages would count towards the
+    process's memory beside the converted weights (ViT-B/32 at bf16: 1.30 GB peak
+    mapped, 0.75 GB read). At the stored dtype the map is cheaper: it shares pages.
+    """
+    import contextlib
+
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    files = _safetensors_files(path)
+    if dtype == torch.float32 or not files:
+        return AutoModel.from_pretrained(path, output_loading_info=True, dtype=dtype)
+    from safetensors import safe_open
+
+    config = AutoConfig.from_pretrained(path)
+    model_class = AutoModel._model_mapping[type(config)]
+    # A family that keeps modules in fp32 gets its tensors as stored, for
+    # transformers to convert; the others converted here, a few MB at a time.
+    convert = not (
+        model_class._keep_in_fp32_modules or model_class._keep_in_fp32_modules_strict
+    )
+    with contextlib.ExitStack() as stack:
+        state = {}
+        for file in files:
+            handle = stack.enter_context(
+                safe_open(str(file), framework="pt", device="cpu", backend="pread")
+            )
+            for key in handle.keys():
+                piece = handle.get_slice(key)
+                state[key] = _converted(handle, key, piece, dtype) if convert else piece
+        return model_class.from_pretrained(
+            None,
+            config=config,
+            state_dict=state,
+            output_loading_info=True,
+            dtype=dtype,
+        )
+
+
+FLOAT_STORED = {"F64", "F32", "F16", "BF16"}
+CONVERT_CHUNK_BYTES = 8 << 20
+
+
+def _converted(handle, key: str, piece, dtype):
+    """A stored tensor in `dtype`, read a chunk of rows at a time: the largest
+    (a text tower's token embedding, 100 MB in fp32) is never held whole twice."""
+    import torch
+
+    shape = piece.get_shape()
+    numel = math.prod(shape)
+    if piece.get_dtype() not in FLOAT_STORED:
+        return handle.get_tensor(key)
+    if not shape or numel * 4 <= CONVERT_CHUNK_BYTES:
+        return handle.get_tensor(key).to(dtype)
+    out = torch.empty(shape, dtype=dtype)
+    rows = max(1, CONVERT_CHUNK_BYTES // (4 * max(1, numel // shape[0])))
+    for start in range(0, shape[0], rows):
+        stop = min(shape[0], start + rows)
+        out[start:stop] = piece[start:stop]
+    return out
+
+
+def _safetensors_files(path: Path) -> list[Path]:
+    """The checkpoint's safetensors files (its index's shards, if sharded)."""
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [path / shard for shard in shards]
+    single = path / "model.safetensors"
+    return [single] if single.exists() else []
 
 
 def _family_of(source: ModelSource) -> Family:
@@ -537,6 +808,7 @@ def load_engine(
     device: str = "auto",
     threads: int = 1,
     batch_size: int = 32,
+    precision: str = "auto",
     fingerprint: str | None = None,
     hub_timeout: float | None = None,
 ) -> ClipEngine:
@@ -552,14 +824,18 @@ def load_engine(
             f"({fingerprint[:12]} became {source.fingerprint[:12]})."
         )
     # Keyed by pid too: an engine inherited through fork is never reused by a child.
-    key = (ref, source.fingerprint, device, threads, batch_size, os.getpid())
+    key = (ref, source.fingerprint, device, precision, threads, batch_size, os.getpid())
     with _lock:
         engine = _engines.get(key)
         if engine is None:
             logger.info(
-                "Loading CLIP model %s on %s (pid %s)", ref, device, os.getpid()
+                "Loading CLIP model %s on %s at %s (pid %s)",
+                ref,
+                device,
+                precision,
+                os.getpid(),
             )
-            engine = ClipEngine(source, device, threads, batch_size)
+            engine = ClipEngine(source, device, threads, batch_size, precision)
             _engines.clear()
             _engines[key] = engine
     return engine

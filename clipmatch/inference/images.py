@@ -148,13 +148,21 @@ def decode_image(
     try:
         with _opened(data, fmt) as opened:
             opened.seek(0)  # the first frame of an animation or an MPO
+            stored_size = opened.size  # before any reduction
             if min_side and fmt in ("JPEG", "MPO"):
                 opened.draft(opened.mode, _draft_request(opened.size, min_side))
             _check_budget(opened, max_pixels, max_decode_bytes)
             opened.load()
             _check_no_trailing_data(fmt, data)
             image = _reduced(opened, min_side) if min_side else opened
+            turned = image.size
             image = upright_rgb(image)
+            # What the photo measures as stored, upright: a reduced copy is not a
+            # small photo (the photo quality findings judge size by this).
+            width, height = stored_size
+            if image.size != turned:
+                width, height = height, width
+            image.info["source_size"] = (width, height)
     except UnreadableImage:
         raise
     except Image.DecompressionBombError as exc:
@@ -336,14 +344,17 @@ def _check_no_trailing_data(fmt: str, data: bytes) -> None:
 def upright_rgb(image: Image.Image) -> Image.Image:
     """A decoded image turned as its EXIF says and converted to RGB on purpose:
     what the model sees, in the app and in fine-tuning alike."""
+    # exif_transpose always returns a new image (a copy when nothing turns): an RGB
+    # one is kept as it is, not copied a second time.
     return _to_rgb(ImageOps.exif_transpose(image))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any mode to RGB on purpose: alpha onto white, 16-bit scaled down."""
+    """Convert any mode to RGB on purpose: alpha onto white, 16-bit scaled down.
+    An RGB image is returned as it is (the caller's own copy)."""
     mode = image.mode
     if mode == "RGB":
-        return image.copy()
+        return image
     if mode == "P":
         image = image.convert("RGBA")
         mode = "RGBA"

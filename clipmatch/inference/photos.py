@@ -183,9 +183,12 @@ def quality_measures(image: Image.Image) -> QualityMeasures:
         - 4 * grey[1:-1, 1:-1]
     )
     variance = float(grey.var())
+    # A picture decoded reduced (clipmatch.inference.images.decode_image) carries
+    # the size it has as stored.
+    width, height = image.info.get("source_size", image.size)
     return QualityMeasures(
-        width=image.width,
-        height=image.height,
+        width=width,
+        height=height,
         sharpness=100 * float(laplacian.var()) / variance if variance else 0.0,
         brightness=float(grey.mean()),
         contrast=float(grey.std()),

@@ -110,6 +110,8 @@ BAD_VALUES = [
      "directory, not None."),
     ("CLIPMATCH", "DEVICE", "gpu", "E016",
      "CLIPMATCH_DEVICE must be one of auto, cpu, cuda, not 'gpu'."),
+    ("CLIPMATCH", "PRECISION", "half", "E030",
+     "CLIPMATCH_PRECISION must be one of auto, fp32, bf16, fp16, not 'half'."),
     ("CLIPMATCH", "THRESHOLDS", [0.2], "E019",
      'CLIPMATCH_THRESHOLDS must be a JSON object like {"title": {"pass": P, ...}}, '
      "not [0.2]."),
@@ -313,3 +315,15 @@ def test_a_log_format_other_than_plain_or_json_is_an_error(settings):
     assert [(e.id, e.msg) for e in check_log_format()] == [
         ("clipmatch.E005", "LOG_FORMAT must be one of plain, json, not 'jsonl'.")
     ]
+
+
+def test_fp16_on_a_cpu_device_stops_manage_py_check(settings):
+    settings.CLIPMATCH = {**settings.CLIPMATCH, "PRECISION": "fp16", "DEVICE": "cpu"}
+
+    with pytest.raises(SystemCheckError) as raised:
+        call_command("check")
+
+    assert (
+        "(clipmatch.E008) CLIPMATCH_PRECISION fp16 runs on CUDA only, and "
+        "CLIPMATCH_DEVICE is cpu." in str(raised.value)
+    )

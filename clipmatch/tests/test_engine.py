@@ -44,7 +44,7 @@ def test_unknown_hub_id_fails_loudly_offline(monkeypatch):
 
 
 def test_stored_similarity_equals_the_cosine_of_the_models_own_features(tiny_clip_dir):
-    engine = ClipEngine(resolve_model(str(tiny_clip_dir)))
+    engine = ClipEngine(resolve_model(str(tiny_clip_dir)), precision="fp32")
     image = Image.open(io.BytesIO(png_bytes(seed=3))).convert("RGB")
     text = "a red striped sneaker"
 
@@ -62,7 +62,7 @@ def test_stored_similarity_equals_the_cosine_of_the_models_own_features(tiny_cli
 
 
 def test_long_text_is_split_into_overlapping_windows_not_cut(tiny_clip_dir):
-    engine = ClipEngine(resolve_model(str(tiny_clip_dir)))
+    engine = ClipEngine(resolve_model(str(tiny_clip_dir)), precision="fp32")
     words = " ".join(f"word{n}" for n in range(60))
 
     windows = engine.text_chunks(words)
@@ -93,7 +93,7 @@ def test_a_corrupt_checkpoint_is_a_model_load_error(tmp_path, tiny_clip_dir):
     (broken / "model.safetensors").write_bytes(b"not weights")
 
     with pytest.raises(ModelLoadError, match="Could not load model"):
-        ClipEngine(resolve_model(str(broken)))
+        ClipEngine(resolve_model(str(broken)), precision="fp32")
 
 
 def test_get_engine_loads_once_per_process(tiny_clip_dir):
@@ -121,7 +121,7 @@ def test_a_hub_id_loads_from_the_hugging_face_cache_with_its_commit_as_version(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
     source = resolve_model("clipmatch-tests/tiny-clip")
-    engine = ClipEngine(source)
+    engine = ClipEngine(source, precision="fp32")
 
     assert source.fingerprint == commit
     assert source.version == "clipmatch-tests/tiny-clip@0123456789ab"

@@ -77,7 +77,7 @@ def reference_embeddings(path, family, text, image):
 
 @functools.cache
 def engine_for(path) -> ClipEngine:
-    return ClipEngine(resolve_model(str(path)))
+    return ClipEngine(resolve_model(str(path)), precision="fp32")
 
 
 def token_count(path, text) -> int:
@@ -217,7 +217,7 @@ def test_altclip_context_leaves_out_the_positions_roberta_reserves(tmp_path):
     config = json.loads(config_path.read_text())
     config["model_max_length"] = int(1e30)  # as a tokenizer saved without a limit
     config_path.write_text(json.dumps(config))
-    engine = ClipEngine(resolve_model(str(path)))
+    engine = ClipEngine(resolve_model(str(path)), precision="fp32")
     long_text = " ".join(WORDS * 3)
 
     vectors = engine.embed_texts([long_text])[0]
@@ -244,7 +244,7 @@ def test_a_family_clipmatch_has_not_verified_is_refused_at_load_by_name(
     other = relabelled(tiny_clip_dir, tmp_path / "flava", "flava", "FlavaModel")
 
     with pytest.raises(ModelLoadError) as caught:
-        ClipEngine(resolve_model(str(other)))
+        ClipEngine(resolve_model(str(other)), precision="fp32")
 
     assert str(caught.value) == (
         f"'{other}' is a flava checkpoint (FlavaModel), a model family clipmatch "
@@ -280,7 +280,7 @@ def test_a_checkpoint_whose_weights_do_not_fill_the_model_is_refused(
     AutoProcessor.from_pretrained(blip).save_pretrained(retrieval)
 
     with pytest.raises(ModelLoadError, match="weights of its BlipModel .*random"):
-        ClipEngine(resolve_model(str(retrieval)))
+        ClipEngine(resolve_model(str(retrieval)), precision="fp32")
 
 
 def figures(root) -> list[dict]:

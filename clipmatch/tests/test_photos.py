@@ -135,3 +135,24 @@ def test_findings_read_as_sentences_with_their_measure_and_limit():
         "Image 2 is too dark (brightness 10 of 255, below 40).",
         "Image 2 is nearly blank (contrast 0.0, below 6.0).",
     ]
+
+
+def test_a_large_photo_decoded_reduced_for_a_small_model_is_not_too_small():
+    from clipmatch.inference.images import decode_image
+
+    buffer = io.BytesIO()
+    catalog_photo(3, size=1600).resize((1600, 1200)).save(buffer, "JPEG", quality=90)
+    # The way the worker decodes it for a 64-pixel model: reduced to >= 128 px.
+    decoded = decode_image(
+        buffer.getvalue(),
+        max_pixels=40_000_000,
+        max_bytes=20_000_000,
+        formats=["JPEG"],
+        min_side=128,
+    ).image
+
+    measures = photos.quality_measures(decoded)
+
+    assert min(decoded.size) < 256  # the copy the model sees is small...
+    assert (measures.width, measures.height) == (1600, 1200)  # ...the photo is not
+    assert photos.TOO_SMALL not in photos.quality_findings(measures, LIMITS)

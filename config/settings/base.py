@@ -140,6 +140,9 @@ CLIPMATCH = {
         "CLIPMATCH_MODEL", default=str(BASE_DIR / "clipmatch/bundled/clipmatch-mini")
     ),
     "DEVICE": env("CLIPMATCH_DEVICE", default="auto"),
+    # fp32, bf16, fp16 (CUDA only) or auto: the fastest this machine runs natively
+    # (bf16 on a CPU with bf16 instructions, bf16 or fp16 on a GPU, else fp32).
+    "PRECISION": env("CLIPMATCH_PRECISION", default="auto"),
     # JSON like {"title": {"pass": 0.26, "hold": 0.19}, "description": {...}}; when
     # empty, the thresholds shipped in the model folder's clipmatch.json are used.
     "THRESHOLDS": env.json("CLIPMATCH_THRESHOLDS", default={}),
@@ -193,7 +196,7 @@ CLIPMATCH = {
     ],
     # Load the model in each worker process as it starts (after the fork), not on
     # its first task: the first listing is not slowed, and the load time is measured.
-    "PRELOAD_MODEL": env.bool("CLIPMATCH_PRELOAD_MODEL", default=False),
+    "PRELOAD_MODEL": env.bool("CLIPMATCH_PRELOAD_MODEL", default=True),
     # /metrics answers a request with "Authorization: Bearer <token>" when a token
     # is set, and, when METRICS_ALLOW_PRIVATE is on, any request from a private or
     # loopback address; otherwise it is a 404.

@@ -22,6 +22,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 CLIPMATCH["AUDIT_RATE"] = 0.0
 CLIPMATCH["TORCH_THREADS"] = env.int("CLIPMATCH_TORCH_THREADS", default=1)
+# Exact figures in the tests must not depend on the CPU the suite runs on ("auto" is
+# bf16 on some, fp32 on others); the precision tests set bf16 themselves.
+CLIPMATCH["PRECISION"] = env("CLIPMATCH_PRECISION", default="fp32")
 
 # A queue of its own per run, so a test never meets another run's tasks in Redis.
 Q_CLUSTER["name"] = env(

@@ -125,7 +125,7 @@ def contents_assess(
     image_vectors, errors = embeddings_images_isolated(
         version=active.version,
         images=[
-            (key, partial(_decode, data, key, decoded))
+            (key, partial(_decode, data, key, decoded, engine))
             for keys in keyed
             for key, data in keys
         ],
@@ -323,8 +323,10 @@ def _assess_vectors(
     )
 
 
-def _decode(data: bytes, key: str, decoded: dict):
-    picture = decode_image(data).image
+def _decode(data: bytes, key: str, decoded: dict, engine):
+    # Called only for an image not cached yet, which the model embeds next anyway:
+    # decoded no larger than that model needs (and kept for the photo signals).
+    picture = decode_image(data, input_side=engine().input_side).image
     decoded[key] = picture
     return picture
 

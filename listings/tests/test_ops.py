@@ -207,11 +207,22 @@ def test_a_finished_scoring_task_is_timed_from_its_queueing(monkeypatch):
     )
 
 
-def test_a_worker_preloads_the_model_and_times_it_only_when_asked(
+def test_a_worker_preloads_the_scoring_model_and_times_it_only_when_asked(
     monkeypatch, settings
 ):
+    from django import db
+
     loaded = []
-    monkeypatch.setattr("clipmatch.runtime.get_engine", lambda: loaded.append(1))
+
+    def engine_for_scoring():
+        loaded.append(1)
+        return type(
+            "Engine", (), {"version": "v", "precision": "fp32", "device": "cpu"}
+        )
+
+    monkeypatch.setattr("clipmatch.services.engine_for_scoring", engine_for_scoring)
+    monkeypatch.setattr(db.connections, "close_all", lambda: None)
+    monkeypatch.setattr(db, "close_old_connections", lambda: None)
     count = "clipmatch_model_load_seconds_count"
     before = REGISTRY.get_sample_value(count) or 0
 
@@ -220,9 +231,24 @@ def test_a_worker_preloads_the_model_and_times_it_only_when_asked(
     assert loaded == []
 
     settings.CLIPMATCH = {**settings.CLIPMATCH, "PRELOAD_MODEL": True}
+    metrics.worker_started(None, proc_name="MainProcess")  # worker() run in-process
+    assert loaded == []
     metrics.worker_started(None, proc_name="Process-1")
     assert loaded == [1]
     assert REGISTRY.get_sample_value(count) == before + 1
+
+
+def test_the_webhook_clusters_workers_never_load_the_model(monkeypatch, settings):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(
+        "clipmatch.services.engine_for_scoring",
+        lambda: pytest.fail("a webhook worker loaded the model"),
+    )
+    monkeypatch.setattr(Conf, "CLUSTER_NAME", settings.CLIPMATCH_API["WEBHOOK_QUEUE"])
+    settings.CLIPMATCH = {**settings.CLIPMATCH, "PRELOAD_MODEL": True}
+
+    metrics.worker_started(None, proc_name="Process-1")
 
 
 # --- request ids -------------------------------------------------------------------

@@ -310,3 +310,59 @@ def test_scoring_in_a_forked_child_finishes_and_the_parent_never_loads_torch(
     assert "PARENT_TORCH False" in result.stdout
     listing.refresh_from_db()
     assert listing.status == Listing.Status.PASSED
+
+
+def listing_after_log_line(qcluster, line: str) -> Listing:
+    """A listing with an image, created once the cluster's log shows `line`."""
+    wait_for(
+        lambda: line in qcluster.log_path.read_text(),
+        60,
+        f"the worker to log {line!r}",
+        qcluster.log_path,
+    )
+    listing = ListingFactory()
+    ListingImageFactory(listing=listing)
+    return listing
+
+
+def test_a_worker_loads_the_model_before_it_takes_its_first_task(model, qcluster):
+    listing = listing_after_log_line(qcluster, "Model ready in")
+
+    def routed():
+        listing.refresh_from_db()
+        return listing.status != Listing.Status.PENDING
+
+    wait_for(routed, 60, "the worker to score the listing", qcluster.log_path)
+
+    log = qcluster.log_path.read_text()
+    # The load happened before the task was taken: its run time never counts it.
+    assert log.index("Model ready in") < log.index("'listings.tasks.score_listing'")
+    assert "tiny-clip-0@" in log[log.index("Model ready in") :].splitlines()[0]
+    assert listing.status == Listing.Status.PASSED
+
+
+@pytest.fixture
+def broken_model(use_model, tiny_clip_dir, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "clip"}')
+    (broken / "clipmatch.json").write_text(
+        (tiny_clip_dir / "clipmatch.json").read_text()
+    )
+    use_model(broken, PASS_ALL)
+
+
+def test_a_model_that_fails_to_load_at_start_fails_tasks_not_the_worker(
+    broken_model, qcluster
+):
+    listing = listing_after_log_line(qcluster, "Preloading the model in")
+
+    def failed_once():
+        return ScoringAttempt.objects.filter(listing=listing).exclude(error="").first()
+
+    attempt = wait_for(failed_once, 60, "the task to fail", qcluster.log_path)
+
+    listing.refresh_from_db()
+    assert listing.status == Listing.Status.PENDING  # retried, never passed
+    assert "Could not load model" in attempt.error
+    assert qcluster.poll() is None  # the cluster, its worker included, lives on

@@ -24,8 +24,11 @@ def load_model(path: str | Path, device: str):
     if not (path / "config.json").exists():
         raise FinetuneError(f"--base {path} is not a save_pretrained folder.")
     try:
-        # threads=0: the run has set torch's threads already.
-        return ClipEngine(resolve_model(str(path)), device=device, threads=0)
+        # threads=0: the run has set torch's threads already; fp32 because it
+        # trains through the engine (bf16 weights would take the updates coarsely).
+        return ClipEngine(
+            resolve_model(str(path)), device=device, threads=0, precision="fp32"
+        )
     except ModelLoadError as exc:
         raise FinetuneError(f"--base: {exc}") from exc
 
