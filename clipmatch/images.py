@@ -12,6 +12,7 @@ from typing import BinaryIO
 from clipmatch import conf
 from clipmatch.inference import images as core
 from clipmatch.inference.images import DecodedImage, ImageInfo, UnreadableImage
+from clipmatch.inference.photos import QUALITY_SIDE
 
 # The shorter side a decode is reduced to, no less: CLIP models look at 224 to 448
 # pixels, and a box reduction this far above that changes nothing they see.
@@ -35,8 +36,11 @@ def decode_image(
     limits, reduced to no less than DECODE_MIN_SIDE on the shorter side, or, for a
     model that looks at `input_side` pixels (ClipEngine.input_side), to twice that:
     its processor's resize then still averages at least two decoded pixels into
-    each of its own, as it does from the full-size image."""
-    min_side = 2 * input_side if input_side else DECODE_MIN_SIDE
+    each of its own, as it does from the full-size image (and to no less than the
+    photo quality measures look at)."""
+    # Never below the photo quality measures' own copy: a photo reduced further
+    # looks sharper than it is (the blur finding would miss it).
+    min_side = max(2 * input_side, QUALITY_SIDE) if input_side else DECODE_MIN_SIDE
     return core.decode_image(source, **_limits(), min_side=min_side)
 
 

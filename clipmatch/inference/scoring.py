@@ -132,6 +132,8 @@ class Assessment:
                 "listed_rank": image.listed_rank,
                 "bands": dict(image.bands),
                 "category_ok": image.category_ok,
+                "quality": list(image.quality),
+                "reuse": dict(image.reuse) if image.reuse else None,
             }
             if image.description is not None:
                 row["description"] = round(image.description, 4)

@@ -140,6 +140,7 @@ def test_a_payload_with_a_key_the_schema_does_not_name_is_refused(callbacks):
             "model_version": "",
             "score": None,
         },
+        "photos": [{"index": 1, "quality": ["blurred"], "reuse": None}],
     }
     check(document, schema["schema"], body)
 
