@@ -283,6 +283,15 @@ def test_two_real_workers_never_score_the_same_content_twice(
         for log_path in logs:
             with log_path.open("w") as log:
                 clusters.append(qcluster_start(env=env, log=log))
+        # Both workers hold their model before any work exists: else the one that
+        # warms up first can take every task, and nothing is contended.
+        for log_path in logs:
+            wait_for(
+                lambda log_path=log_path: "Model ready" in log_path.read_text(),
+                120,
+                "the worker to load its model",
+                log_path,
+            )
         listings = []
         for _ in range(24):
             listing = ListingFactory()
