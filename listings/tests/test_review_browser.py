@@ -267,7 +267,10 @@ def look_closer(page) -> None:
     page.keyboard.press("z")
     zoom = page.locator("#zoom")
     assert zoom.is_visible()
-    assert page.locator("#zoom-size").inner_text() == "128 × 128 px at natural size"
+    from playwright.sync_api import expect
+
+    # Written when the full-size copy has loaded: wait for it.
+    expect(page.locator("#zoom-size")).to_have_text("128 × 128 px at natural size")
     assert page.evaluate("document.activeElement.id") == "zoom-pan"
     for _ in range(5):  # up to 16× at most
         page.keyboard.press("+")
