@@ -37,6 +37,7 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.core.files.storage import default_storage
     from django.core.management import call_command
+    from django.utils import timezone
 
     from clipmatch.inference.scoring import PASS, REVIEW
     from clipmatch.models import Embedding
@@ -85,6 +86,19 @@ def main() -> None:
     staff = get_user_model().objects.create_user("bench-staff", is_staff=True)
     thresholds = active.thresholds.as_dict()
     listings, images, files = [], [], []
+    # Photo signals as a catalog scored since they exist has them (a re-route from
+    # cached embeddings reads them; an image without them is decoded from its file).
+    signals_at = timezone.now()
+    quality = {
+        "measures": {
+            "width": 1200,
+            "height": 900,
+            "sharpness": 30.0,
+            "brightness": 128.0,
+            "contrast": 50.0,
+        },
+        "findings": [],
+    }
     for n in range(args.listings):
         listing = Listing(
             seller=seller,
@@ -108,7 +122,12 @@ def main() -> None:
             files.append((path, data))
             images.append(
                 ListingImage(
-                    listing=listing, image=path, content_hash=key, position=position
+                    listing=listing,
+                    image=path,
+                    content_hash=key,
+                    position=position,
+                    quality=quality,
+                    signals_at=signals_at,
                 )
             )
             embed("image", key, unit(1))
@@ -156,12 +175,15 @@ def main() -> None:
     moved = dict(
         Listing.objects.values_list("status").annotate(n=django.db.models.Count("pk"))
     )
+    failed = Listing.objects.exclude(scoring_error="").count()
     print(
         f"{connection.vendor}: {len(listings)} listings, {len(images)} images; "
         f"rescore --stale {elapsed:.2f} s, {len(listings) / elapsed:.0f} listings/s "
         f"({cpu:.2f} s of this process's CPU: {len(listings) / cpu:.0f} per CPU s); "
         f"now {moved}"
     )
+    if failed:
+        sys.exit(f"{failed} listing(s) failed to re-route: the figures above are void.")
 
 
 if __name__ == "__main__":

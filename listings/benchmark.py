@@ -435,10 +435,13 @@ def process_group_memory(pgid: int) -> dict[int, int]:
     return peaks
 
 
-def scoring_profile(listings, categories, threads: int) -> dict:
+def scoring_profile(
+    listings, categories, threads: int, dump: Path | None = None
+) -> dict:
     """A profile of the scoring service run in this process on the same listings,
     with the cluster stopped and a worker's thread count: seconds per listing in
-    decoding, preprocessing, the forwards and everything else."""
+    decoding, preprocessing, the forwards and everything else. With `dump`, the
+    cProfile statistics are also written there (read them with `pstats`)."""
     import torch
 
     from listings.services.scoring import listing_score
@@ -453,6 +456,8 @@ def scoring_profile(listings, categories, threads: int) -> dict:
         listing_score(listing_id=listing_id)
     profile.disable()
     total = time.perf_counter() - started
+    if dump is not None:
+        profile.dump_stats(dump)
     stats = pstats.Stats(profile).stats
     seconds = dict.fromkeys(PROFILE_BUCKETS, 0.0)
     for (filename, _, name), (_, _, _, cumulative, _) in stats.items():
@@ -503,6 +508,7 @@ def benchmark_run(
     timeout: float,
     work_dir: Path,
     progress: Callable[[str], None],
+    profile_dump: Path | None = None,
 ) -> dict:
     """Run every arm once per round, in turn, on the same listings; figures out."""
     import torch
@@ -587,7 +593,9 @@ def benchmark_run(
         finally:
             qcluster_stop(cluster, grace=30)
     progress("Profiling the scoring service in this process...")
-    profile = scoring_profile(listings, categories, conf.get("TORCH_THREADS"))
+    profile = scoring_profile(
+        listings, categories, conf.get("TORCH_THREADS"), dump=profile_dump
+    )
     # Rounded as reported: every ratio is the quotient of two printed figures.
     rates = {arm: round(_median_rate(count, seconds[arm]), 3) for arm in ARMS}
     precisions = {

@@ -4,6 +4,7 @@ No figure is asserted: a benchmark measures, the tests check what it reports."""
 
 import io
 import json
+import pstats
 import statistics
 import subprocess
 import sys
@@ -92,7 +93,8 @@ def test_a_count_below_one_is_refused():
 
 
 @pytest.mark.slow
-def test_a_run_reports_every_arm_and_leaves_nothing_behind(worker_env):
+def test_a_run_reports_every_arm_and_leaves_nothing_behind(worker_env, tmp_path):
+    profile = tmp_path / "scoring.prof"
     result = subprocess.run(
         [
             sys.executable,
@@ -102,6 +104,7 @@ def test_a_run_reports_every_arm_and_leaves_nothing_behind(worker_env):
             "--listings=2",
             "--rounds=2",
             "--json",
+            f"--profile={profile}",
         ],
         cwd=ROOT,
         env=worker_env,
@@ -143,5 +146,12 @@ def test_a_run_reports_every_arm_and_leaves_nothing_behind(worker_env):
         "queue_and_idle",
     }
     assert report["e2e_split"]["ms_per_listing"]["forward"] > 0
+    # --profile keeps the in-process scoring run's statistics for pstats.
+    scored = [
+        calls
+        for (filename, _, name), (calls, *_) in pstats.Stats(str(profile)).stats.items()
+        if filename.endswith("listings/services/scoring.py") and name == "listing_score"
+    ]
+    assert scored == [2]
     # Its listings lived in a database of its own, not the configured one.
     assert not Listing.objects.exists()

@@ -67,6 +67,12 @@ class Command(BaseCommand):
             "--timeout", type=int, default=600, help="Seconds one round may take."
         )
         parser.add_argument("--json", action="store_true", help="Print one object.")
+        parser.add_argument(
+            "--profile",
+            type=Path,
+            help="Also write the cProfile statistics of the in-process scoring run "
+            "to this file (python -m pstats FILE).",
+        )
         # The run itself, in the environment the first process made for it.
         parser.add_argument("--inside", help=argparse.SUPPRESS)
 
@@ -126,6 +132,8 @@ class Command(BaseCommand):
             passed.append(f"--{name.replace('_', '-')}={options[name]}")
         if options["precision"]:
             passed.append(f"--precision={options['precision']}")
+        if options["profile"]:
+            passed.append(f"--profile={options['profile'].expanduser().resolve()}")
         return passed
 
     def _inside(self, options):
@@ -139,6 +147,7 @@ class Command(BaseCommand):
                 batch_size=options["batch_size"],
                 timeout=options["timeout"],
                 work_dir=Path(options["inside"]),
+                profile_dump=options["profile"],
                 progress=lambda line: (self.stderr.write(line), sys.stderr.flush()),
             )
         except (ModelLoadError, ImproperlyConfigured, TimeoutError) as exc:
