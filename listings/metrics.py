@@ -260,8 +260,22 @@ def task_done(sender, task: dict, func=None, **kwargs) -> None:
         SCORING_LATENCY.observe(_seconds_since(started, stopped))
 
 
+def task_memory_release(sender, **kwargs) -> None:
+    """After each task in a worker: forget the queries DEBUG keeps (a worker has
+    no request to end the log) and give freed memory back to the system."""
+    from django import db
+
+    from clipmatch.inference.memory import memory_release
+
+    db.reset_queries()
+    memory_release()
+
+
 def connect() -> None:
     from django_q.signals import post_execute_in_worker, post_spawn
 
     post_spawn.connect(worker_started, dispatch_uid="clipmatch-preload-model")
     post_execute_in_worker.connect(task_done, dispatch_uid="clipmatch-task-metrics")
+    post_execute_in_worker.connect(
+        task_memory_release, dispatch_uid="clipmatch-task-memory"
+    )

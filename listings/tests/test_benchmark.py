@@ -138,6 +138,7 @@ def test_a_run_reports_every_arm_and_leaves_nothing_behind(worker_env, tmp_path)
     assert arms["end_to_end"]["failed"] == 0
     assert arms["end_to_end"]["peak_memory_mb"]["max"] > 0
     assert report["workload"]["listings"] == 2
+    assert report["settings"]["debug"] is False  # measured as production runs
     assert set(report["e2e_split"]["ms_per_listing"]) == {
         "decode",
         "preprocess",

@@ -251,6 +251,31 @@ def test_the_webhook_clusters_workers_never_load_the_model(monkeypatch, settings
     metrics.worker_started(None, proc_name="Process-1")
 
 
+@pytest.mark.django_db
+def test_after_each_task_a_worker_forgets_its_query_log_and_releases_memory(
+    monkeypatch,
+):
+    from django.db import connection
+
+    from listings.models import Listing
+
+    released = []
+    monkeypatch.setattr(
+        "clipmatch.inference.memory.memory_release", lambda: released.append(1)
+    )
+    connection.force_debug_cursor = True  # the query log DEBUG keeps
+    try:
+        Listing.objects.count()
+        assert len(connection.queries) == 1
+
+        metrics.task_memory_release(None, task={}, func=None)
+    finally:
+        connection.force_debug_cursor = False
+
+    assert connection.queries == []
+    assert released == [1]
+
+
 # --- request ids -------------------------------------------------------------------
 
 
