@@ -215,7 +215,7 @@ def _non_negative(value: Any) -> str | None:
 
 def _hash_distance(value: Any) -> str | None:
     # The lookup searches each 21- or 22-bit band within distance // 3 bits: up to
-    # 1,772 values a band at 11; at 12 it would be 27,000 and more.
+    # 1,794 values a band at 11; at 12 it would be 27,000 and more.
     if not (_whole(value) and 0 <= value <= 11):
         return f"must be a whole number of bits from 0 to 11, not {value!r}"
     return None

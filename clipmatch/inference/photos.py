@@ -13,7 +13,7 @@ from PIL import Image
 HASH_BITS = 64
 # The hash is split into three bands of 21, 21 and 22 bits (highest first), each
 # indexed: two hashes within D bits agree to within D // 3 bits in one band, and a
-# band value within 3 bits has 1,562 (21 bits) or 1,772 (22 bits) neighbours, each
+# band value within 3 bits has 1,562 (21 bits) or 1,794 (22 bits) neighbours, each
 # matching about one stored row in two million.
 BAND_WIDTHS = (21, 21, 22)
 BANDS = len(BAND_WIDTHS)

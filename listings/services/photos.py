@@ -4,12 +4,11 @@ judge. `photos_check` is the one call the scoring path makes (from
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
-
-import json
 
 import numpy as np
 from django.db import connection, transaction
@@ -166,6 +165,24 @@ def reuse_eligible(*, seller_id: int, listing_id: int, now: datetime) -> Q:
     )
 
 
+def candidate_rows(
+    *,
+    hashes: core.PhotoHashes,
+    seller_id: int,
+    listing_id: int,
+    now: datetime,
+    max_distance: int,
+):
+    """The hash rows the band lookup returns that may be found: (image id,
+    variant, hash, fine hash)."""
+    sql, params = lookup_sql(hashes.coarse, max_distance)
+    return (
+        ImageHash.objects.filter(pk__in=RawSQL(sql, params))
+        .filter(reuse_eligible(seller_id=seller_id, listing_id=listing_id, now=now))
+        .values_list("image_id", "variant", "phash", "fine")
+    )
+
+
 def reuse_candidates(
     *, hashes: core.PhotoHashes, seller_id: int, listing_id: int, now: datetime
 ) -> list[tuple[int, int, int | None]]:
@@ -178,11 +195,12 @@ def reuse_candidates(
     so the rows it does not return are further off.
     """
     max_distance = conf.get("PHOTO_REUSE_MAX_DISTANCE")
-    sql, params = lookup_sql(hashes.coarse, max_distance)
-    rows = (
-        ImageHash.objects.filter(pk__in=RawSQL(sql, params))
-        .filter(reuse_eligible(seller_id=seller_id, listing_id=listing_id, now=now))
-        .values_list("image_id", "variant", "phash", "fine")
+    rows = candidate_rows(
+        hashes=hashes,
+        seller_id=seller_id,
+        listing_id=listing_id,
+        now=now,
+        max_distance=max_distance,
     )
     best: dict[int, tuple[int, int | None]] = {}
     for image_id, variant, value, fine in rows:

@@ -1,5 +1,6 @@
 """Measure the reused-photo lookup among many stored hashes, on this database."""
 
+import re
 import statistics
 import time
 
@@ -12,7 +13,7 @@ from django.utils import timezone
 from clipmatch import conf
 from clipmatch.inference import photos as core
 from listings.models import Category, ImageHash, Listing, ListingImage
-from listings.services.photos import lookup_sql, reuse_candidates
+from listings.services.photos import candidate_rows, lookup_sql, reuse_candidates
 
 BENCH_SELLER = "photo-lookup-benchmark"
 
@@ -44,9 +45,10 @@ _FILL = {
 
 class Command(BaseCommand):
     help = (
-        "Fill a scratch database of its own (dropped at the end) with --rows stored photo hashes (random "
-        f"64-bit and 256-bit values drawn by the database, {len(core.CROP_VARIANTS)} "
-        "per image as the app stores them), then look up catalog photos as a new "
+        "Fill a scratch database of its own (dropped at the end) with --rows "
+        "stored photo hashes (random 64-bit and 256-bit values drawn by the "
+        f"database, {len(core.CROP_VARIANTS)} per image as the app stores them), "
+        "then look up catalog photos as a new "
         "listing's would be: rows read through the band indexes, the query plan, "
         "and the time per lookup."
     )
@@ -121,6 +123,7 @@ class Command(BaseCommand):
         other = get_user_model().objects.get_or_create(username="photo-lookup-new")[0]
         max_distance = conf.get("PHOTO_REUSE_MAX_DISTANCE")
         radius = core.band_radius(max_distance)
+        reverse = core.band_radius(core.reverse_distance(max_distance))
         times, read, found = [], [], []
         plan = ""
         for n in range(lookups):
@@ -151,12 +154,33 @@ class Command(BaseCommand):
                     )
                     cursor.execute(explain + sql, params)
                     plan = "\n".join(" ".join(map(str, row)) for row in cursor)
+                full = candidate_rows(
+                    hashes=hashes,
+                    seller_id=other.pk,
+                    listing_id=0,
+                    now=timezone.now(),
+                    max_distance=max_distance,
+                )
+                if connection.vendor == "postgresql":
+                    full_plan = full.explain(analyze=True)
+                else:
+                    full_plan = full.explain()
         self.stdout.write(
-            f"Hamming cut-off {max_distance} (each of the {core.BANDS} bands within {radius} bits; a new crop's within {core.band_radius(core.reverse_distance(max_distance))}): "
+            f"Hamming cut-off {max_distance} (each of the {core.BANDS} bands within "
+            f"{radius} bits, a new crop's within {reverse}): "
             f"{lookups} lookups, rows read through the band indexes: median "
             f"{statistics.median(read):,.0f}, max {max(read):,}; candidates within "
             f"the cut-off: {sum(found)}; time per lookup: median "
             f"{statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms"
         )
         self.stdout.write("query plan of the first lookup's index scans:")
-        self.stdout.write(plan)
+        self.stdout.write(_abridged(plan))
+        self.stdout.write("and of the whole lookup (with who may be found):")
+        self.stdout.write(_abridged(full_plan))
+
+
+def _abridged(plan: str) -> str:
+    """A plan with its band value lists left out (thousands of numbers each)."""
+    return re.sub(
+        r"'\{[0-9,]+\}'", "'{...}'", re.sub(r'\["?\[[0-9, ]+\]"?\]', "[...]", plan)
+    )
