@@ -62,12 +62,14 @@ class Command(BaseCommand):
         if options["rows"] < len(core.CROP_VARIANTS):
             raise CommandError(f"--rows must be at least {len(core.CROP_VARIANTS)}.")
         # A scratch database of its own beside the configured one (Django's test
-        # database machinery: test_<NAME> on PostgreSQL, a file under var/ on
-        # SQLite), migrated, and dropped at the end whatever happens.
+        # database machinery, under a name no test run uses: <NAME>_photo_lookup
+        # on PostgreSQL, a file under var/ on SQLite), migrated, and dropped at
+        # the end whatever happens.
         if connection.vendor == "sqlite":
-            connection.settings_dict.setdefault("TEST", {})["NAME"] = str(
-                settings.BASE_DIR / "var" / "benchmark-photo-lookup.sqlite3"
-            )
+            scratch = str(settings.BASE_DIR / "var" / "benchmark-photo-lookup.sqlite3")
+        else:
+            scratch = f"{connection.settings_dict['NAME']}_photo_lookup"
+        connection.settings_dict.setdefault("TEST", {})["NAME"] = scratch
         original = connection.settings_dict["NAME"]
         connection.creation.create_test_db(verbosity=0, autoclobber=True)
         try:
