@@ -112,8 +112,7 @@ def check_webhook_queue(app_configs=None, **kwargs):
 def check_photo_limits(app_configs=None, **kwargs):
     """The worker decodes a photo reduced to no less than DECODE_MIN_SIDE on its
     shorter side, and judges "too small" on that copy: a larger minimum would
-    call every large photo small. Dark must start below bright, and the near
-    reuse distance within the largest."""
+    call every large photo small. Dark must start below bright."""
     from clipmatch.images import DECODE_MIN_SIDE
 
     errors = []
@@ -123,17 +122,6 @@ def check_photo_limits(app_configs=None, **kwargs):
             Error(
                 f"CLIPMATCH_PHOTO_MIN_SIDE ({side}) must be at most {DECODE_MIN_SIDE}, "
                 "the shorter side photos are decoded to.",
-                id="clipmatch.E007",
-            )
-        )
-    near = conf.get_or_none("PHOTO_REUSE_NEAR_DISTANCE")
-    far = conf.get_or_none("PHOTO_REUSE_MAX_DISTANCE")
-    if near is not None and far is not None and near > far:
-        errors.append(
-            Error(
-                f"CLIPMATCH_PHOTO_REUSE_NEAR_DISTANCE ({near}) must be at most "
-                f"CLIPMATCH_PHOTO_REUSE_MAX_DISTANCE ({far}): the lookup searches "
-                "within the largest.",
                 id="clipmatch.E007",
             )
         )

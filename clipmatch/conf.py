@@ -214,10 +214,16 @@ def _non_negative(value: Any) -> str | None:
 
 
 def _hash_distance(value: Any) -> str | None:
-    # The lookup searches each 16-bit band within distance // 4 bits: up to 697
-    # values a band at 15; beyond that it stops being a handful of lookups.
-    if not (_whole(value) and 0 <= value <= 15):
-        return f"must be a whole number of bits from 0 to 15, not {value!r}"
+    # The lookup searches each 21- or 22-bit band within distance // 3 bits: up to
+    # 1,794 values a band at 11; at 12 it would be 27,000 and more.
+    if not (_whole(value) and 0 <= value <= 11):
+        return f"must be a whole number of bits from 0 to 11, not {value!r}"
+    return None
+
+
+def _fine_distance(value: Any) -> str | None:
+    if not (_whole(value) and 0 <= value <= 256):
+        return f"must be a whole number of bits from 0 to 256, not {value!r}"
     return None
 
 
@@ -242,6 +248,7 @@ GREY_LEVEL = Rule("clipmatch.E027", _grey_level)
 HASH_DISTANCE = Rule("clipmatch.E028", _hash_distance)
 NON_NEGATIVE = Rule("clipmatch.E029", _non_negative)
 PRECISION = Rule("clipmatch.E030", _precision)
+FINE_DISTANCE = Rule("clipmatch.E031", _fine_distance)
 
 
 @dataclass(frozen=True)
@@ -339,21 +346,16 @@ SETTINGS: dict[str, Setting] = {
             ("REVIEW_UNDO_SECONDS", "CLIPMATCH_REVIEW_UNDO_SECONDS", COUNT_OR_ZERO),
             ("CURRENCY", "CLIPMATCH_CURRENCY", CURRENCY),
             (
-                "PHOTO_REUSE_NEAR_DISTANCE",
-                "CLIPMATCH_PHOTO_REUSE_NEAR_DISTANCE",
-                HASH_DISTANCE,
-            ),
-            (
-                "PHOTO_REUSE_NEAR_MIN_COSINE",
-                "CLIPMATCH_PHOTO_REUSE_NEAR_MIN_COSINE",
-                SHARE,
-            ),
-            (
                 "PHOTO_REUSE_MAX_DISTANCE",
                 "CLIPMATCH_PHOTO_REUSE_MAX_DISTANCE",
                 HASH_DISTANCE,
             ),
             ("PHOTO_REUSE_MIN_COSINE", "CLIPMATCH_PHOTO_REUSE_MIN_COSINE", SHARE),
+            (
+                "PHOTO_REUSE_FINE_DISTANCE",
+                "CLIPMATCH_PHOTO_REUSE_FINE_DISTANCE",
+                FINE_DISTANCE,
+            ),
             (
                 "PHOTO_REUSE_RECENT_DAYS",
                 "CLIPMATCH_PHOTO_REUSE_RECENT_DAYS",

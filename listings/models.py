@@ -193,7 +193,9 @@ class ListingImage(models.Model):
 
 class ImageHash(models.Model):
     """One perceptual hash of a photo (variant 0) or of one of its crops, split into
-    four 16-bit bands, each indexed: a Hamming search is a few index lookups."""
+    three bands of 21, 21 and 22 bits, each indexed: a Hamming search is a few
+    index lookups. `fine` is the 256-bit hash that confirms a candidate (null on
+    rows stored before it existed, until `backfill_photo_signals` runs)."""
 
     image = models.ForeignKey(
         ListingImage, on_delete=models.CASCADE, related_name="hashes"
@@ -203,7 +205,7 @@ class ImageHash(models.Model):
     band0 = models.IntegerField()
     band1 = models.IntegerField()
     band2 = models.IntegerField()
-    band3 = models.IntegerField()
+    fine = models.BinaryField(null=True, editable=False)
 
     class Meta:
         constraints = [
@@ -213,7 +215,7 @@ class ImageHash(models.Model):
         ]
         indexes = [
             models.Index(fields=[f"band{n}", "variant"], name=f"imagehash_band{n}")
-            for n in range(4)
+            for n in range(3)
         ]
 
     def __str__(self) -> str:

@@ -3,16 +3,17 @@
 Positives: each catalog photo against a transformed copy of itself (re-encoded as
 JPEG, resized to half, cropped by 10%, brightness +20% and -20%; mirrored and
 recoloured copies are reported on their own, not required). Negatives: each copy
-against the photos of every other product of the same category. A pair is a match,
-as the app decides it, when the perceptual hashes (the photo's and its crops', as
-the lookup compares them) are within the near distance and the image embeddings'
-cosine is at least the near cosine, or within the largest distance and at least
-the (higher) cosine: a photo whose hash barely changed needs less confirmation.
+against the photos of every other product of the same category. A pair is a match
+exactly as the app decides it (`clipmatch.inference.photos.pair_distances` and
+`reuse_match`): the 64-bit hashes (the photo's and its crops', as the lookup
+compares them) within the largest distance, confirmed by the image embeddings'
+cosine or by the 256-bit hashes of the variants within that distance.
 
 The cut-offs are chosen on one split (CALIBRATION_SEED) as those whose worst
 required transform has the best recall at a precision of at least 0.99 on all of
 them (the lower end of its 95% Wilson interval; ties: the better recall on all,
-the smaller distances), and measured on another (HELDOUT_SEED).
+the smaller distances), and measured on another (HELDOUT_SEED). Every pair's
+distances are computed once per split; the sweep only compares numbers.
 
     python -m training.photo_reuse_eval [--model DIR] [--n 400] [--json]
 """
@@ -32,29 +33,37 @@ from PIL import Image, ImageEnhance
 
 from clipmatch.inference.calibration import wilson_lower
 from clipmatch.inference.engine import load_engine
-from clipmatch.inference.photos import hash_variants, variants_distance
+from clipmatch.inference.photos import pair_distances, photo_hashes, reuse_match
 from training.catalog import CALIBRATION_SEED, HELDOUT_SEED, generate_item
 
 REQUIRED = ("reencode", "half", "crop10", "brighter20", "darker20")
 SEPARATE = ("mirror", "recolour")
 TARGET_PRECISION = 0.99
-# Every hash has exactly 32 of its 64 bits set (each bit says above or below the
-# median), so distances are even.
-# Beyond 10 bits the lookup searches each band within 3 bits: 697 values a band.
-DISTANCES = range(0, 11, 2)
+# Every hash has exactly half its bits set (each bit says above or below the
+# median), so distances are even. The lookup searches each of the three bands
+# within max_distance // 3 bits: 10 bits is the most it searches at 3.
+DISTANCES = (4, 6, 8, 10)
 COSINES = [round(0.5 + 0.01 * n, 2) for n in range(50)]
+FINE_DISTANCES = range(0, 41, 2)
 
 
 @dataclass(frozen=True)
 class Cutoffs:
-    near_distance: int
-    near_cosine: float
     max_distance: int
     min_cosine: float
+    fine_distance: int
 
-    def matches(self, distance: np.ndarray, cosine: np.ndarray) -> np.ndarray:
-        near = (distance <= self.near_distance) & (cosine >= self.near_cosine)
-        return near | ((distance <= self.max_distance) & (cosine >= self.min_cosine))
+    def matches(self, pairs: dict) -> np.ndarray:
+        distance = pairs["distance"][self.max_distance]
+        fine = pairs["fine"][self.max_distance]
+        return reuse_match(
+            distance,
+            fine,
+            pairs["cosine"],
+            max_distance=self.max_distance,
+            min_cosine=self.min_cosine,
+            fine_distance=self.fine_distance,
+        )
 
 
 def _jpeg(image: Image.Image, quality: int) -> Image.Image:
@@ -92,51 +101,64 @@ def transforms(rng: random.Random) -> dict[str, Callable[[Image.Image], Image.Im
     }
 
 
+def _distances(new, stored) -> dict:
+    """A pair's distances under each largest distance the sweep tries (the
+    distances that count depend on it: `pair_distances`)."""
+    row = {}
+    for max_distance in DISTANCES:
+        distance, fine = pair_distances(new, stored, max_distance)
+        row[max_distance] = (distance, -1 if fine is None else fine)
+    return row
+
+
+def _arrays(rows: list[dict], cosines: list[float]) -> dict:
+    return {
+        "distance": {d: np.array([r[d][0] for r in rows]) for d in DISTANCES},
+        "fine": {d: np.array([r[d][1] for r in rows]) for d in DISTANCES},
+        "cosine": np.array(cosines),
+    }
+
+
 def split_pairs(engine, *, n: int, seed: int, size: int) -> dict:
     """Distances and cosines of every positive and negative pair of one split."""
     items = [generate_item(i, seed=seed, size=size) for i in range(n)]
     rng = random.Random(f"photo-reuse-{seed}")
     originals = [item.image for item in items]
-    original_hash = [hash_variants(im) for im in originals]
+    original_hash = [photo_hashes(im) for im in originals]
     original_vec = engine.embed_images(originals)
     pairs = {}
     for name, transform in transforms(rng).items():
         copies = [transform(im) for im in originals]
-        copy_hash = [hash_variants(im) for im in copies]
+        copy_hash = [photo_hashes(im) for im in copies]
         copy_vec = engine.embed_images(copies)
         cos = copy_vec @ original_vec.T
-        pos_d, pos_c, neg_d, neg_c = [], [], [], []
+        pos, pos_c, neg, neg_c = [], [], [], []
         for i, item in enumerate(items):
-            pos_d.append(variants_distance(copy_hash[i], original_hash[i]))
+            pos.append(_distances(copy_hash[i], original_hash[i]))
             pos_c.append(float(cos[i, i]))
             for j, other in enumerate(items):
                 if (
                     other.product.category == item.product.category
                     and other.product != item.product
                 ):
-                    neg_d.append(variants_distance(copy_hash[i], original_hash[j]))
+                    neg.append(_distances(copy_hash[i], original_hash[j]))
                     neg_c.append(float(cos[i, j]))
-        pairs[name] = {
-            "pos": (np.array(pos_d), np.array(pos_c)),
-            "neg": (np.array(neg_d), np.array(neg_c)),
-        }
+        pairs[name] = {"pos": _arrays(pos, pos_c), "neg": _arrays(neg, neg_c)}
     return pairs
 
 
 def _counts(pairs: dict, names, cutoffs: Cutoffs) -> tuple[int, int, int]:
     tp = fp = positives = 0
     for name in names:
-        pd, pc = pairs[name]["pos"]
-        nd, nc = pairs[name]["neg"]
-        tp += int(cutoffs.matches(pd, pc).sum())
-        fp += int(cutoffs.matches(nd, nc).sum())
-        positives += len(pd)
+        tp += int(cutoffs.matches(pairs[name]["pos"]).sum())
+        fp += int(cutoffs.matches(pairs[name]["neg"]).sum())
+        positives += len(pairs[name]["pos"]["cosine"])
     return tp, fp, positives
 
 
 def _figures(pairs: dict, names, cutoffs: Cutoffs) -> dict:
     tp, fp, positives = _counts(pairs, names, cutoffs)
-    negatives = sum(len(pairs[name]["neg"][0]) for name in names)
+    negatives = sum(len(pairs[name]["neg"]["cosine"]) for name in names)
     return {
         "recall": round(tp / positives, 4) if positives else 0.0,
         "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
@@ -154,27 +176,25 @@ def choose_cutoffs(pairs: dict) -> Cutoffs:
     ones about half the time."""
     best = None
     for max_distance in DISTANCES:
-        for near_distance in (d for d in DISTANCES if d <= max_distance):
-            for min_cosine in COSINES:
-                for near_cosine in (c for c in COSINES if c <= min_cosine):
-                    cutoffs = Cutoffs(
-                        near_distance, near_cosine, max_distance, min_cosine
-                    )
-                    tp, fp, _ = _counts(pairs, REQUIRED, cutoffs)
-                    if wilson_lower(tp, tp + fp) < TARGET_PRECISION:
-                        continue
-                    worst = min(_counts(pairs, [n], cutoffs)[0] for n in REQUIRED)
-                    key = (worst, tp, -max_distance, -near_distance)
-                    if best is None or key > best[0]:
-                        best = (key, cutoffs)
+        for min_cosine in COSINES:
+            for fine_distance in FINE_DISTANCES:
+                cutoffs = Cutoffs(max_distance, min_cosine, fine_distance)
+                per = [_counts(pairs, [n], cutoffs) for n in REQUIRED]
+                tp, fp = sum(c[0] for c in per), sum(c[1] for c in per)
+                if wilson_lower(tp, tp + fp) < TARGET_PRECISION:
+                    continue
+                worst = min(c[0] for c in per)
+                key = (worst, tp, -max_distance, -fine_distance)
+                if best is None or key > best[0]:
+                    best = (key, cutoffs)
     if best is None:
         raise SystemExit("No cut-offs reach the target precision.")
     return best[1]
 
 
 def report(pairs: dict, cutoffs: Cutoffs) -> dict:
-    hash_only = Cutoffs(cutoffs.max_distance, -1.0, cutoffs.max_distance, -1.0)
-    cosine_only = Cutoffs(64, cutoffs.min_cosine, 64, cutoffs.min_cosine)
+    hash_only = Cutoffs(cutoffs.max_distance, -2.0, 0)
+    cosine_only = Cutoffs(cutoffs.max_distance, cutoffs.min_cosine, -2)
     rows = {}
     for name, names in [(n, [n]) for n in (*REQUIRED, *SEPARATE)] + [
         ("required", list(REQUIRED))
@@ -209,17 +229,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"cut-offs chosen on the calibration split ({args.n} photos): "
-        f"Hamming distance <= {cutoffs.near_distance} with cosine >= "
-        f"{cutoffs.near_cosine:.2f}, or <= {cutoffs.max_distance} with cosine >= "
-        f"{cutoffs.min_cosine:.2f}"
+        f"Hamming distance <= {cutoffs.max_distance}, confirmed by cosine >= "
+        f"{cutoffs.min_cosine:.2f} or by the 256-bit hashes within "
+        f"{cutoffs.fine_distance} bits"
     )
     print(f"evaluation split ({args.n} photos, {args.size} px):")
-    print("copy        recall  precision  (hash only: recall, precision)")
+    print(
+        "copy        recall  precision  (hash only: recall, precision; "
+        "without the 256-bit hash: recall, precision)"
+    )
     for name, row in result["evaluation"].items():
-        both, hash_only = row["both"], row["hash_only"]
+        both, hash_only, cosine = row["both"], row["hash_only"], row["cosine_only"]
         print(
             f"{name:<11} {both['recall']:.4f}  {both['precision']:.4f}     "
-            f"({hash_only['recall']:.4f}, {hash_only['precision']:.4f})"
+            f"({hash_only['recall']:.4f}, {hash_only['precision']:.4f}; "
+            f"{cosine['recall']:.4f}, {cosine['precision']:.4f})"
         )
     return 0
 

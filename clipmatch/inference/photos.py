@@ -11,15 +11,22 @@ import numpy as np
 from PIL import Image
 
 HASH_BITS = 64
-BANDS = 4
-BAND_BITS = HASH_BITS // BANDS
-BAND_MASK = (1 << BAND_BITS) - 1
+# The hash is split into three bands of 21, 21 and 22 bits (highest first), each
+# indexed: two hashes within D bits agree to within D // 3 bits in one band, and a
+# band value within 3 bits has 1,562 (21 bits) or 1,794 (22 bits) neighbours, each
+# matching about one stored row in two million.
+BAND_WIDTHS = (21, 21, 22)
+BANDS = len(BAND_WIDTHS)
+# The finer hash that confirms a candidate the bands found: 256 of the lowest
+# frequencies of the same DCT, each against their median.
+FINE_BITS = 256
 # pHash: a 32x32 grey copy, its 2-D DCT, and 64 of the lowest frequencies (the
 # 8x8 corner without the DC term, which says only how bright, plus the next
 # horizontal one) each against their median. Low frequencies survive
 # re-encoding, resizing, small crops and brightness changes.
 _HASH_SIDE = 32
 _HASH_FREQS = 8
+_FINE_FREQS = 16
 # Quality measures look at a fixed-size grey copy, so that the blur measure of a
 # photo does not depend on its resolution.
 QUALITY_SIDE = 256
@@ -58,18 +65,30 @@ def _grey(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(grey, dtype=np.float64)
 
 
-def perceptual_hash(image: Image.Image) -> int:
-    """The 64-bit DCT perceptual hash of a picture, as an unsigned int."""
+def _median_bits(freqs: np.ndarray) -> int:
+    value = 0
+    for bit in freqs > np.median(freqs):
+        value = (value << 1) | int(bit)
+    return value
+
+
+def perceptual_hashes(image: Image.Image) -> tuple[int, int]:
+    """The 64-bit DCT perceptual hash of a picture and its finer 256-bit one (the
+    16x16 lowest frequencies without the DC term, plus the next horizontal one),
+    as unsigned ints, from one DCT."""
     pixels = _grey(image, (_HASH_SIDE, _HASH_SIDE))
     dct = _dct_matrix(_HASH_SIDE)
     coefficients = dct @ pixels @ dct.T
     corner = coefficients[:_HASH_FREQS, :_HASH_FREQS].flatten()
-    freqs = np.append(corner[1:], coefficients[0, _HASH_FREQS])
-    bits = freqs > np.median(freqs)
-    value = 0
-    for bit in bits:
-        value = (value << 1) | int(bit)
-    return value
+    coarse = _median_bits(np.append(corner[1:], coefficients[0, _HASH_FREQS]))
+    block = coefficients[:_FINE_FREQS, :_FINE_FREQS].flatten()
+    fine = _median_bits(np.append(block[1:], coefficients[0, _FINE_FREQS]))
+    return coarse, fine
+
+
+def perceptual_hash(image: Image.Image) -> int:
+    """The 64-bit DCT perceptual hash of a picture, as an unsigned int."""
+    return perceptual_hashes(image)[0]
 
 
 # Crops a hash is also taken of, as (kept share of each side, x, y offset share):
@@ -90,22 +109,107 @@ def _cropped(image: Image.Image, keep: float, x: float, y: float) -> Image.Image
     return image.crop((left, top, left + width, top + height))
 
 
-def hash_variants(image: Image.Image) -> list[int]:
-    """The perceptual hashes of a picture and of its CROP_VARIANTS, in that order.
+@dataclass(frozen=True)
+class PhotoHashes:
+    """A picture's 64-bit hashes (`coarse`, the ones the bands index) and 256-bit
+    ones (`fine`, confirmation only), of the photo and its CROP_VARIANTS, in that
+    order."""
+
+    coarse: list[int]
+    fine: list[int]
+
+
+def photo_hashes(image: Image.Image) -> PhotoHashes:
+    """The hashes of a picture and of its CROP_VARIANTS.
 
     pHash alone does not survive a 10% crop (half the crops of the synthetic
     catalog differ by more than 12 bits); one of these crops of the original is
     within a few bits of the cropped copy.
     """
-    return [perceptual_hash(_cropped(image, *crop)) for crop in CROP_VARIANTS]
+    pairs = [perceptual_hashes(_cropped(image, *crop)) for crop in CROP_VARIANTS]
+    return PhotoHashes(coarse=[c for c, _ in pairs], fine=[f for _, f in pairs])
+
+
+def hash_variants(image: Image.Image) -> list[int]:
+    """The 64-bit hashes of a picture and of its CROP_VARIANTS, in that order."""
+    return photo_hashes(image).coarse
+
+
+def variant_pairs(new_count: int, stored_count: int) -> list[tuple[int, int]]:
+    """The (new variant, stored variant) pairs two photos are compared on: the new
+    photo against each of the stored one's crops, and the new photo's crops against
+    the stored photo (so a stored crop of the new photo is found too)."""
+    return [(0, j) for j in range(stored_count)] + [(i, 0) for i in range(1, new_count)]
 
 
 def variants_distance(new: list[int], stored: list[int]) -> int:
-    """The fewest bits between two photos' hashes, as the lookup compares them: the
-    new photo against each of the stored one's crops, and the new photo's crops
-    against the stored photo (so a stored crop of the new photo is found too)."""
-    whole = min(hamming(new[0], h) for h in stored)
-    return min(whole, *(hamming(h, stored[0]) for h in new[1:]))
+    """The fewest bits between two photos' 64-bit hashes over `variant_pairs`."""
+    return min(
+        hamming(new[i], stored[j]) for i, j in variant_pairs(len(new), len(stored))
+    )
+
+
+def reverse_distance(max_distance: int) -> int:
+    """The cut-off for the new photo's crops against a stored photo (a stored crop
+    of the new photo), 2 bits tighter than for the new photo against a stored
+    one's crops: its lookup probes thirteen hashes' bands, not one, and at 10 bits
+    the radius a band drops from 3 (1,562 values) to 2 (232)."""
+    return max(0, max_distance - 2)
+
+
+def variant_distances(
+    new: PhotoHashes, variant: int, coarse: int, fine: int | None, max_distance: int
+) -> tuple[int, int | None]:
+    """One stored variant's distances to a new photo, over the `variant_pairs` it
+    is in that can count (a pair of a new crop and the stored photo only within
+    `reverse_distance`): the fewest bits between the 64-bit hashes (HASH_BITS when
+    none counts), and the fewest between the 256-bit hashes of the pairs within
+    `max_distance` on the 64-bit ones (None when there is none, or the stored fine
+    hash is None: not computed yet)."""
+    least, finest = HASH_BITS, None
+    reverse = reverse_distance(max_distance)
+    for i in range(len(new.coarse)) if variant == 0 else (0,):
+        distance = hamming(new.coarse[i], coarse)
+        if i and distance > reverse:
+            continue
+        least = min(least, distance)
+        if distance <= max_distance and fine is not None:
+            bits = hamming(new.fine[i], fine)
+            finest = bits if finest is None else min(finest, bits)
+    return least, finest
+
+
+def pair_distances(
+    new: PhotoHashes, stored: PhotoHashes, max_distance: int
+) -> tuple[int, int | None]:
+    """Two photos' distances as the app judges them: `variant_distances` over the
+    stored photo's variants, the least of each. The lookup returns every stored
+    variant within `max_distance` (pigeonhole on the bands), so the app gets the
+    same figures from the rows it reads."""
+    least, finest = HASH_BITS, None
+    for variant, (coarse, fine) in enumerate(
+        zip(stored.coarse, stored.fine, strict=True)
+    ):
+        distance, bits = variant_distances(new, variant, coarse, fine, max_distance)
+        least = min(least, distance)
+        if bits is not None:
+            finest = bits if finest is None else min(finest, bits)
+    return least, finest
+
+
+def reuse_match(
+    distance, fine, cosine, *, max_distance: int, min_cosine: float, fine_distance: int
+):
+    """Whether a candidate is the same photo: within `max_distance` bits on the
+    64-bit hash, and confirmed either by the cosine of the image embeddings or by
+    the 256-bit hash (which a brightness change barely moves, where the bundled
+    model's embedding does). Works on numbers and on numpy arrays alike (a fine
+    distance of -1 or None stands for none)."""
+    fine = -1 if fine is None else fine
+    confirmed = (np.asarray(cosine) >= min_cosine) | (
+        (np.asarray(fine) >= 0) & (np.asarray(fine) <= fine_distance)
+    )
+    return (np.asarray(distance) <= max_distance) & confirmed
 
 
 def hamming(a: int, b: int) -> int:
@@ -122,10 +226,31 @@ def to_unsigned(value: int) -> int:
     return value & ((1 << HASH_BITS) - 1)
 
 
+def fine_bytes(value: int) -> bytes:
+    """A 256-bit hash as the bytes the database stores."""
+    return value.to_bytes(FINE_BITS // 8, "big")
+
+
+def fine_value(data: bytes | memoryview | None) -> int | None:
+    return None if data is None else int.from_bytes(bytes(data), "big")
+
+
+def _band_shifts() -> tuple[int, ...]:
+    shifts, below = [], HASH_BITS
+    for width in BAND_WIDTHS:
+        below -= width
+        shifts.append(below)
+    return tuple(shifts)
+
+
+BAND_SHIFTS = _band_shifts()
+
+
 def bands(value: int) -> tuple[int, ...]:
-    """The hash split into BANDS integers of BAND_BITS bits, highest first."""
+    """The hash split into the BAND_WIDTHS integers, highest bits first."""
     return tuple(
-        (value >> (BAND_BITS * (BANDS - 1 - n))) & BAND_MASK for n in range(BANDS)
+        (value >> shift) & ((1 << width) - 1)
+        for shift, width in zip(BAND_SHIFTS, BAND_WIDTHS, strict=True)
     )
 
 
@@ -136,17 +261,29 @@ def band_radius(max_distance: int) -> int:
 
 
 @cache
-def _flip_masks(radius: int) -> tuple[int, ...]:
+def _flip_masks(width: int, radius: int) -> np.ndarray:
     masks = [0]
     for flips in range(1, radius + 1):
-        for positions in combinations(range(BAND_BITS), flips):
+        for positions in combinations(range(width), flips):
             masks.append(sum(1 << p for p in positions))
-    return tuple(masks)
+    return np.array(masks, dtype=np.int64)
 
 
-def band_neighbours(band: int, radius: int) -> list[int]:
-    """Every band value within `radius` bits of `band` (itself included)."""
-    return [band ^ mask for mask in _flip_masks(radius)]
+def band_neighbours(band: int, radius: int, width: int = BAND_WIDTHS[0]) -> list[int]:
+    """Every value of a `width`-bit band within `radius` bits of `band` (itself
+    included, first)."""
+    return (_flip_masks(width, radius) ^ band).tolist()
+
+
+def bands_neighbours(values: list[int], radius: int) -> list[list[int]]:
+    """Per band, the sorted distinct band values within `radius` bits of that band
+    of any of `values`."""
+    found = []
+    for n, width in enumerate(BAND_WIDTHS):
+        own = np.array([bands(v)[n] for v in values], dtype=np.int64)
+        near = (_flip_masks(width, radius)[None, :] ^ own[:, None]).ravel()
+        found.append(np.unique(near).tolist())
+    return found
 
 
 @dataclass(frozen=True)

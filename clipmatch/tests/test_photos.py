@@ -3,6 +3,7 @@
 import io
 import random
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 from clipmatch.inference import photos
@@ -69,26 +70,73 @@ def test_every_hash_has_half_its_bits_set_so_distances_are_even():
     assert all(photos.hamming(a, values[0]) % 2 == 0 for a in values)
 
 
-def test_bands_split_the_hash_and_signed_storage_round_trips():
+def test_bands_split_the_hash_in_21_21_and_22_bits_and_signed_storage_round_trips():
     value = 0xF10B2EF50AB99878
 
-    assert photos.bands(value) == (0xF10B, 0x2EF5, 0x0AB9, 0x9878)
+    assert photos.bands(value) == (0x1E2165, 0x1BD42A, 0x399878)
     assert photos.to_signed(value) < 0
     assert photos.to_unsigned(photos.to_signed(value)) == value
+    assert photos.fine_value(photos.fine_bytes(2**255 + 5)) == 2**255 + 5
 
 
 def test_a_band_search_radius_finds_every_hash_within_the_distance():
-    # Two hashes 7 bits apart: some band differs by at most 7 // 4 = 1 bit.
+    # Two hashes 10 bits apart, 3, 3 and 4 in the three bands: the radius
+    # 10 // 3 = 3 reaches the first two bands, not the third.
     a = 0x0123456789ABCDEF
-    b = a ^ 0b1 ^ (0b11 << 20) ^ (0b11 << 40) ^ (0b11 << 60)
+    b = a ^ (0b111 << 50) ^ (0b111 << 30) ^ 0b1111
     radius = photos.band_radius(photos.hamming(a, b))
 
-    assert radius == 1
-    assert len(photos.band_neighbours(0, radius)) == 17
-    assert any(
-        nb in photos.band_neighbours(na, radius)
-        for na, nb in zip(photos.bands(a), photos.bands(b), strict=True)
-    )
+    assert photos.hamming(a, b) == 10 and radius == 3
+    assert len(photos.band_neighbours(0, radius)) == 1562
+    assert len(photos.band_neighbours(0, radius, width=22)) == 1794
+    found = [
+        nb in photos.band_neighbours(na, radius, width=width)
+        for na, nb, width in zip(
+            photos.bands(a), photos.bands(b), photos.BAND_WIDTHS, strict=True
+        )
+    ]
+    assert found == [True, True, False]
+    assert photos.bands_neighbours([a, b], 0) == [
+        sorted({photos.bands(a)[n], photos.bands(b)[n]}) for n in range(3)
+    ]
+
+
+def _hashes(coarse, fine):
+    return photos.PhotoHashes(coarse=list(coarse), fine=list(fine))
+
+
+def test_a_new_crop_against_a_stored_photo_counts_only_within_the_reverse_distance():
+    # The new photo's whole hash is far from everything stored; its crop 1 is 10
+    # bits from the stored photo, then 8.
+    stored = _hashes([0x0F0F0F0F0F0F0F0F, 0], [7, 7])
+    far = 0xF0F0F0F0F0F0F0F0
+    ten = 0x0F0F0F0F0F0F0F0F ^ 0b11111 ^ (0b11111 << 40)
+    eight = 0x0F0F0F0F0F0F0F0F ^ 0b1111 ^ (0b1111 << 40)
+
+    assert photos.reverse_distance(10) == 8
+    assert photos.pair_distances(_hashes([far, ten], [0, 7]), stored, 10) == (32, None)
+    assert photos.pair_distances(_hashes([far, eight], [0, 7]), stored, 10) == (8, 0)
+
+
+def test_the_fine_distance_is_of_the_pairs_within_the_cut_off_and_none_without():
+    stored = _hashes([0, 0xFF], [0b1111, None])
+    new = _hashes([0b11], [0])
+
+    # Variant 0 is 2 bits off (fine 4 bits); variant 1 has no fine hash stored.
+    assert photos.pair_distances(new, stored, 10) == (2, 4)
+    assert photos.pair_distances(new, stored, 0) == (2, None)
+
+
+def test_a_candidate_is_confirmed_by_the_cosine_or_by_the_fine_hash():
+    cutoffs = {"max_distance": 10, "min_cosine": 0.89, "fine_distance": 12}
+
+    assert photos.reuse_match(10, None, 0.89, **cutoffs)
+    assert photos.reuse_match(10, 12, 0.2, **cutoffs)
+    assert not photos.reuse_match(10, 14, 0.88, **cutoffs)
+    assert not photos.reuse_match(12, 0, 1.0, **cutoffs)
+    assert photos.reuse_match(
+        np.array([2, 2, 12]), np.array([-1, 6, 0]), np.array([0.5, 0.5, 1.0]), **cutoffs
+    ).tolist() == [False, True, False]
 
 
 def test_a_sharp_catalog_photo_or_one_barely_softened_has_no_findings():

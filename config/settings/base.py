@@ -202,22 +202,20 @@ CLIPMATCH = {
     # loopback address; otherwise it is a 404.
     "METRICS_TOKEN": env("CLIPMATCH_METRICS_TOKEN", default=""),
     "METRICS_ALLOW_PRIVATE": env.bool("CLIPMATCH_METRICS_ALLOW_PRIVATE", default=False),
-    # Reused photos: a new photo whose perceptual hash is within NEAR_DISTANCE bits
-    # of a photo on another seller's live or recently removed listing and whose
-    # image embedding has at least NEAR_MIN_COSINE with it, or within MAX_DISTANCE
-    # bits and at least MIN_COSINE, is the same photo. Calibrated for the bundled
-    # model by `python -m training.photo_reuse_eval` (README, "Reused photos").
-    "PHOTO_REUSE_NEAR_DISTANCE": env.int(
-        "CLIPMATCH_PHOTO_REUSE_NEAR_DISTANCE", default=4
-    ),
-    "PHOTO_REUSE_NEAR_MIN_COSINE": env.float(
-        "CLIPMATCH_PHOTO_REUSE_NEAR_MIN_COSINE", default=0.85
-    ),
+    # Reused photos: a new photo whose 64-bit perceptual hash is within
+    # MAX_DISTANCE bits of a photo on another seller's live or recently removed
+    # listing is the same photo when their image embeddings have at least
+    # MIN_COSINE or their 256-bit hashes are within FINE_DISTANCE bits. Calibrated
+    # for the bundled model by `python -m training.photo_reuse_eval` (README,
+    # "Reused photos").
     "PHOTO_REUSE_MAX_DISTANCE": env.int(
         "CLIPMATCH_PHOTO_REUSE_MAX_DISTANCE", default=10
     ),
     "PHOTO_REUSE_MIN_COSINE": env.float(
-        "CLIPMATCH_PHOTO_REUSE_MIN_COSINE", default=0.90
+        "CLIPMATCH_PHOTO_REUSE_MIN_COSINE", default=0.89
+    ),
+    "PHOTO_REUSE_FINE_DISTANCE": env.int(
+        "CLIPMATCH_PHOTO_REUSE_FINE_DISTANCE", default=12
     ),
     # A listing deleted by its seller or rejected this many days ago or less still
     # counts: a photo lifted from it is still someone else's.

@@ -10,8 +10,9 @@ from datetime import datetime, timedelta
 from functools import partial
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from PIL import Image
 
@@ -47,7 +48,10 @@ def finding_routes(code: str) -> bool:
     return conf.get(ACTION_SETTINGS[code]) == "review"
 
 
-def photo_signals(picture: Image.Image) -> tuple[list[int], dict]:
+NO_HASHES = core.PhotoHashes(coarse=[], fine=[])
+
+
+def photo_signals(picture: Image.Image) -> tuple[core.PhotoHashes, dict]:
     """A decoded picture's hashes (unsigned, CROP_VARIANTS order; none for a flat
     picture, which is nobody's photo) and quality."""
     measures = core.quality_measures(picture)
@@ -56,12 +60,12 @@ def photo_signals(picture: Image.Image) -> tuple[list[int], dict]:
         "findings": core.quality_findings(measures, quality_limits()),
     }
     if measures.contrast < core.MIN_HASH_CONTRAST:
-        return [], quality
-    return core.hash_variants(picture), quality
+        return NO_HASHES, quality
+    return core.photo_hashes(picture), quality
 
 
 def image_signals_store(
-    *, image: ListingImage, hashes: list[int], quality: dict
+    *, image: ListingImage, hashes: core.PhotoHashes, quality: dict
 ) -> None:
     """Write an image's signals; the hash rows replace any it had."""
     with transaction.atomic():
@@ -72,13 +76,16 @@ def image_signals_store(
                     image=image,
                     variant=variant,
                     phash=core.to_signed(value),
+                    fine=core.fine_bytes(fine),
                     **{f"band{n}": b for n, b in enumerate(core.bands(value))},
                 )
-                for variant, value in enumerate(hashes)
+                for variant, (value, fine) in enumerate(
+                    zip(hashes.coarse, hashes.fine, strict=True)
+                )
             ]
         )
         fields = {
-            "phash": core.to_signed(hashes[0]) if hashes else None,
+            "phash": core.to_signed(hashes.coarse[0]) if hashes.coarse else None,
             "quality": quality,
             "quality_flags": _flags(quality["findings"]),
             "signals_at": timezone.now(),
@@ -92,34 +99,56 @@ def _flags(findings: Sequence[str]) -> str:
     return f" {' '.join(findings)} " if findings else ""
 
 
-def _stored_hashes(image_ids: Sequence[int]) -> dict[int, list[int]]:
-    found: dict[int, dict[int, int]] = {}
+def _stored_hashes(image_ids: Sequence[int]) -> dict[int, core.PhotoHashes]:
+    found: dict[int, dict[int, tuple[int, int | None]]] = {}
     rows = ImageHash.objects.filter(image_id__in=image_ids).values_list(
-        "image_id", "variant", "phash"
+        "image_id", "variant", "phash", "fine"
     )
-    for image_id, variant, value in rows:
-        found.setdefault(image_id, {})[variant] = core.to_unsigned(value)
+    for image_id, variant, value, fine in rows:
+        found.setdefault(image_id, {})[variant] = (
+            core.to_unsigned(value),
+            core.fine_value(fine),
+        )
     return {
-        image_id: [variants[n] for n in sorted(variants)]
+        image_id: core.PhotoHashes(
+            coarse=[variants[n][0] for n in sorted(variants)],
+            fine=[variants[n][1] for n in sorted(variants)],
+        )
         for image_id, variants in found.items()
     }
 
 
-def _lookup_clause(hashes: list[int], radius: int) -> Q:
-    """Rows whose band is within `radius` bits of a band of the new photo's hash
-    (any variant), or of one of its crops' hashes (the stored photo's own hash):
-    eight IN lookups, each served by an index on (band, variant)."""
-    clause = Q()
-    whole = core.bands(hashes[0])
-    crops: list[set[int]] = [set() for _ in range(core.BANDS)]
-    for value in hashes[1:]:
-        for n, band in enumerate(core.bands(value)):
-            crops[n].update(core.band_neighbours(band, radius))
-    for n in range(core.BANDS):
-        clause |= Q(**{f"band{n}__in": core.band_neighbours(whole[n], radius)})
-        if crops[n]:
-            clause |= Q(**{f"band{n}__in": sorted(crops[n]), "variant": 0})
-    return clause
+def lookup_sql(coarse: list[int], max_distance: int) -> tuple[str, list]:
+    """The ids of the rows whose band is within `core.band_radius(max_distance)`
+    bits of that band of the new photo's hash (any variant), or within the radius
+    of `core.reverse_distance` of one of its crops' hashes (the stored photo's own
+    hash, variant 0): one indexed query per band and direction, UNION ALL'd, each
+    with its band values as one parameter (an array on PostgreSQL, a JSON list on
+    SQLite), so that Django compiles six parameters, not thousands."""
+    table = connection.ops.quote_name(ImageHash._meta.db_table)
+    if connection.vendor == "postgresql":
+        member = "{column} = ANY(ARRAY(SELECT unnest(%s::integer[])))"
+    else:
+        member = "{column} IN (SELECT value FROM json_each(%s))"
+    # The values go as one text parameter either way, an array literal or a JSON
+    # list: psycopg adapting a list of 14,000 ints took 7 ms here, the text 1 ms.
+    brackets = "{}" if connection.vendor == "postgresql" else "[]"
+
+    def wrap(values: list[int]) -> str:
+        return brackets[0] + ",".join(map(str, values)) + brackets[1]
+
+    radius = core.band_radius(max_distance)
+    lookups = [("", core.bands_neighbours(coarse[:1], radius))]
+    if len(coarse) > 1:
+        reverse = core.band_radius(core.reverse_distance(max_distance))
+        lookups.append((" AND variant = 0", core.bands_neighbours(coarse[1:], reverse)))
+    parts, params = [], []
+    for only_photo, per_band in lookups:
+        for n, values in enumerate(per_band):
+            where = member.format(column=f"band{n}")
+            parts.append(f"SELECT id FROM {table} WHERE {where}{only_photo}")
+            params.append(wrap(values))
+    return " UNION ALL ".join(parts), params
 
 
 def reuse_eligible(*, seller_id: int, listing_id: int, now: datetime) -> Q:
@@ -141,42 +170,73 @@ def reuse_eligible(*, seller_id: int, listing_id: int, now: datetime) -> Q:
     )
 
 
-def reuse_candidates(
-    *, hashes: list[int], seller_id: int, listing_id: int, now: datetime
-) -> list[tuple[int, int]]:
-    """(image id, distance) of other sellers' photos within the Hamming cut-off.
+def candidate_rows(
+    *,
+    hashes: core.PhotoHashes,
+    seller_id: int,
+    listing_id: int,
+    now: datetime,
+    max_distance: int,
+):
+    """The hash rows the band lookup returns that may be found: (image id,
+    variant, hash, fine hash)."""
+    sql, params = lookup_sql(hashes.coarse, max_distance)
+    return (
+        ImageHash.objects.filter(pk__in=RawSQL(sql, params))
+        .filter(reuse_eligible(seller_id=seller_id, listing_id=listing_id, now=now))
+        .values_list("image_id", "variant", "phash", "fine")
+    )
 
-    The distance is `core.variants_distance`, from the rows the band lookup
-    returns alone: a stored variant within the cut-off always shares a band
-    within the radius, so the rows it does not return are further off.
+
+def reuse_candidates(
+    *, hashes: core.PhotoHashes, seller_id: int, listing_id: int, now: datetime
+) -> list[tuple[int, int, int | None]]:
+    """(image id, distance, fine distance) of other sellers' photos within the
+    Hamming cut-off.
+
+    The distances are `core.pair_distances`', from the rows the band lookup
+    returns alone: a stored variant within the cut-off (`core.reverse_distance`
+    for a stored crop of the new photo) always shares a band within the radius,
+    so the rows it does not return are further off.
     """
     max_distance = conf.get("PHOTO_REUSE_MAX_DISTANCE")
-    clause = _lookup_clause(hashes, core.band_radius(max_distance))
-    rows = (
-        ImageHash.objects.filter(clause)
-        .filter(reuse_eligible(seller_id=seller_id, listing_id=listing_id, now=now))
-        .values_list("image_id", "variant", "phash")
+    rows = candidate_rows(
+        hashes=hashes,
+        seller_id=seller_id,
+        listing_id=listing_id,
+        now=now,
+        max_distance=max_distance,
     )
-    best: dict[int, int] = {}
-    for image_id, variant, value in rows:
-        stored = core.to_unsigned(value)
-        distance = core.hamming(hashes[0], stored)
-        if variant == 0:
-            distance = min([distance, *(core.hamming(h, stored) for h in hashes[1:])])
-        if distance <= max_distance:
-            best[image_id] = min(distance, best.get(image_id, distance))
-    return sorted(best.items())
+    best: dict[int, tuple[int, int | None]] = {}
+    for image_id, variant, value, fine in rows:
+        distance, bits = core.variant_distances(
+            hashes,
+            variant,
+            core.to_unsigned(value),
+            core.fine_value(fine),
+            max_distance,
+        )
+        if distance > max_distance:
+            continue
+        least, finest = best.get(image_id, (distance, bits))
+        if finest is None or (bits is not None and bits < finest):
+            finest = bits
+        best[image_id] = (min(least, distance), finest)
+    return sorted((image_id, d, f) for image_id, (d, f) in best.items())
 
 
-def reuse_confirmed(distance: int, cosine: float) -> bool:
-    """Whether a near hash is the same photo: a hash that barely changed needs
-    less confirmation from the embeddings than one further off."""
-    if distance <= conf.get("PHOTO_REUSE_NEAR_DISTANCE") and cosine >= conf.get(
-        "PHOTO_REUSE_NEAR_MIN_COSINE"
-    ):
-        return True
-    return distance <= conf.get("PHOTO_REUSE_MAX_DISTANCE") and cosine >= conf.get(
-        "PHOTO_REUSE_MIN_COSINE"
+def reuse_confirmed(distance: int, fine: int | None, cosine: float) -> bool:
+    """Whether a near hash is the same photo (`core.reuse_match` with the cut-offs
+    in force): the embeddings' cosine or the 256-bit hashes confirm it."""
+    return bool(
+        core.reuse_match(
+            distance,
+            fine,
+            cosine,
+            max_distance=conf.get("PHOTO_REUSE_MAX_DISTANCE"),
+            min_cosine=conf.get("PHOTO_REUSE_MIN_COSINE"),
+            fine_distance=conf.get("PHOTO_REUSE_FINE_DISTANCE"),
+        )
     )
 
 
@@ -187,7 +247,7 @@ def _read_file(image: ListingImage) -> Image.Image:
 
 def reuse_find(
     *,
-    hashes: list[int],
+    hashes: core.PhotoHashes,
     vector: np.ndarray,
     seller_id: int,
     listing_id: int,
@@ -201,7 +261,7 @@ def reuse_find(
     )
     if not candidates:
         return None
-    distances = dict(candidates)
+    distances = {image_id: (d, f) for image_id, d, f in candidates}
     images = list(
         ListingImage.objects.filter(pk__in=distances)
         .select_related("listing")
@@ -214,13 +274,14 @@ def reuse_find(
     )
     for image, other in zip(images, vectors, strict=True):
         cosine = float(np.dot(vector, other))
-        if reuse_confirmed(distances[image.pk], cosine):
+        distance, fine = distances[image.pk]
+        if reuse_confirmed(distance, fine, cosine):
             return {
                 "image_id": image.pk,
                 "listing_id": image.listing_id,
                 "position": image.position,
                 "first_seen": image.created_at.isoformat(),
-                "distance": distances[image.pk],
+                "distance": distance,
                 "cosine": round(cosine, 4),
             }
     return None
@@ -272,7 +333,7 @@ def photos_check(
         image = stored[index] if stored else None
         label = f"Image {index + 1}" if many else "The image"
         if image is not None and image.signals_at is not None:
-            hashes, quality = hashes_of.get(image.pk, []), image.quality
+            hashes, quality = hashes_of.get(image.pk, NO_HASHES), image.quality
         else:
             picture = pictures.get(index)
             if picture is None:
@@ -294,7 +355,7 @@ def photos_check(
         reuse = None
         if image is not None and not lookup:
             reuse = image.reuse
-        elif image is not None and hashes:
+        elif image is not None and hashes.coarse:
             reuse = reuse_find(
                 hashes=hashes,
                 vector=vectors[index],

@@ -312,21 +312,103 @@ def test_the_backfill_computes_missing_signals_in_batches_and_reruns_to_nothing(
     assert not listing.images.filter(signals_at__isnull=True).exists()
 
 
-def test_the_lookup_uses_the_band_indexes(original):
+def test_the_backfill_recomputes_images_whose_hash_rows_lack_the_fine_hash(
+    seller, queued
+):
+    listing = orm_listing(seller, [catalog_png(0), catalog_png(1)])
+    call_command("backfill_photo_signals", stdout=StringIO(), stderr=StringIO())
+    first = listing.images.order_by("position").first()
+    ImageHash.objects.filter(image=first).update(fine=None)
+    out = StringIO()
+
+    call_command("backfill_photo_signals", stdout=out, stderr=StringIO())
+
+    assert out.getvalue() == "Computed the photo signals of 1 images.\n"
+    assert not ImageHash.objects.filter(fine__isnull=True).exists()
+
+
+def _explain(sql: str, params: list) -> str:
     from django.db import connection
 
-    from clipmatch.inference import photos as core
-    from listings.services.photos import _lookup_clause
-
-    if connection.vendor == "postgresql":
-        # On a table this small a sequential scan is cheaper; the question here
-        # is whether the indexes can serve the lookup at all.
-        with connection.cursor() as cursor:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # On a table this small a sequential scan is cheaper; the question
+            # here is whether the indexes can serve every part of the lookup.
             cursor.execute("SET LOCAL enable_seqscan = off")
-    hashes = core.hash_variants(Image.open(io.BytesIO(catalog_png(0))))
-    plan = ImageHash.objects.filter(_lookup_clause(hashes, 2)).explain()
+            cursor.execute("EXPLAIN " + sql, params)
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+        return "\n".join(" ".join(map(str, row)) for row in cursor)
 
-    assert "imagehash_band0" in plan and "imagehash_band3" in plan
+
+def test_every_part_of_the_lookup_uses_a_band_index(original):
+    from clipmatch.inference import photos as core
+    from listings.services.photos import lookup_sql
+
+    hashes = core.hash_variants(Image.open(io.BytesIO(catalog_png(0))))
+    sql, params = lookup_sql(hashes, 10)
+    plan = _explain(sql, params)
+
+    assert len(params) == 6
+    assert sql.count(" UNION ALL ") == 5
+    for n in range(3):
+        assert f"imagehash_band{n}" in plan
+    assert "SCAN listings_imagehash" not in plan and "Seq Scan" not in plan
+
+
+def _store(image, coarse: list[int]) -> None:
+    from clipmatch.inference import photos as core
+
+    ImageHash.objects.filter(image=image).delete()
+    ImageHash.objects.bulk_create(
+        [
+            ImageHash(
+                image=image,
+                variant=variant,
+                phash=core.to_signed(value),
+                fine=core.fine_bytes(0),
+                **{f"band{n}": b for n, b in enumerate(core.bands(value))},
+            )
+            for variant, value in enumerate(coarse)
+        ]
+    )
+
+
+def test_a_stored_photo_within_the_cut_off_is_always_found_and_one_beyond_is_not(
+    original, other_seller, settings
+):
+    """Pigeonhole: a stored hash 10 bits off, spread 3, 3 and 4 over the bands,
+    is found through the one band within 3 bits; a stored photo that is a crop
+    of the new one, 8 bits from one of its crops (3, 3, 2), through the band
+    within 2; 12 bits (4, 4, 4) is beyond the cut-off and not returned."""
+    from clipmatch.inference import photos as core
+    from listings.services.photos import reuse_candidates
+
+    new = 0x0123456789ABCDEF
+    crop = 0x7777777777777777
+    ten = new ^ (0b111 << 50) ^ (0b111 << 30) ^ 0b1111
+    eight = crop ^ (0b111 << 50) ^ (0b111 << 30) ^ 0b11
+    twelve = new ^ (0b1111 << 48) ^ (0b1111 << 28) ^ 0b1111
+    assert [core.hamming(new, ten), core.hamming(crop, eight)] == [10, 8]
+    assert core.hamming(new, twelve) == 12
+    images = [
+        orm_listing(other_seller, [catalog_png(n)]).images.get() for n in (5, 6, 7)
+    ]
+    unrelated = 0xFFFFFFFF00000000
+    _store(images[0], [unrelated, ten])  # a stored crop 10 bits off the new photo
+    _store(images[1], [eight, unrelated])  # a stored photo near the new one's crop
+    _store(images[2], [twelve])
+    listing = orm_listing(original.seller, [catalog_png(8)])
+    hashes = core.PhotoHashes(coarse=[new, crop], fine=[0, 0])
+
+    found = reuse_candidates(
+        hashes=hashes,
+        seller_id=original.seller_id,
+        listing_id=listing.pk,
+        now=timezone.now(),
+    )
+
+    assert found == [(images[0].pk, 10, 0), (images[1].pk, 8, 0)]
 
 
 def test_the_demo_plants_reused_and_unusable_photos_and_counts_them(
@@ -346,3 +428,24 @@ def test_the_demo_plants_reused_and_unusable_photos_and_counts_them(
     assert (summary["planted_reused"], summary["reused_caught"]) == (2, 2)
     assert (summary["planted_unusable"], summary["unusable_caught"]) == (2, 2)
     assert json.loads(json.dumps(summary)) == summary
+
+
+def test_the_band_migration_recomputes_each_rows_bands_from_its_hash(original):
+    import importlib
+
+    from django.db import connection
+
+    from clipmatch.inference import photos as core
+
+    migration = importlib.import_module(
+        "listings.migrations.0009_imagehash_three_bands_fine"
+    )
+    ImageHash.objects.update(band0=0, band1=0, band2=0)
+    with connection.cursor() as cursor:
+        cursor.execute(migration.THREE_BANDS)
+
+    rows = list(ImageHash.objects.values_list("phash", "band0", "band1", "band2"))
+    assert len(rows) == 14
+    assert any(phash < 0 for phash, *_ in rows)  # the sign bit is in band 0
+    for phash, *stored in rows:
+        assert tuple(stored) == core.bands(core.to_unsigned(phash))

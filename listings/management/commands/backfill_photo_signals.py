@@ -2,6 +2,7 @@
 stored before they existed, in batches; safe to re-run."""
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
 from tqdm import tqdm
 
 from listings.models import ListingImage
@@ -11,7 +12,8 @@ from listings.services.photos import image_signals_backfill
 class Command(BaseCommand):
     help = (
         "Compute the perceptual hashes and quality findings of stored images that "
-        "have none yet (all of them with --all), in batches, with a progress bar. "
+        "have none yet, or hash rows without the 256-bit hash (all of them with "
+        "--all), in batches, with a progress bar. "
         "Re-running it does only what is left. Listings are not re-routed: their "
         "next scoring uses the stored signals."
     )
@@ -30,7 +32,11 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1.")
         images = ListingImage.objects.order_by("pk")
         if not options["all"]:
-            images = images.filter(signals_at__isnull=True)
+            # Hash rows stored before the 256-bit hash existed lack it (migration
+            # 0009 recomputed their bands, but the fine hash needs the picture).
+            images = images.filter(
+                Q(signals_at__isnull=True) | Q(hashes__fine__isnull=True)
+            ).distinct()
         ids = list(images.values_list("pk", flat=True))
         if options["dry_run"]:
             self.stdout.write(f"{len(ids)} images would be computed.")
