@@ -357,20 +357,15 @@ def test_every_part_of_the_lookup_uses_a_band_index(original):
 
 
 def _store(image, coarse: list[int]) -> None:
+    """Store these 64-bit hashes (photo first, then crops) through the app's own
+    write, with a fine hash that confirms nothing."""
     from clipmatch.inference import photos as core
+    from listings.services.photos import image_signals_store
 
-    ImageHash.objects.filter(image=image).delete()
-    ImageHash.objects.bulk_create(
-        [
-            ImageHash(
-                image=image,
-                variant=variant,
-                phash=core.to_signed(value),
-                fine=core.fine_bytes(0),
-                **{f"band{n}": b for n, b in enumerate(core.bands(value))},
-            )
-            for variant, value in enumerate(coarse)
-        ]
+    image_signals_store(
+        image=image,
+        hashes=core.PhotoHashes(coarse=coarse, fine=[0] * len(coarse)),
+        quality={"measures": {}, "findings": []},
     )
 
 
