@@ -127,6 +127,18 @@ def test_the_fine_distance_is_of_the_pairs_within_the_cut_off_and_none_without()
     assert photos.pair_distances(new, stored, 0) == (2, None)
 
 
+def test_the_closest_pair_is_the_fewest_bits_and_on_a_tie_the_first_pair():
+    new0 = 0xFFFF000000000000
+    stored = _hashes([0x00000000FFFFFFFF, new0 ^ 0b1111, new0 ^ 0b11], [0, 0, 0])
+
+    # Stored crop 2 and the new crop 1 against the stored photo are both 2 bits
+    # off: the new photo against a stored crop comes first.
+    tie = _hashes([new0, 0x00000000FFFFFFFF ^ 0b11], [0, 0])
+    assert photos.pair_match(tie, stored, 10) == (2, 0, (0, 2))
+    nearer = _hashes([new0, 0x00000000FFFFFFFF ^ 0b1], [0, 0])
+    assert photos.pair_match(nearer, stored, 10) == (1, 0, (1, 0))
+
+
 def test_a_candidate_is_confirmed_by_the_cosine_or_by_the_fine_hash():
     cutoffs = {"max_distance": 10, "min_cosine": 0.89, "fine_distance": 12}
 

@@ -212,10 +212,10 @@ CLIPMATCH = {
         "CLIPMATCH_PHOTO_REUSE_MAX_DISTANCE", default=10
     ),
     "PHOTO_REUSE_MIN_COSINE": env.float(
-        "CLIPMATCH_PHOTO_REUSE_MIN_COSINE", default=0.89
+        "CLIPMATCH_PHOTO_REUSE_MIN_COSINE", default=0.91
     ),
     "PHOTO_REUSE_FINE_DISTANCE": env.int(
-        "CLIPMATCH_PHOTO_REUSE_FINE_DISTANCE", default=12
+        "CLIPMATCH_PHOTO_REUSE_FINE_DISTANCE", default=4
     ),
     # A listing deleted by its seller or rejected this many days ago or less still
     # counts: a photo lifted from it is still someone else's.

@@ -190,14 +190,14 @@ def candidate_rows(
 
 def reuse_candidates(
     *, hashes: core.PhotoHashes, seller_id: int, listing_id: int, now: datetime
-) -> list[tuple[int, int, int | None]]:
-    """(image id, distance, fine distance) of other sellers' photos within the
-    Hamming cut-off.
+) -> list[tuple[int, int, int | None, core.Pair]]:
+    """(image id, distance, fine distance, closest pair) of other sellers' photos
+    within the Hamming cut-off.
 
-    The distances are `core.pair_distances`', from the rows the band lookup
-    returns alone: a stored variant within the cut-off (`core.reverse_distance`
-    for a stored crop of the new photo) always shares a band within the radius,
-    so the rows it does not return are further off.
+    The figures are `core.pair_match`'s, from the rows the band lookup returns
+    alone: a stored variant within the cut-off (`core.reverse_distance` for a
+    stored crop of the new photo) always shares a band within the radius, so the
+    rows it does not return are further off.
     """
     max_distance = conf.get("PHOTO_REUSE_MAX_DISTANCE")
     rows = candidate_rows(
@@ -207,9 +207,9 @@ def reuse_candidates(
         now=now,
         max_distance=max_distance,
     )
-    best: dict[int, tuple[int, int | None]] = {}
+    best: dict[int, tuple[int, int | None, core.Pair]] = {}
     for image_id, variant, value, fine in rows:
-        distance, bits = core.variant_distances(
+        distance, bits, pair = core.variant_distances(
             hashes,
             variant,
             core.to_unsigned(value),
@@ -218,11 +218,13 @@ def reuse_candidates(
         )
         if distance > max_distance:
             continue
-        least, finest = best.get(image_id, (distance, bits))
+        least, finest, nearest = best.get(image_id, (distance, bits, pair))
         if finest is None or (bits is not None and bits < finest):
             finest = bits
-        best[image_id] = (min(least, distance), finest)
-    return sorted((image_id, d, f) for image_id, (d, f) in best.items())
+        if (distance, pair) < (least, nearest):
+            least, nearest = distance, pair
+        best[image_id] = (least, finest, nearest)
+    return sorted((image_id, *found) for image_id, found in best.items())
 
 
 def reuse_confirmed(distance: int, fine: int | None, cosine: float) -> bool:
@@ -245,23 +247,53 @@ def _read_file(image: ListingImage) -> Image.Image:
         return decode_image(fh.read()).image
 
 
+def aligned_cosine(
+    *,
+    pair: core.Pair,
+    vector: np.ndarray,
+    other: np.ndarray,
+    picture: Callable[[], Image.Image],
+    stored: ListingImage,
+    active: ActiveModel,
+) -> float | None:
+    """The cosine of the closest pair's pictures when a crop is in it
+    (`core.crop_variant`): the new photo against the stored photo's crop, or the
+    new photo's crop against the stored photo. None for two whole photos, or
+    when the stored file cannot be read (the whole photos' cosine stands)."""
+    new_variant, stored_variant = pair
+    if new_variant == stored_variant == 0:
+        return None
+    try:
+        if stored_variant:
+            crop = core.crop_variant(_read_file(stored), stored_variant)
+        else:
+            crop = core.crop_variant(picture(), new_variant)
+    except (OSError, ValueError):
+        return None
+    embedded = active.engine().embed_images([crop.convert("RGB")])[0]
+    return float(np.dot(vector if stored_variant else other, embedded))
+
+
 def reuse_find(
     *,
     hashes: core.PhotoHashes,
     vector: np.ndarray,
+    picture: Callable[[], Image.Image],
     seller_id: int,
     listing_id: int,
     active: ActiveModel,
     now: datetime,
 ) -> dict | None:
     """The earliest other seller's photo that is the same photo: near in hash and
-    confirmed by the cosine of the cached image embeddings; None when none is."""
+    confirmed by the cosine of the cached image embeddings (or of the closest
+    crop's: `aligned_cosine`) or by the 256-bit hashes; None when none is.
+    `picture` decodes the new photo, called only if one of its crops is needed."""
     candidates = reuse_candidates(
         hashes=hashes, seller_id=seller_id, listing_id=listing_id, now=now
     )
     if not candidates:
         return None
-    distances = {image_id: (d, f) for image_id, d, f in candidates}
+    distances = {image_id: (d, f, pair) for image_id, d, f, pair in candidates}
     images = list(
         ListingImage.objects.filter(pk__in=distances)
         .select_related("listing")
@@ -274,7 +306,17 @@ def reuse_find(
     )
     for image, other in zip(images, vectors, strict=True):
         cosine = float(np.dot(vector, other))
-        distance, fine = distances[image.pk]
+        distance, fine, pair = distances[image.pk]
+        if not reuse_confirmed(distance, fine, cosine):
+            aligned = aligned_cosine(
+                pair=pair,
+                vector=vector,
+                other=other,
+                picture=picture,
+                stored=image,
+                active=active,
+            )
+            cosine = cosine if aligned is None else max(cosine, aligned)
         if reuse_confirmed(distance, fine, cosine):
             return {
                 "image_id": image.pk,
@@ -301,6 +343,22 @@ def reuse_sentence(label: str, reuse: dict) -> str:
     )
 
 
+def _picture(
+    pictures: dict[int, Image.Image],
+    index: int,
+    data: bytes | None,
+    image: ListingImage | None,
+    decode: Callable[[int, bytes], Image.Image],
+) -> Image.Image:
+    """The decoded picture of image `index`: the scorer's, else decoded once
+    from its bytes or its file, and kept in `pictures`."""
+    if index not in pictures:
+        pictures[index] = (
+            decode(index + 1, data) if data is not None else _read_file(image)
+        )
+    return pictures[index]
+
+
 def photos_check(
     *,
     assessment: Assessment,
@@ -317,7 +375,8 @@ def photos_check(
 
     `pictures` holds the images (by 0-based position) the scorer decoded; an image
     whose embedding was cached is decoded here only if its signals are not stored
-    yet (from its file when `images` holds None for it). A stored listing's images
+    yet or a crop of it confirms a reuse (from its file when `images` holds None
+    for it). A stored listing's images
     get their signals written. Without `lookup` (a re-route from cached
     embeddings) a stored listing keeps the reuse finding its images have.
     """
@@ -332,15 +391,11 @@ def photos_check(
     for index, (data, item) in enumerate(zip(images, assessment.images, strict=True)):
         image = stored[index] if stored else None
         label = f"Image {index + 1}" if many else "The image"
+        picture = partial(_picture, pictures, index, data, image, decode)
         if image is not None and image.signals_at is not None:
             hashes, quality = hashes_of.get(image.pk, NO_HASHES), image.quality
         else:
-            picture = pictures.get(index)
-            if picture is None:
-                picture = (
-                    decode(index + 1, data) if data is not None else _read_file(image)
-                )
-            hashes, quality = photo_signals(picture)
+            hashes, quality = photo_signals(picture())
             if image is not None:
                 image_signals_store(image=image, hashes=hashes, quality=quality)
         # Judged by the limits in force now, from the measures however old.
@@ -359,6 +414,7 @@ def photos_check(
             reuse = reuse_find(
                 hashes=hashes,
                 vector=vectors[index],
+                picture=picture,
                 seller_id=listing.seller_id,
                 listing_id=listing.pk,
                 active=active,

@@ -229,6 +229,41 @@ def test_the_webhook_payload_carries_the_photo_signals(original, other_seller):
     assert photos[0]["reuse"]["listing_id"] == original.pk
 
 
+def thief_crop(data: bytes, variant: int) -> bytes:
+    """The region of a photo that its crop `variant`'s hash is of, a little
+    brighter, as a JPEG."""
+    from clipmatch.inference import photos as core
+
+    image = core.crop_variant(Image.open(io.BytesIO(data)).convert("RGB"), variant)
+    buffer = io.BytesIO()
+    ImageEnhance.Brightness(image).enhance(1.05).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("stolen", ["a crop of the photo", "the photo of a crop"])
+def test_a_cropped_reuse_is_confirmed_by_the_cosine_of_the_same_region(
+    stolen, tiny_model, queued, seller, other_seller, settings
+):
+    """Whole, the two photos' embeddings are 0.986 apart with the test model;
+    the crop's against the region it shows, 0.9998. Cut-offs that only the
+    region's cosine passes (the 256-bit hashes are 2 bits apart)."""
+    settings.CLIPMATCH = {
+        **settings.CLIPMATCH,
+        "PHOTO_REUSE_MIN_COSINE": 0.995,
+        "PHOTO_REUSE_FINE_DISTANCE": 0,
+    }
+    photo, crop = catalog_png(3), thief_crop(catalog_png(3), 1)
+    mine, theirs = (photo, crop) if stolen == "a crop of the photo" else (crop, photo)
+    original = scored(orm_listing(seller, [mine]))
+
+    thief = scored(orm_listing(other_seller, [theirs]))
+
+    assert thief.status == Status.REVIEW
+    reuse = thief.images.get().reuse
+    assert (reuse["listing_id"], reuse["distance"]) == (original.pk, 0)
+    assert reuse["cosine"] >= 0.999
+
+
 def quality_defaults(settings, **overrides):
     settings.CLIPMATCH = {
         **settings.CLIPMATCH,
@@ -403,7 +438,7 @@ def test_a_stored_photo_within_the_cut_off_is_always_found_and_one_beyond_is_not
         now=timezone.now(),
     )
 
-    assert found == [(images[0].pk, 10, 0), (images[1].pk, 8, 0)]
+    assert found == [(images[0].pk, 10, 0, (0, 1)), (images[1].pk, 8, 0, (1, 0))]
 
 
 def test_the_demo_plants_reused_and_unusable_photos_and_counts_them(
