@@ -14,8 +14,9 @@ hashes of the variants within that distance.
 The cut-offs are chosen on one split (CALIBRATION_SEED) as those whose worst
 required transform has the best recall at a precision of at least 0.99 on each of
 them and on all of them (the lower end of its 95% Wilson interval; ties: the
-better recall on all, the smaller distances), and measured on another (HELDOUT_SEED). Every pair's
-distances are computed once per split; the sweep only compares numbers.
+better recall on all, the smaller distances), and measured on another
+(HELDOUT_SEED). Every pair's distances and cosines are computed once per split
+(each crop embedded once); the sweep only compares numbers.
 
     python -m training.photo_reuse_eval [--model DIR] [--n 400] [--json]
 """
