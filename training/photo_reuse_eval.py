@@ -8,7 +8,7 @@ exactly as the app decides it (`clipmatch.inference.photos.pair_match` and
 `reuse_match`): the 64-bit hashes (the photo's and its crops', as the lookup
 compares them) within the largest distance, confirmed by the image embeddings'
 cosine (the whole photos', or that of the closest pair's crop against the other
-photo, as `listings.services.photos.aligned_cosine` takes it) or by the 256-bit
+photo, as `listings.services.photos.aligned_cosines` takes it) or by the 256-bit
 hashes of the variants within that distance.
 
 The cut-offs are chosen on one split (CALIBRATION_SEED) as those whose worst
@@ -133,7 +133,7 @@ class _CropVectors:
 
 def _cosines(rows, full, copy_vec, original_vec, copy_crops, original_crops):
     """Each pair's cosine as the app takes it under each largest distance: the
-    better of the whole photos' and the closest pair's (`aligned_cosine`)."""
+    better of the whole photos' and the closest pair's (`aligned_cosines`)."""
     wanted = [(i, j, m[d][2]) for i, j, m in rows for d in DISTANCES]
     original_crops.fill((j, p[1]) for i, j, p in wanted if p and p[1])
     copy_crops.fill((i, p[0]) for i, j, p in wanted if p and p[0])

@@ -247,31 +247,36 @@ def _read_file(image: ListingImage) -> Image.Image:
         return decode_image(fh.read()).image
 
 
-def aligned_cosine(
+def aligned_cosines(
     *,
-    pair: core.Pair,
+    candidates: Sequence[tuple[core.Pair, np.ndarray, ListingImage]],
     vector: np.ndarray,
-    other: np.ndarray,
     picture: Callable[[], Image.Image],
-    stored: ListingImage,
     active: ActiveModel,
-) -> float | None:
-    """The cosine of the closest pair's pictures when a crop is in it
-    (`core.crop_variant`): the new photo against the stored photo's crop, or the
-    new photo's crop against the stored photo. None for two whole photos, or
+) -> list[float | None]:
+    """For each (closest pair, embedding, stored image) candidate, the cosine of
+    the closest pair's pictures when a crop is in it (`core.crop_variant`): the
+    new photo against the stored photo's crop, or the new photo's crop against
+    the stored photo; all the crops in one forward. None for two whole photos, or
     when the stored file cannot be read (the whole photos' cosine stands)."""
-    new_variant, stored_variant = pair
-    if new_variant == stored_variant == 0:
-        return None
-    try:
-        if stored_variant:
-            crop = core.crop_variant(_read_file(stored), stored_variant)
-        else:
-            crop = core.crop_variant(picture(), new_variant)
-    except (OSError, ValueError):
-        return None
-    embedded = active.engine().embed_images([crop.convert("RGB")])[0]
-    return float(np.dot(vector if stored_variant else other, embedded))
+    crops, against = [], []
+    for (new_variant, stored_variant), other, stored in candidates:
+        crop = None
+        try:
+            if stored_variant:
+                crop = core.crop_variant(_read_file(stored), stored_variant)
+            elif new_variant:
+                crop = core.crop_variant(picture(), new_variant)
+        except (OSError, ValueError):
+            pass
+        crops.append(crop)
+        against.append(vector if stored_variant else other)
+    wanted = [crop.convert("RGB") for crop in crops if crop is not None]
+    embedded = iter(active.engine().embed_images(wanted) if wanted else [])
+    return [
+        None if crop is None else float(np.dot(other, next(embedded)))
+        for crop, other in zip(crops, against, strict=True)
+    ]
 
 
 def reuse_find(
@@ -286,8 +291,9 @@ def reuse_find(
 ) -> dict | None:
     """The earliest other seller's photo that is the same photo: near in hash and
     confirmed by the cosine of the cached image embeddings (or of the closest
-    crop's: `aligned_cosine`) or by the 256-bit hashes; None when none is.
-    `picture` decodes the new photo, called only if one of its crops is needed."""
+    crop's: `aligned_cosines`, for the candidates nothing else confirmed) or by
+    the 256-bit hashes; None when none is. `picture` decodes the new photo,
+    called only if one of its crops is needed."""
     candidates = reuse_candidates(
         hashes=hashes, seller_id=seller_id, listing_id=listing_id, now=now
     )
@@ -304,19 +310,25 @@ def reuse_find(
         images=[(image.content_hash, partial(_read_file, image)) for image in images],
         engine=active.engine,
     )
-    for image, other in zip(images, vectors, strict=True):
-        cosine = float(np.dot(vector, other))
-        distance, fine, pair = distances[image.pk]
-        if not reuse_confirmed(distance, fine, cosine):
-            aligned = aligned_cosine(
-                pair=pair,
-                vector=vector,
-                other=other,
-                picture=picture,
-                stored=image,
-                active=active,
-            )
-            cosine = cosine if aligned is None else max(cosine, aligned)
+    cosines = [float(np.dot(vector, other)) for other in vectors]
+    unconfirmed = [
+        n
+        for n, image in enumerate(images)
+        if not reuse_confirmed(*distances[image.pk][:2], cosines[n])
+    ]
+    aligned = aligned_cosines(
+        candidates=[
+            (distances[images[n].pk][2], vectors[n], images[n]) for n in unconfirmed
+        ],
+        vector=vector,
+        picture=picture,
+        active=active,
+    )
+    for n, cosine in zip(unconfirmed, aligned, strict=True):
+        if cosine is not None:
+            cosines[n] = max(cosines[n], cosine)
+    for image, cosine in zip(images, cosines, strict=True):
+        distance, fine, _ = distances[image.pk]
         if reuse_confirmed(distance, fine, cosine):
             return {
                 "image_id": image.pk,
