@@ -134,10 +134,36 @@ def listing_score(*, listing_id: int) -> ScoreOutcome:
     return outcomes[0]
 
 
+def _nothing_to_do(listing_id: int) -> ScoreOutcome | None:
+    """Why a task has nothing to do, read without a lock or a write transaction;
+    None when it may have (`_claim` decides under the lock).
+
+    Most tasks find their listing already routed or being scored by a batch-mate's
+    task; reading that takes no lock, where `_claim`'s transaction takes the
+    database's write lock on SQLite and the listing's row on PostgreSQL. Each
+    answer stays true once read: a listing leaves PENDING only with its content
+    routed (an edit that makes it pending again queues a task of its own), and a
+    running attempt is finished by its worker or, if that worker dies, by the
+    reconciler."""
+    listing = Listing.objects.filter(pk=listing_id).first()
+    if listing is None:
+        return ScoreOutcome(listing_id, "missing")
+    if listing.status != Status.PENDING:
+        return ScoreOutcome(listing_id, "not_pending", listing.status)
+    if listing.content_hash:
+        busy = _busy(listing, timezone.now())
+        if busy:
+            return ScoreOutcome(listing_id, busy, listing.status)
+    return None
+
+
 def _claim(listing_id: int) -> tuple[list[ScoringAttempt], ScoreOutcome | None]:
     """Record an attempt for the listing and for the batch-mates it claims, and
     commit them before any slow work: if this worker dies now, the reconciler sees
     running attempts that never finished."""
+    done = _nothing_to_do(listing_id)
+    if done is not None:
+        return [], done
     with transaction.atomic():
         listing = listing_locked(listing_id)
         if listing is None:

@@ -193,6 +193,23 @@ def test_running_the_task_twice_scores_once(listing_with_image, tiny_model, queu
     assert listing.decisions.filter(to_status=Status.PASSED).count() == 1
 
 
+def test_a_task_with_nothing_to_do_takes_no_lock_and_writes_nothing(
+    listing_with_image, tiny_model, queued
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    listing = request_and_score(listing_with_image)
+
+    with CaptureQueriesContext(connection) as queries:
+        again = listing_score(listing_id=listing.pk)
+
+    assert again.outcome == "not_pending"
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    assert set(statements) == {"SELECT"}
+    assert not any("FOR UPDATE" in q["sql"] for q in queries.captured_queries)
+
+
 def test_a_corrupt_image_leaves_the_listing_in_review_with_the_error(
     tiny_model, queued, db
 ):
