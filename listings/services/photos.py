@@ -388,9 +388,9 @@ def photos_check(
     `pictures` holds the images (by 0-based position) the scorer decoded; an image
     whose embedding was cached is decoded here only if its signals are not stored
     yet or a crop of it confirms a reuse (from its file when `images` holds None
-    for it). A stored listing's images
-    get their signals written. Without `lookup` (a re-route from cached
-    embeddings) a stored listing keeps the reuse finding its images have.
+    for it). A stored listing's images get their signals written. Without
+    `lookup` (a re-route from cached embeddings) a stored listing keeps the reuse
+    finding its images have.
     """
     if not assessment.images:
         return assessment
