@@ -160,11 +160,14 @@ def reverse_distance(max_distance: int) -> int:
 
 
 Pair = tuple[int, int]
+# (64-bit distance, 256-bit distance or None, closest pair or None)
+Match = tuple[int, int | None, Pair | None]
+NO_MATCH: Match = (HASH_BITS, None, None)
 
 
 def variant_distances(
     new: PhotoHashes, variant: int, coarse: int, fine: int | None, max_distance: int
-) -> tuple[int, int | None, Pair | None]:
+) -> Match:
     """One stored variant's distances to a new photo, over the `variant_pairs` it
     is in that can count (a pair of a new crop and the stored photo only within
     `reverse_distance`): the fewest bits between the 64-bit hashes (HASH_BITS when
@@ -187,28 +190,31 @@ def variant_distances(
     return least, finest, pair
 
 
-def pair_match(
-    new: PhotoHashes, stored: PhotoHashes, max_distance: int
-) -> tuple[int, int | None, Pair | None]:
+def merged(a: Match, b: Match) -> Match:
+    """Two sets of `variant_distances` figures of one stored photo as one: the
+    fewer 64-bit bits with their pair (the pair first in `variant_pairs` order,
+    which is the pairs' order, on a tie), and the fewer 256-bit bits."""
+    (least, finest, pair), (distance, bits, nearest) = a, b
+    if nearest is not None and (pair is None or (distance, nearest) < (least, pair)):
+        least, pair = distance, nearest
+    if bits is not None:
+        finest = bits if finest is None else min(finest, bits)
+    return least, finest, pair
+
+
+def pair_match(new: PhotoHashes, stored: PhotoHashes, max_distance: int) -> Match:
     """Two photos' distances as the app judges them: `variant_distances` over the
-    stored photo's variants, the least of each, and the closest pair (the first
-    in `variant_pairs` order, which is the pairs' order, on a tie). The lookup
-    returns every stored variant within `max_distance` (pigeonhole on the bands),
-    so the app gets the same figures from the rows it reads."""
-    least, finest, pair = HASH_BITS, None, None
+    stored photo's variants, `merged`. The lookup returns every stored variant
+    within `max_distance` (pigeonhole on the bands), so the app gets the same
+    figures from the rows it reads."""
+    match = NO_MATCH
     for variant, (coarse, fine) in enumerate(
         zip(stored.coarse, stored.fine, strict=True)
     ):
-        distance, bits, nearest = variant_distances(
-            new, variant, coarse, fine, max_distance
+        match = merged(
+            match, variant_distances(new, variant, coarse, fine, max_distance)
         )
-        if nearest is not None and (
-            pair is None or (distance, nearest) < (least, pair)
-        ):
-            least, pair = distance, nearest
-        if bits is not None:
-            finest = bits if finest is None else min(finest, bits)
-    return least, finest, pair
+    return match
 
 
 def pair_distances(

@@ -207,24 +207,18 @@ def reuse_candidates(
         now=now,
         max_distance=max_distance,
     )
-    best: dict[int, tuple[int, int | None, core.Pair]] = {}
+    best: dict[int, core.Match] = {}
     for image_id, variant, value, fine in rows:
-        distance, bits, pair = core.variant_distances(
+        found = core.variant_distances(
             hashes,
             variant,
             core.to_unsigned(value),
             core.fine_value(fine),
             max_distance,
         )
-        if distance > max_distance:
-            continue
-        least, finest, nearest = best.get(image_id, (distance, bits, pair))
-        if finest is None or (bits is not None and bits < finest):
-            finest = bits
-        if (distance, pair) < (least, nearest):
-            least, nearest = distance, pair
-        best[image_id] = (least, finest, nearest)
-    return sorted((image_id, *found) for image_id, found in best.items())
+        if found[0] <= max_distance:
+            best[image_id] = core.merged(best.get(image_id, core.NO_MATCH), found)
+    return sorted((image_id, *match) for image_id, match in best.items())
 
 
 def reuse_confirmed(distance: int, fine: int | None, cosine: float) -> bool:

@@ -145,16 +145,18 @@ def _nothing_to_do(listing_id: int) -> ScoreOutcome | None:
     routed (an edit that makes it pending again queues a task of its own), and a
     running attempt is finished by its worker or, if that worker dies, by the
     reconciler."""
-    listing = Listing.objects.filter(pk=listing_id).first()
+    return _not_now(listing_id, Listing.objects.filter(pk=listing_id).first())
+
+
+def _not_now(listing_id: int, listing: Listing | None) -> ScoreOutcome | None:
+    """Why the task for this listing must not score it now (gone, not pending,
+    its content running or backing off), or None."""
     if listing is None:
         return ScoreOutcome(listing_id, "missing")
     if listing.status != Status.PENDING:
         return ScoreOutcome(listing_id, "not_pending", listing.status)
-    if listing.content_hash:
-        busy = _busy(listing, timezone.now())
-        if busy:
-            return ScoreOutcome(listing_id, busy, listing.status)
-    return None
+    busy = _busy(listing, timezone.now()) if listing.content_hash else ""
+    return ScoreOutcome(listing_id, busy, listing.status) if busy else None
 
 
 def _claim(listing_id: int) -> tuple[list[ScoringAttempt], ScoreOutcome | None]:
@@ -166,17 +168,14 @@ def _claim(listing_id: int) -> tuple[list[ScoringAttempt], ScoreOutcome | None]:
         return [], done
     with transaction.atomic():
         listing = listing_locked(listing_id)
-        if listing is None:
-            return [], ScoreOutcome(listing_id, "missing")
-        if listing.status != Status.PENDING:
-            return [], ScoreOutcome(listing_id, "not_pending", listing.status)
-        if not listing.content_hash:  # a row loaded raw, never requested
+        pending = listing is not None and listing.status == Status.PENDING
+        if pending and not listing.content_hash:  # a row loaded raw, never requested
             listing.content_hash = listing_content_hash(listing=listing)
             listing.save(update_fields=["content_hash"])
+        done = _not_now(listing_id, listing)
+        if done is not None:
+            return [], done
         now = timezone.now()
-        busy = _busy(listing, now)
-        if busy:
-            return [], ScoreOutcome(listing_id, busy, listing.status)
         listings = [listing, *_claim_mates(listing_id, now)]
         # One worker label and start for the whole batch: the reconciler tells a
         # batch's attempts by them when its task is reported failed.
