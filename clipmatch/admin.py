@@ -10,7 +10,7 @@ from django.db.models import Q, Value
 from django.utils.html import format_html, format_html_join
 
 from clipmatch import conf, runtime
-from clipmatch.inference.engine import ModelLoadError
+from clipmatch.inference.sources import ModelLoadError
 from clipmatch.models import ModelAuditEntry, ModelVersion, ThresholdVersion
 from clipmatch.plots import histogram_svg
 from clipmatch.runtime import resolve

@@ -5,12 +5,11 @@ from __future__ import annotations
 from clipmatch import conf
 from clipmatch.inference.engine import (
     ClipEngine,
-    ModelSource,
     load_engine,
     pick_device,
     pick_precision,
-    resolve_model,
 )
+from clipmatch.inference.sources import ModelSource, resolve_model
 
 _precisions: dict[tuple[str, str], str] = {}
 

@@ -14,14 +14,10 @@ from django.utils import timezone
 from PIL import Image
 
 from clipmatch import conf, runtime
-from clipmatch.inference.engine import (
-    ClipEngine,
-    ModelLoadError,
-    ModelSource,
-    resolve_model,
-)
+from clipmatch.inference.engine import ClipEngine
 from clipmatch.inference.images import UnreadableImage
 from clipmatch.inference.scoring import Thresholds, ensemble
+from clipmatch.inference.sources import ModelLoadError, ModelSource, resolve_model
 from clipmatch.models import Embedding, ModelAuditEntry, ModelVersion, ThresholdVersion
 from clipmatch.runtime import get_engine, resolve
 from clipmatch.signals import model_version_activated, model_version_shadowed

@@ -9,7 +9,7 @@ from django.utils.html import format_html, format_html_join
 
 from clipmatch.admin import ModelVersionAdmin, metrics_table
 from clipmatch.models import ModelVersion
-from listings.selectors import shadow_comparison
+from listings.labels import shadow_comparison
 
 
 class ListingsModelVersionAdmin(ModelVersionAdmin):

@@ -16,8 +16,9 @@ import random
 
 import numpy as np
 
-from clipmatch.inference.engine import ClipEngine, resolve_model
+from clipmatch.inference.engine import ClipEngine
 from clipmatch.inference.images import decode_image
+from clipmatch.inference.sources import resolve_model
 from training import catalog
 
 LIMITS = {"max_pixels": 40_000_000, "max_bytes": 15 << 20, "formats": ["JPEG"]}

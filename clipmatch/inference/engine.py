@@ -6,26 +6,23 @@ workers from a parent that must never start torch's thread pools or hold a model
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
 import threading
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from clipmatch.inference.pixels import _input_side, pixel_plan, pixel_values
+from clipmatch.inference.sources import ModelLoadError, ModelSource, resolve_model
+
 logger = logging.getLogger(__name__)
 
-META_FILE = "clipmatch.json"
-# About a model, not part of it: a fine-tuning run's report (timings and all).
-REPORT_FILE = "finetune_report.json"
-NOT_WEIGHTS = (META_FILE, REPORT_FILE)
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
 # Windows of a text are padded to a multiple of this (up to the context) and batched
 # with windows of the same padded length: a window's inputs, and so its vector,
 # never depend on the other texts embedded beside it.
@@ -40,10 +37,6 @@ TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 # CPU features that run bf16 matrix products natively (x86, then ARM), as torch's
 # cpuinfo names them; without one, bf16 on the CPU is emulated and slower than fp32.
 NATIVE_BF16_CPU = ("amx_bf16", "avx512_bf16", "bf16", "sve_bf16")
-
-
-class ModelLoadError(RuntimeError):
-    """The configured model could not be found or loaded; never replaced silently."""
 
 
 @dataclass(frozen=True)
@@ -77,173 +70,6 @@ FAMILIES = {
 def supported_families() -> str:
     """The verified families, for messages to a person."""
     return ", ".join(family.name for family in FAMILIES.values())
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model lives and what exactly it is, known without loading it."""
-
-    ref: str
-    path: Path
-    fingerprint: str
-    name: str
-    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def version(self) -> str:
-        return f"{self.name}@{self.fingerprint[:12]}"
-
-
-_source_cache: dict[tuple[str, tuple], ModelSource] = {}
-# Hub ids as resolved in this process: a snapshot found, or the hub's silence, is
-# not asked about again (a worker scores many listings; a hub outage must not cost
-# a timeout each).
-_hub_cache: dict[str, ModelSource | ModelLoadError] = {}
-
-
-def resolve_model(ref: str, *, hub_timeout: float | None = None) -> ModelSource:
-    """Find a local directory or a hub id's snapshot and fingerprint it.
-
-    A hub id is looked up in the local Hugging Face cache only, unless `hub_timeout`
-    allows asking the hub (and downloading) for that many seconds at most.
-    """
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        return _local_source(ref, path.resolve())
-    if path.is_absolute() or ref.startswith((".", "~")) or ref.count("/") > 1:
-        raise ModelLoadError(f"Model directory {ref!r} does not exist.")
-    return _hub_source(ref, hub_timeout)
-
-
-def _local_source(ref: str, path: Path) -> ModelSource:
-    # clipmatch.json (thresholds, metrics) and a fine-tuning report are about the
-    # model, not part of it: editing them must not make a new version, or cached
-    # embeddings would be thrown away; equal weights are one version.
-    files = sorted(
-        p
-        for p in path.rglob("*")
-        if p.is_file()
-        and p.name.endswith(WEIGHT_SUFFIXES)
-        and p.name not in NOT_WEIGHTS
-    )
-    if not (path / "config.json").exists():
-        raise ModelLoadError(
-            f"{path} has no config.json: not a save_pretrained folder."
-        )
-    watched = [*files, path / META_FILE] if (path / META_FILE).exists() else files
-    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in watched)
-    cached = _source_cache.get((str(path), stamp))
-    if cached:
-        return cached
-    digest = hashlib.sha256()
-    for p in files:
-        digest.update(p.relative_to(path).as_posix().encode())
-        with p.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    meta = _read_meta(path)
-    source = ModelSource(
-        ref=ref,
-        path=path,
-        fingerprint=digest.hexdigest(),
-        name=meta.get("name") or path.name,
-        meta=meta,
-    )
-    _source_cache[(str(path), stamp)] = source
-    return source
-
-
-def _hub_source(ref: str, timeout: float | None) -> ModelSource:
-    cached = _hub_cache.get(ref)
-    if isinstance(cached, ModelSource):
-        return cached
-    if isinstance(cached, ModelLoadError) and timeout is not None:
-        raise cached
-    from huggingface_hub import snapshot_download
-
-    try:
-        local = snapshot_download(ref, local_files_only=True)
-    except Exception as exc:
-        if timeout is None or _hub_offline():
-            # Not cached, and this caller may not wait on the network: a web
-            # request or a scoring task must never hang on the hub.
-            raise ModelLoadError(
-                f"Model {ref!r} is neither a local directory nor in this machine's "
-                "Hugging Face cache. Download it once where the hub is reachable "
-                f"(manage.py clip_info --model {ref}, or hf download {ref}); with "
-                "HF_HUB_OFFLINE=1 only the cache is used."
-            ) from exc
-        try:
-            local = _download_bounded(ref, timeout)
-        except ModelLoadError as error:
-            _hub_cache[ref] = error
-            raise
-    path = Path(local)
-    # The snapshot folder's name is the hub commit: an exact, stable version.
-    source = ModelSource(
-        ref=ref, path=path, fingerprint=path.name, name=ref, meta=_read_meta(path)
-    )
-    _hub_cache[ref] = source
-    return source
-
-
-def _hub_offline() -> bool:
-    # Read now: huggingface_hub reads HF_HUB_OFFLINE once, at its import.
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-
-
-def _download_bounded(ref: str, timeout: float) -> str:
-    """Ask the hub which commit `ref` is within `timeout` seconds, then fetch it.
-
-    huggingface_hub retries a silent server for minutes, so the question runs in a
-    daemon thread that is abandoned at the deadline; the download that follows an
-    answer may take longer (its reads time out on their own).
-    """
-    from huggingface_hub import HfApi, snapshot_download
-
-    answer: dict[str, Any] = {}
-
-    def ask():
-        try:
-            # The request's own timeout is longer than the deadline: silence is
-            # always reported as such, never as whichever timer fired first.
-            answer["sha"] = HfApi().model_info(ref, timeout=2 * timeout).sha
-        except Exception as exc:  # reported below, in the caller's thread
-            answer["error"] = exc
-
-    asking = threading.Thread(target=ask, name=f"hub-lookup {ref}", daemon=True)
-    asking.start()
-    asking.join(timeout)
-    if "sha" not in answer:
-        error = answer.get("error")
-        why = (
-            f"{error.__class__.__name__}: {error}"
-            if error
-            else f"no answer within {timeout:g} s"
-        )
-        raise ModelLoadError(
-            f"Model {ref!r} is not in this machine's Hugging Face cache and the hub "
-            f"did not tell its files ({why}). Download it beforehand (hf download "
-            f"{ref}), or set HF_HUB_OFFLINE=1 to use the local cache only."
-        )
-    try:
-        return snapshot_download(ref, revision=answer["sha"], etag_timeout=timeout)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"Model {ref!r} could not be downloaded from the Hugging Face hub: "
-            f"{exc.__class__.__name__}: {exc}. Download it beforehand (hf download "
-            f"{ref}), or set HF_HUB_OFFLINE=1 to use the local cache only."
-        ) from exc
-
-
-def _read_meta(path: Path) -> dict[str, Any]:
-    meta_path = path / META_FILE
-    if not meta_path.exists():
-        return {}
-    try:
-        return json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{meta_path} is not valid JSON: {exc}") from exc
 
 
 def _feature_tensor(output: Any, kind: str):
@@ -302,95 +128,6 @@ def pick_precision(precision: str, device: str) -> str:
             f"{device}: use bf16, fp32 or auto there."
         )
     return precision
-
-
-@dataclass(frozen=True)
-class PixelPlan:
-    """What a PIL-backend image processor does to an RGB image, done in one pass:
-    its resize (same filter, same size rule), centre crop, rescale and normalise."""
-
-    resample: int
-    shortest_edge: int | None  # resize keeping the aspect ratio, else to `size`
-    size: tuple[int, int] | None  # (height, width)
-    crop: tuple[int, int] | None
-    scale: float | None
-    mean: np.ndarray | None
-    std: np.ndarray | None
-
-    def target(self, width: int, height: int) -> tuple[int, int]:
-        """(height, width) after the resize, by the processor's own rule."""
-        if self.size is not None:
-            return self.size
-        if self.shortest_edge is None:
-            return height, width
-        short, long = (width, height) if width <= height else (height, width)
-        new_long = int(self.shortest_edge * long / short)
-        if width <= height:
-            return new_long, self.shortest_edge
-        return self.shortest_edge, new_long
-
-
-def pixel_plan(image_processor) -> tuple[PixelPlan | None, str]:
-    """The processor's steps as a PixelPlan, or None and why it cannot be matched:
-    any processor that does more than resize, crop, rescale and normalise."""
-    from transformers.image_processing_backends import PilBackend
-
-    kind = type(image_processor).__name__
-    if not isinstance(image_processor, PilBackend):
-        return None, f"{kind} is not a PIL-backend processor"
-    if type(image_processor)._preprocess is not PilBackend._preprocess:
-        return None, f"{kind} preprocesses in steps of its own"
-    if getattr(image_processor, "do_pad", False):
-        return None, f"{kind} pads its images"
-    size = image_processor.size if image_processor.do_resize else None
-    shortest = size_hw = None
-    if size is not None:
-        if size.shortest_edge and not size.longest_edge and not size.height:
-            shortest = int(size.shortest_edge)
-        elif size.height and size.width and not size.shortest_edge:
-            size_hw = (int(size.height), int(size.width))
-        else:
-            return None, f"{kind} resizes by a rule clipmatch does not copy ({size})"
-    crop = None
-    if getattr(image_processor, "do_center_crop", False):
-        cut = image_processor.crop_size
-        crop = (int(cut.height), int(cut.width))
-    normalise = image_processor.do_normalize
-    plan = PixelPlan(
-        resample=int(image_processor.resample),
-        shortest_edge=shortest,
-        size=size_hw,
-        crop=crop,
-        scale=float(image_processor.rescale_factor)
-        if image_processor.do_rescale
-        else None,
-        mean=np.asarray(image_processor.image_mean, dtype=np.float32)
-        if normalise
-        else None,
-        std=np.asarray(image_processor.image_std, dtype=np.float32)
-        if normalise
-        else None,
-    )
-    return plan, ""
-
-
-def _input_side(image_processor) -> int | None:
-    """The longest side of what the model is fed, from the processor's config: a
-    decode never needs more than this on its shorter side."""
-    patches = getattr(image_processor, "max_num_patches", None)
-    patch = getattr(image_processor, "patch_size", None)
-    if isinstance(patches, int) and isinstance(patch, int):
-        # NaFlex keeps the aspect ratio within max_num_patches: its shorter side is
-        # at most sqrt(max_num_patches) patches, whatever the shape.
-        return math.isqrt(patches) * patch
-    sides = []
-    for name in ("size", "crop_size"):
-        value = getattr(image_processor, name, None)
-        for key in ("shortest_edge", "height", "width"):
-            side = getattr(value, key, None) if value is not None else None
-            if isinstance(side, int):
-                sides.append(side)
-    return max(sides) if sides else None
 
 
 class ClipEngine:
@@ -648,48 +385,6 @@ class ClipEngine:
         for owner, vector in zip(owners, vectors, strict=True):
             result[owner].append(vector)
         return [np.stack(rows).astype(np.float32) for rows in result]
-
-
-def pixel_values(images: list, plan: PixelPlan):
-    """An (n, 3, h, w) float32 tensor: each image resized with PIL as the processor
-    does (on the already reduced decode), cropped, then all rescaled and normalised
-    at once; no full-size array of any image is made."""
-    import torch
-
-    crops = []
-    for image in images:
-        height, width = plan.target(image.width, image.height)
-        if (width, height) != image.size:
-            image = image.resize((width, height), resample=plan.resample)
-        array = np.asarray(image)
-        if plan.crop is not None:
-            array = _centre_crop(array, *plan.crop)
-        crops.append(array)
-    batch = np.stack(crops).astype(np.float32)
-    if plan.scale is not None:
-        batch *= np.float32(plan.scale)
-    if plan.mean is not None:
-        batch -= plan.mean
-        batch /= plan.std
-    return torch.from_numpy(batch.transpose(0, 3, 1, 2).copy())
-
-
-def _centre_crop(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    """transformers' center_crop: the same offsets, zero padding where too small."""
-    rows, cols = array.shape[:2]
-    top, left = (rows - height) // 2, (cols - width) // 2
-    if top >= 0 and left >= 0:
-        return array[top : top + height, left : left + width]
-    new_rows, new_cols = max(rows, height), max(cols, width)
-    padded = np.zeros((new_rows, new_cols, array.shape[2]), dtype=array.dtype)
-    top_pad = math.ceil((new_rows - rows) / 2)
-    left_pad = math.ceil((new_cols - cols) / 2)
-    padded[top_pad : top_pad + rows, left_pad : left_pad + cols] = array
-    top, left = top + top_pad, left + left_pad
-    return padded[
-        max(0, top) : min(new_rows, top + height),
-        max(0, left) : min(new_cols, left + width),
-    ]
 
 
 def _load_model(path: Path, dtype):

@@ -3,8 +3,9 @@
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
-from clipmatch.inference.engine import ClipEngine, ModelLoadError
+from clipmatch.inference.engine import ClipEngine
 from clipmatch.inference.scoring import Thresholds
+from clipmatch.inference.sources import ModelLoadError
 from clipmatch.runtime import get_engine
 from clipmatch.services import model_version_active, source_for_version, thresholds_for
 

@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
-from clipmatch.inference.engine import ClipEngine, ModelLoadError, resolve_model
+from clipmatch.inference.engine import ClipEngine
 from clipmatch.inference.scoring import best_chunk_similarity
+from clipmatch.inference.sources import ModelLoadError, resolve_model
 from clipmatch.runtime import get_engine
 from conftest import png_bytes
 
@@ -180,7 +181,7 @@ def test_changed_weights_make_a_new_version(tiny_clip_dir, tmp_path):
 def test_a_fine_tuning_report_beside_the_weights_is_not_part_of_the_version(
     tmp_path,
 ):
-    from clipmatch.inference.engine import resolve_model
+    from clipmatch.inference.sources import resolve_model
     from conftest import build_tiny_clip
 
     path = build_tiny_clip(tmp_path / "tuned", seed=4)
@@ -196,9 +197,9 @@ def fresh_hub_lookups(monkeypatch, tmp_path):
     """No hub id resolved yet in this process, and an empty Hugging Face cache."""
     import huggingface_hub.constants
 
-    from clipmatch.inference import engine
+    from clipmatch.inference import sources
 
-    monkeypatch.setattr(engine, "_hub_cache", {})
+    monkeypatch.setattr(sources, "_hub_cache", {})
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)

@@ -19,8 +19,9 @@ from django.core.management import CommandError, call_command
 from PIL import Image
 from transformers import AutoModel, AutoProcessor, BlipConfig, BlipForImageTextRetrieval
 
-from clipmatch.inference.engine import ClipEngine, ModelLoadError, resolve_model
+from clipmatch.inference.engine import ClipEngine
 from clipmatch.inference.scoring import best_chunk_similarity
+from clipmatch.inference.sources import ModelLoadError, resolve_model
 from conftest import TINY_FAMILIES
 
 CONTEXT = 16  # the tiny checkpoints' text context (SigLIP's real one is 64)

@@ -6,12 +6,8 @@ import torch
 from PIL import Image
 
 from clipmatch.inference import engine as engine_module
-from clipmatch.inference.engine import (
-    ClipEngine,
-    ModelLoadError,
-    pick_precision,
-    resolve_model,
-)
+from clipmatch.inference.engine import ClipEngine, pick_precision
+from clipmatch.inference.sources import ModelLoadError, resolve_model
 from clipmatch.services import model_version_active
 from conftest import TINY_FAMILIES
 

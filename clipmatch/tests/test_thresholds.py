@@ -1,6 +1,6 @@
 """Settings thresholds belong to the configured model only."""
 
-from clipmatch.inference.engine import resolve_model
+from clipmatch.inference.sources import resolve_model
 from clipmatch.services import thresholds_for
 from conftest import TINY_THRESHOLDS
 

@@ -21,8 +21,8 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clipmatch.inference.engine import ModelLoadError
 from clipmatch.inference.images import UnreadableImage
+from clipmatch.inference.sources import ModelLoadError
 from listings.api import idempotency
 from listings.api import serializers as s
 from listings.api.errors import Conflict, ServiceUnavailable

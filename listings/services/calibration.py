@@ -64,7 +64,7 @@ def thresholds_propose_from_decisions(
     Nothing routes differently until a staff user applies the proposal.
     """
     from clipmatch.inference import calibration
-    from listings.selectors import scores_for_calibration
+    from listings.labels import scores_for_calibration
 
     active = model_version_active()
     examples = scores_for_calibration(model_version_id=active.version.pk)

@@ -18,9 +18,9 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from clipmatch import conf
-from clipmatch.inference.engine import ModelLoadError
 from clipmatch.inference.images import UnreadableImage
 from clipmatch.inference.scoring import Assessment
+from clipmatch.inference.sources import ModelLoadError
 from clipmatch.models import ModelVersion
 from clipmatch.services import ActiveModel, model_version_active
 from listings.models import Listing, ListingDecision, ListingScore, ScoringAttempt

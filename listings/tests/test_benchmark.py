@@ -14,7 +14,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from listings.benchmark import ARMS, e2e_split, photo_render, workload_build
+from listings.benchmark.run import ARMS, e2e_split
+from listings.benchmark.workload import photo_render, workload_build
 from listings.models import Listing
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,8 +15,9 @@ from clipmatch.services import (
     threshold_version_apply,
     threshold_version_propose,
 )
+from listings.labels import listings_labelled_by_decisions
 from listings.models import Listing, ListingScore
-from listings.selectors import listings_for_rescore, listings_labelled_by_decisions
+from listings.selectors import listings_for_rescore
 from listings.services.calibration import thresholds_propose_from_decisions
 from listings.services.rescoring import listing_rescore
 from listings.services.scoring import listing_request_scoring, listing_score

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 
-from clipmatch.inference.engine import ModelLoadError
+from clipmatch.inference.sources import ModelLoadError
 from clipmatch.models import ModelAuditEntry, ModelVersion
 from clipmatch.services import (
     ModelVersionError,

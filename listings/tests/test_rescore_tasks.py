@@ -98,8 +98,8 @@ def candidate(tmp_path):
 def test_a_shadow_candidate_scores_beside_the_active_model_and_never_routes(
     scored, candidate, monkeypatch
 ):
+    from listings.labels import shadow_comparison
     from listings.models import ListingScore
-    from listings.selectors import shadow_comparison
 
     monkeypatch.setattr("listings.signals.queue_catalog_shadow", lambda pk: None)
     staff = UserFactory(username="lead", is_staff=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clipmatch.inference.engine import META_FILE
+from clipmatch.inference.sources import META_FILE
 from training.finetune.data import PairSet
 from training.finetune.params import FinetuneError
 
@@ -18,7 +18,8 @@ EMBED_CHUNK = 256  # images or texts per forward pass when scoring
 def load_model(path: str | Path, device: str):
     """The base model as the app loads it (its family checked, no network): the
     engine whose embedding path fine-tuning trains through and measures with."""
-    from clipmatch.inference.engine import ClipEngine, ModelLoadError, resolve_model
+    from clipmatch.inference.engine import ClipEngine
+    from clipmatch.inference.sources import ModelLoadError, resolve_model
 
     path = Path(path)
     if not (path / "config.json").exists():

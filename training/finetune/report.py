@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-# The engine leaves both files out of a model version's fingerprint.
-from clipmatch.inference.engine import META_FILE, REPORT_FILE
 from clipmatch.inference.metrics import binary_metrics
+
+# The engine leaves both files out of a model version's fingerprint.
+from clipmatch.inference.sources import META_FILE, REPORT_FILE
 from training.finetune.params import FinetuneError
 
 # Thresholds proposed for the result, from its validation scores (the app's

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipmatch.inference.engine import META_FILE, ModelLoadError, pick_device
+from clipmatch.inference.engine import pick_device
+from clipmatch.inference.sources import META_FILE, ModelLoadError
 from training.finetune import loop
 from training.finetune.data import PairSet, RunData, load_run_data, prepare
 from training.finetune.loop import CHECKPOINT, Tuner

@@ -6,7 +6,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from clipmatch import conf
-from clipmatch.inference.engine import ModelLoadError
+from clipmatch.inference.sources import ModelLoadError
 from clipmatch.management.common import add_model_argument
 from clipmatch.runtime import get_engine, resolve
 from clipmatch.services import model_version_active, thresholds_for

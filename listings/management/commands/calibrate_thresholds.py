@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from clipmatch.inference.engine import ModelLoadError
+from clipmatch.inference.sources import ModelLoadError
 from clipmatch.models import ThresholdVersion
 from clipmatch.services import ModelVersionError, threshold_version_apply
 

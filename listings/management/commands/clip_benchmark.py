@@ -11,14 +11,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from clipmatch import conf
-from clipmatch.inference.engine import ModelLoadError
-from listings.benchmark import (
-    PRECISIONS,
-    bench_environment,
-    benchmark_run,
-    child_run,
-    random_vit_b32_build,
-)
+from clipmatch.inference.sources import ModelLoadError
+from listings.benchmark.environment import bench_environment, child_run
+from listings.benchmark.run import PRECISIONS, benchmark_run
+from listings.benchmark.workload import random_vit_b32_build
 
 ARM_LABELS = {
     "bare_fp32": "bare model, {precision}, batch {batch}",

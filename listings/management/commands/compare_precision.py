@@ -23,11 +23,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         from clipmatch import runtime
-        from clipmatch.inference.engine import (
-            ModelLoadError,
-            pick_device,
-            pick_precision,
-        )
+        from clipmatch.inference.engine import pick_device, pick_precision
+        from clipmatch.inference.sources import ModelLoadError
 
         try:
             precision = (

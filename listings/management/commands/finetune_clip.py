@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from clipmatch.inference.engine import ModelLoadError
+from clipmatch.inference.sources import ModelLoadError
 from clipmatch.services import (
     ModelVersionError,
     model_version_active,
@@ -104,7 +104,7 @@ class Command(BaseCommand):
     def _decision_csvs(self, output: Path, val_share: float) -> tuple[Path, Path]:
         """Seed-format CSVs of decided listings, split by time (newest validate)."""
         from clipmatch.inference.pairs import write_pairs
-        from listings.selectors import listings_labelled_by_decisions
+        from listings.labels import listings_labelled_by_decisions
 
         labelled = listings_labelled_by_decisions()
         if not 0 < val_share < 1:

@@ -6,7 +6,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from clipmatch.inference.engine import ModelLoadError
+from clipmatch.inference.sources import ModelLoadError
 from clipmatch.services import model_version_active
 from listings.selectors import listings_for_rescore
 from listings.services.rescoring import listings_rescore
