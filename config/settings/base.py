@@ -345,21 +345,24 @@ LOGGING = {
     },
     "filters": {
         "request_id": {"()": "listings.observability.RequestIdFilter"},
-        # django-q2's INFO lines for each run of these every-minute tasks (and of
-        # `manage.py serve`'s worker check) become DEBUG; the tasks log what they
-        # did when they did anything. The names are listings.tasks'/webhooks' and
-        # the schedules' (RECONCILER, DISPATCHER), written out: settings import no
-        # app code.
+        # django-q2's INFO lines for each run of these scheduled tasks (every
+        # minute, and the hourly purge, which runs as soon as a fresh cluster
+        # starts) and of `manage.py serve`'s worker check become DEBUG; the tasks
+        # log what they did when they did anything. The names are listings.tasks'/
+        # webhooks' and the schedules' (RECONCILER, DISPATCHER, PURGER), written
+        # out: settings import no app code.
         "routine_tasks": {
             "()": "listings.logs.RoutineTasksToDebug",
             "funcs": [
                 "listings.tasks.reconcile_scoring",
                 "listings.webhooks.tasks.dispatch_due_webhooks",
+                "listings.tasks.purge_idempotency_keys",
                 "listings.tasks.worker_check",
             ],
             "schedules": [
                 "clipmatch: reconcile scoring",
                 "clipmatch: dispatch due webhooks",
+                "clipmatch: purge old idempotency keys",
             ],
         },
     },

@@ -65,15 +65,20 @@ def test_a_failed_routine_task_is_still_an_error(django_q_log):
     assert django_q_log(logging.INFO, [failed], logging.ERROR) == [("ERROR", failed)]
 
 
-def test_the_filter_names_the_tasks_and_schedules_that_exist():
+@pytest.mark.django_db
+def test_the_filter_names_every_schedule_and_the_tasks_that_exist():
     from django.utils.module_loading import import_string
+    from django_q.models import Schedule
 
+    from listings.services.idempotency import PURGER
     from listings.services.reconcile import RECONCILER
     from listings.webhooks.services import DISPATCHER
 
     config = settings.LOGGING["filters"]["routine_tasks"]
+    scheduled = set(Schedule.objects.values_list("name", flat=True))
 
-    assert config["schedules"] == [RECONCILER, DISPATCHER]
+    assert config["schedules"] == [RECONCILER, DISPATCHER, PURGER]
+    assert scheduled == set(config["schedules"])
     for func in config["funcs"]:
         assert callable(import_string(func))
 
