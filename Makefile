@@ -19,15 +19,22 @@ setup: $(VENV)/.installed chromium
 	mkdir -p var
 	$(MANAGE) migrate --noinput
 
+# The worker-side metrics (scoring latency, tasks, model load) reach /metrics through
+# prometheus-client's multiprocess mode: the demo's and the server's processes share
+# this folder, emptied when each target starts.
+DEV_METRICS := $(CURDIR)/var/prometheus
+
 # Seed and score the demo catalog through a real worker, then serve the site with a
 # worker beside it until Ctrl-C, printing a fresh moderator login with the addresses.
 demo: setup
-	$(MANAGE) demo
-	$(MANAGE) serve --port $(PORT) --moderator moderator
+	rm -rf $(DEV_METRICS) && mkdir -p $(DEV_METRICS)
+	PROMETHEUS_MULTIPROC_DIR=$(DEV_METRICS) $(MANAGE) demo
+	PROMETHEUS_MULTIPROC_DIR=$(DEV_METRICS) $(MANAGE) serve --port $(PORT) --moderator moderator
 
 # `manage.py serve` starts runserver and qcluster, and on Ctrl-C stops both, once each.
 serve: setup
-	$(MANAGE) serve --port $(PORT)
+	rm -rf $(DEV_METRICS) && mkdir -p $(DEV_METRICS)
+	PROMETHEUS_MULTIPROC_DIR=$(DEV_METRICS) $(MANAGE) serve --port $(PORT)
 
 # A production-like stack on this machine: the production settings against the
 # PostgreSQL and Redis of DATABASE_URL and REDIS_URL (both required), gunicorn
@@ -86,7 +93,7 @@ photo-eval: $(VENV)/.installed
 	$(PY) -m training.photo_reuse_eval --model clipmatch/bundled/clipmatch-mini
 
 clean:
-	rm -rf var/*.sqlite3* var/media var/test-media var/static
+	rm -rf var/*.sqlite3* var/media var/test-media var/static var/prometheus
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check --select E,F,W,I,B config clipmatch listings training conftest.py
