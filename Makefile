@@ -21,20 +21,24 @@ setup: $(VENV)/.installed chromium
 
 # The worker-side metrics (scoring latency, tasks, model load) reach /metrics through
 # prometheus-client's multiprocess mode: the demo's and the server's processes share
-# this folder, emptied when each target starts.
+# this folder, emptied when each target starts. Set through env, which make runs
+# directly and which execs the command: a line starting with an assignment runs under
+# sh, and dash, given Ctrl-C while it waits, dies of it after serve has stopped
+# quietly (make: *** Interrupt).
 DEV_METRICS := $(CURDIR)/var/prometheus
+DEV_ENV := env PROMETHEUS_MULTIPROC_DIR=$(DEV_METRICS)
 
 # Seed and score the demo catalog through a real worker, then serve the site with a
 # worker beside it until Ctrl-C, printing a fresh moderator login with the addresses.
 demo: setup
 	rm -rf $(DEV_METRICS) && mkdir -p $(DEV_METRICS)
-	PROMETHEUS_MULTIPROC_DIR=$(DEV_METRICS) $(MANAGE) demo
-	PROMETHEUS_MULTIPROC_DIR=$(DEV_METRICS) $(MANAGE) serve --port $(PORT) --moderator moderator
+	$(DEV_ENV) $(MANAGE) demo
+	$(DEV_ENV) $(MANAGE) serve --port $(PORT) --moderator moderator
 
 # `manage.py serve` starts runserver and qcluster, and on Ctrl-C stops both, once each.
 serve: setup
 	rm -rf $(DEV_METRICS) && mkdir -p $(DEV_METRICS)
-	PROMETHEUS_MULTIPROC_DIR=$(DEV_METRICS) $(MANAGE) serve --port $(PORT)
+	$(DEV_ENV) $(MANAGE) serve --port $(PORT)
 
 # A production-like stack on this machine: the production settings against the
 # PostgreSQL and Redis of DATABASE_URL and REDIS_URL (both required), gunicorn
