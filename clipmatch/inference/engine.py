@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from clipmatch.inference.pixels import _input_side, pixel_plan, pixel_values
+from clipmatch.inference.pixels import decode_side, pixel_plan, pixel_values
 from clipmatch.inference.sources import ModelLoadError, ModelSource, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def supported_families() -> str:
     return ", ".join(family.name for family in FAMILIES.values())
 
 
-def _feature_tensor(output: Any, kind: str):
+def feature_tensor(output: Any, kind: str):
     """transformers 5 returns an output object where 4.x returned a tensor."""
     import torch
 
@@ -186,7 +186,7 @@ class ClipEngine:
             raise ModelLoadError(f"{source.ref!r} has no tokenizer or image processor.")
         self.context_length = self._context_length()
         self.text_inputs, self.prefix, self.suffix = self._text_frame()
-        self.input_side = _input_side(self.image_processor)
+        self.input_side = decode_side(self.image_processor)
         self.pixel_plan, why = pixel_plan(self.image_processor)
         if self.pixel_plan is None:
             logger.info(
@@ -266,7 +266,7 @@ class ClipEngine:
         """The model's image features for processor inputs, not normalised;
         gradients flow unless the caller turns them off (fine-tuning needs them)."""
         inputs = {key: self._on_device(value) for key, value in inputs.items()}
-        return _feature_tensor(self.model.get_image_features(**inputs), "image")
+        return feature_tensor(self.model.get_image_features(**inputs), "image")
 
     def _on_device(self, tensor):
         """A tensor moved to the model's device; pixels in the model's dtype."""
@@ -351,7 +351,7 @@ class ClipEngine:
         gradients flow unless the caller turns them off (fine-tuning needs them)."""
         inputs = self.text_inputs_for(windows)
         inputs = {key: self._on_device(value) for key, value in inputs.items()}
-        return _feature_tensor(self.model.get_text_features(**inputs), "text")
+        return feature_tensor(self.model.get_text_features(**inputs), "text")
 
     def _padded_length(self, length: int) -> int:
         if self.family.pad_to_context:

@@ -79,7 +79,7 @@ def pixel_plan(image_processor) -> tuple[PixelPlan | None, str]:
     return plan, ""
 
 
-def _input_side(image_processor) -> int | None:
+def decode_side(image_processor) -> int | None:
     """The longest side of what the model is fed, from the processor's config: a
     decode never needs more than this on its shorter side."""
     patches = getattr(image_processor, "max_num_patches", None)

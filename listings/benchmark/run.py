@@ -94,17 +94,17 @@ def bare_run(model, inputs: BareInputs, precision: str) -> float:
     """Seconds for one forward per batch of images and of text windows."""
     import torch
 
-    from clipmatch.inference.engine import _feature_tensor
+    from clipmatch.inference.engine import feature_tensor
 
     dtype = _dtype(precision)
     started = time.perf_counter()
     with torch.inference_mode():
         for pixels in inputs.images:
-            _feature_tensor(
+            feature_tensor(
                 model.get_image_features(pixel_values=pixels.to(dtype)), "image"
             )
         for batch in inputs.texts:
-            _feature_tensor(model.get_text_features(**batch), "text")
+            feature_tensor(model.get_text_features(**batch), "text")
     return time.perf_counter() - started
 
 
@@ -114,7 +114,7 @@ def seed_loop_run(model, processor, listings: list[BenchListing]) -> float:
     import torch
     from PIL import Image
 
-    from clipmatch.inference.engine import _feature_tensor
+    from clipmatch.inference.engine import feature_tensor
 
     started = time.perf_counter()
     with torch.inference_mode():
@@ -130,11 +130,11 @@ def seed_loop_run(model, processor, listings: list[BenchListing]) -> float:
                         padding=True,
                         truncation=True,
                     )
-                    a = _feature_tensor(
+                    a = feature_tensor(
                         model.get_image_features(pixel_values=inputs["pixel_values"]),
                         "image",
                     )
-                    b = _feature_tensor(
+                    b = feature_tensor(
                         model.get_text_features(
                             input_ids=inputs["input_ids"],
                             attention_mask=inputs["attention_mask"],
