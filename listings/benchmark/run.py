@@ -33,6 +33,10 @@ PROFILE_BUCKETS = {
         ("transformers/models/", "get_image_features"),
         ("transformers/models/", "get_text_features"),
     ),
+    # Hashes, quality measures, the reused-photo lookup and storing them; a decode
+    # or forward inside it (a cached photo's, a crop's) would count twice, but the
+    # benchmark's photos are neither cached nor anyone else's.
+    "photo_signals": (("services/photos.py", "photos_check"),),
 }
 
 
@@ -214,12 +218,58 @@ def routed_wait(ids: list[int], timeout: float) -> dict:
 
 
 def e2e_round(listings, categories, timeout: float) -> dict:
-    """Seconds from the first save to the last listing routed by the cluster."""
+    """Seconds from the first save to the last listing routed by the cluster,
+    and the batches the workers scored them in."""
     embeddings_forget(listings)
     started = time.time()
     ids = listings_save(listings, categories)
+    saved = time.time() - started
     done = routed_wait(ids, timeout)
-    return {"seconds": done["routed_at"] - started, "failed": done["failed"]}
+    seconds = done["routed_at"] - started
+    return {
+        "seconds": seconds,
+        "failed": done["failed"],
+        "saved_s": round(saved, 2),
+        "batches": batches_of(ids, started, seconds),
+    }
+
+
+def batches_of(ids: list[int], started: float, seconds: float) -> dict:
+    """The batches the cluster scored these listings in, from their attempts (a
+    batch's attempts share a worker and a start): how many, their sizes, and the
+    share of the round's worker time spent inside one (start to last finish)."""
+    from django.conf import settings
+    from django.db.models import Count, Max
+
+    from listings.models import ScoringAttempt
+
+    rows = (
+        ScoringAttempt.objects.filter(listing_id__in=ids)
+        .values("worker", "started_at")
+        .annotate(size=Count("id"), finished=Max("finished_at"))
+        .order_by("started_at")
+    )
+    names: dict[str, int] = {}
+    spans = [
+        (
+            names.setdefault(row["worker"], len(names)),
+            row["size"],
+            row["started_at"].timestamp() - started,
+            row["finished"].timestamp() - started if row["finished"] else seconds,
+        )
+        for row in rows
+    ]
+    busy = sum(end - start for _, _, start, end in spans)
+    workers = settings.Q_CLUSTER.get("workers") or 1
+    return {
+        "count": len(spans),
+        # (worker, listings, start s, end s), in the order they started
+        "spans": [
+            [worker, size, round(start, 2), round(end, 2)]
+            for worker, size, start, end in spans
+        ],
+        "busy_share": round(busy / (workers * seconds), 3) if seconds else None,
+    }
 
 
 def process_group_memory(pgid: int) -> dict[int, int]:
@@ -314,8 +364,10 @@ def benchmark_run(
     work_dir: Path,
     progress: Callable[[str], None],
     profile_dump: Path | None = None,
+    arms_run: tuple[str, ...] = ARMS,
 ) -> dict:
-    """Run every arm once per round, in turn, on the same listings; figures out."""
+    """Run every arm (of `arms_run`) once per round, in turn, on the same
+    listings; figures out. An arm not run has no figures, nor its ratios."""
     import torch
     from django.conf import settings
     from django.db import connection
@@ -373,13 +425,14 @@ def benchmark_run(
     log_path = work_dir / "qcluster.log"
     seconds: dict[str, list[float]] = {arm: [] for arm in ARMS}
     failed = 0
+    timelines: list[dict] = []
     peaks: dict[int, int] = {}
     with log_path.open("w") as log:
         cluster = qcluster_start(env=os.environ.copy(), log=log)
         try:
             _cluster_ready(cluster, log_path, worker_check_queue, worker_check_answered)
             for number in range(1, rounds + 1):
-                for arm in ARMS:
+                for arm in arms_run:
                     torch.set_num_threads(threads)
                     if arm in bare:
                         took = bare_run(bare[arm][1], inputs, bare[arm][0])
@@ -388,6 +441,7 @@ def benchmark_run(
                     else:
                         result = e2e_round(listings, categories, timeout)
                         took, failed = result["seconds"], failed + result["failed"]
+                        timelines.append({k: result[k] for k in ("saved_s", "batches")})
                         for pid, kb in process_group_memory(cluster.pid).items():
                             peaks[pid] = max(kb, peaks.get(pid, 0))
                     seconds[arm].append(took)
@@ -397,12 +451,17 @@ def benchmark_run(
                     )
         finally:
             qcluster_stop(cluster, grace=30)
-    progress("Profiling the scoring service in this process...")
-    profile = scoring_profile(
-        listings, categories, conf.get("TORCH_THREADS"), dump=profile_dump
-    )
+    profile = None
+    if "end_to_end" in arms_run:
+        progress("Profiling the scoring service in this process...")
+        profile = scoring_profile(
+            listings, categories, conf.get("TORCH_THREADS"), dump=profile_dump
+        )
     # Rounded as reported: every ratio is the quotient of two printed figures.
-    rates = {arm: round(_median_rate(count, seconds[arm]), 3) for arm in ARMS}
+    rates = {
+        arm: round(_median_rate(count, seconds[arm]), 3) if seconds[arm] else None
+        for arm in ARMS
+    }
     precisions = {
         "bare_fp32": "fp32",
         "bare_precision": arm_precision,
@@ -422,15 +481,20 @@ def benchmark_run(
             "median_listings_per_s": rates[arm],
             "vs_bare_fp32": _ratio(rates[arm], rates["bare_fp32"]),
         }
-        for arm in ARMS
+        for arm in arms_run
     }
-    arms["bare_fp32"]["batch_size"] = arms["bare_precision"]["batch_size"] = batch_size
-    arms["end_to_end"]["failed"] = failed
-    worker_peaks = sorted(peaks.values(), reverse=True)
-    arms["end_to_end"]["peak_memory_mb"] = {
-        "max": round(worker_peaks[0] / 1024) if worker_peaks else None,
-        "processes": [round(kb / 1024) for kb in worker_peaks],
-    }
+    for arm in {"bare_fp32", "bare_precision"} & set(arms_run):
+        arms[arm]["batch_size"] = batch_size
+    if "end_to_end" in arms:
+        worker_peaks = sorted(peaks.values(), reverse=True)
+        arms["end_to_end"] |= {
+            "failed": failed,
+            "rounds_detail": timelines,
+            "peak_memory_mb": {
+                "max": round(worker_peaks[0] / 1024) if worker_peaks else None,
+                "processes": [round(kb / 1024) for kb in worker_peaks],
+            },
+        }
     notes = []
     if same != "bare_precision":
         notes.append(
@@ -470,7 +534,9 @@ def benchmark_run(
             "e2e_vs_seed_loop": _ratio(rates["end_to_end"], rates["seed_loop"]),
             "e2e_vs_bare_fp32": _ratio(rates["end_to_end"], rates["bare_fp32"]),
         },
-        "e2e_split": e2e_split(profile, rates["end_to_end"], workers),
+        "e2e_split": (
+            e2e_split(profile, rates["end_to_end"], workers) if profile else None
+        ),
         "notes": notes,
     }
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
@@ -194,23 +195,22 @@ def _claim(listing_id: int) -> tuple[list[ScoringAttempt], ScoreOutcome | None]:
 
 def _claim_mates(listing_id: int, now: datetime) -> list[Listing]:
     """Up to N-1 other pending listings whose content no worker is scoring, oldest
-    request first, locked for the caller's transaction.
+    request first, locked for the caller's transaction; no more than this task's
+    fair share of what is waiting (`_batch_limit`).
 
     On PostgreSQL SKIP LOCKED passes over rows another worker is claiming (two
     workers never claim the same listing); SQLite runs one writer at a time. Each
     is checked again under its lock as its own task would check it.
     """
-    limit = conf.get("SCORING_BATCH_LISTINGS") - 1
-    if limit < 1:
+    most = conf.get("SCORING_BATCH_LISTINGS") - 1
+    if most < 1:
         return []
     stale = now - timedelta(seconds=conf.get("SCORING_STALE_AFTER"))
     same_content = ScoringAttempt.objects.filter(
         listing=OuterRef("pk"), content_hash=OuterRef("content_hash")
     )
-    candidates = (
-        Listing.objects.select_for_update(skip_locked=True, of=("self",))
-        .select_related("category")
-        .filter(status=Status.PENDING)
+    claimable = (
+        Listing.objects.filter(status=Status.PENDING)
         .exclude(pk=listing_id)
         .exclude(content_hash="")
         .exclude(
@@ -227,6 +227,11 @@ def _claim_mates(listing_id: int, now: datetime) -> list[Listing]:
                 )
             )
         )
+    )
+    limit = _batch_limit(claimable, most)
+    candidates = (
+        claimable.select_for_update(skip_locked=True, of=("self",))
+        .select_related("category")
         .order_by(F("scoring_queued_at").asc(nulls_last=True), "pk")[:limit]
     )
     max_attempts = conf.get("SCORING_MAX_ATTEMPTS")
@@ -237,6 +242,18 @@ def _claim_mates(listing_id: int, now: datetime) -> list[Listing]:
         if not _busy(mate, now)
         and attempt_failures(mate, mate.content_hash) < max_attempts
     ]
+
+
+def _batch_limit(claimable, most: int) -> int:
+    """How many batch-mates this task takes: at most `most`, and no more than its
+    fair share of what waits (this one and the claimable others, counted up to a
+    batch per worker) among the cluster's workers, so that a burst is split
+    between the workers rather than left to the first ones: 32 waiting on 2
+    workers go 8, 8, 8, 4, 2, 1, 1 instead of 8, 8, 8, 8 with one worker idle
+    while the other scores the last batch."""
+    workers = max(1, settings.Q_CLUSTER.get("workers") or 1)
+    waiting = 1 + claimable[: (most + 1) * workers].count()
+    return min(most, -(-waiting // workers) - 1)
 
 
 def _score_claimed(attempts: list[ScoringAttempt]) -> list[ScoreOutcome]:

@@ -69,6 +69,33 @@ def test_one_task_scores_its_batch_mates_in_one_forward_and_their_tasks_do_nothi
 
 
 @pytest.mark.django_db
+def test_a_burst_is_split_between_the_workers_by_fair_shares(
+    tiny_model, queued, forwards, settings
+):
+    settings.CLIPMATCH = {**settings.CLIPMATCH, "SCORING_BATCH_LISTINGS": 8}
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 2}
+    listings = pending_listings(9)
+
+    outcomes = [listing_score(listing_id=listing.pk).outcome for listing in listings]
+
+    # 9 waiting on 2 workers: 5 (its own and 4), then 2 of the 4 left, 1, 1.
+    assert forwards == [5, 2, 1, 1]
+    assert outcomes.count("scored") == 4
+    assert statuses(listings) == ["passed"] * 9
+
+
+@pytest.mark.django_db
+def test_one_worker_takes_a_whole_batch(tiny_model, queued, forwards, settings):
+    settings.CLIPMATCH = {**settings.CLIPMATCH, "SCORING_BATCH_LISTINGS": 8}
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 1}
+    listings = pending_listings(9)
+
+    listing_score(listing_id=listings[0].pk)
+
+    assert forwards == [8]
+
+
+@pytest.mark.django_db
 def test_batch_mates_of_a_listing_with_a_corrupt_image_are_scored(
     tiny_model, queued, forwards
 ):

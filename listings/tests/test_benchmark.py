@@ -14,7 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from listings.benchmark.run import ARMS, e2e_split
+from listings.benchmark.run import ARMS, batches_of, e2e_split
 from listings.benchmark.workload import photo_render, workload_build
 from listings.models import Listing
 
@@ -88,6 +88,47 @@ def test_the_split_charges_the_rest_of_worker_time_to_the_queue():
     assert split["shares"]["queue_and_idle"] == 0.5
 
 
+@pytest.mark.django_db
+def test_the_batches_of_a_round_come_from_the_attempts(settings):
+    from datetime import datetime, timedelta
+    from datetime import timezone as tz
+
+    from listings.models import ScoringAttempt
+    from listings.tests.factories import ListingFactory
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 2}
+    start = datetime(2026, 12, 1, 12, tzinfo=tz.utc)
+    at = lambda s: start + timedelta(seconds=s)  # noqa: E731
+    listings = ListingFactory.create_batch(3)
+    for listing, worker, began, ended in [
+        (listings[0], "host:1", at(1), at(3)),
+        (listings[1], "host:1", at(1), at(4)),
+        (listings[2], "host:2", at(2), at(5)),
+    ]:
+        ScoringAttempt.objects.create(
+            listing=listing,
+            content_hash="x",
+            worker=worker,
+            started_at=began,
+            finished_at=ended,
+        )
+
+    batches = batches_of([x.pk for x in listings], start.timestamp(), 5.0)
+
+    # host:1 scored two from 1 s to 4 s, host:2 one from 2 s to 5 s: 6 of the
+    # round's 10 worker-seconds inside a batch.
+    assert batches == {
+        "count": 2,
+        "spans": [[0, 2, 1.0, 4.0], [1, 1, 2.0, 5.0]],
+        "busy_share": 0.6,
+    }
+
+
+def test_an_unknown_arm_is_refused():
+    with pytest.raises(CommandError, match="--arms: unknown fast_arm; choose from"):
+        call_command("clip_benchmark", "--arms", "end_to_end,fast_arm")
+
+
 def test_a_count_below_one_is_refused():
     with pytest.raises(CommandError, match="--listings must be at least 1."):
         call_command("clip_benchmark", "--listings", "0")
@@ -144,10 +185,16 @@ def test_a_run_reports_every_arm_and_leaves_nothing_behind(worker_env, tmp_path)
         "decode",
         "preprocess",
         "forward",
+        "photo_signals",
         "database_and_other",
         "queue_and_idle",
     }
     assert report["e2e_split"]["ms_per_listing"]["forward"] > 0
+    assert report["e2e_split"]["ms_per_listing"]["photo_signals"] > 0
+    # Each round says how its listings were batched: all of them, once.
+    for detail in arms["end_to_end"]["rounds_detail"]:
+        assert sum(size for _, size, _, _ in detail["batches"]["spans"]) == 2
+        assert 0 < detail["batches"]["busy_share"] <= 1
     # --profile keeps the in-process scoring run's statistics for pstats.
     scored = [
         calls

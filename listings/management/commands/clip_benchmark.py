@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from clipmatch import conf
 from clipmatch.inference.sources import ModelLoadError
 from listings.benchmark.environment import bench_environment, child_run
-from listings.benchmark.run import PRECISIONS, benchmark_run
+from listings.benchmark.run import ARMS, PRECISIONS, benchmark_run
 from listings.benchmark.workload import random_vit_b32_build
 
 ARM_LABELS = {
@@ -62,6 +62,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--timeout", type=int, default=600, help="Seconds one round may take."
         )
+        parser.add_argument(
+            "--arms",
+            default=",".join(ARMS),
+            help="The arms to run, comma-separated (default: all; a ratio needs "
+            "both of its arms).",
+        )
         parser.add_argument("--json", action="store_true", help="Print one object.")
         parser.add_argument(
             "--profile",
@@ -76,6 +82,13 @@ class Command(BaseCommand):
         for name in ("listings", "rounds", "threads", "batch_size", "timeout"):
             if options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
+        arms = options["arms"].split(",")
+        unknown = sorted(set(arms) - set(ARMS))
+        if unknown or not arms:
+            raise CommandError(
+                f"--arms: unknown {', '.join(unknown)}; choose from {', '.join(ARMS)}."
+            )
+        options["arms_run"] = tuple(arm for arm in ARMS if arm in arms)
         if options["inside"]:
             return self._inside(options)
         model = options["model"] or conf.get("MODEL")
@@ -128,6 +141,7 @@ class Command(BaseCommand):
             passed.append(f"--{name.replace('_', '-')}={options[name]}")
         if options["precision"]:
             passed.append(f"--precision={options['precision']}")
+        passed.append(f"--arms={','.join(options['arms_run'])}")
         if options["profile"]:
             passed.append(f"--profile={options['profile'].expanduser().resolve()}")
         return passed
@@ -144,6 +158,7 @@ class Command(BaseCommand):
                 timeout=options["timeout"],
                 work_dir=Path(options["inside"]),
                 profile_dump=options["profile"],
+                arms_run=options["arms_run"],
                 progress=lambda line: (self.stderr.write(line), sys.stderr.flush()),
             )
         except (ModelLoadError, ImproperlyConfigured, TimeoutError) as exc:
@@ -170,10 +185,13 @@ class Command(BaseCommand):
                 broker=settings["broker"],
             )
             rounds = " ".join(f"{x:.2f}" for x in figures["listings_per_s"])
+            ratio = figures["vs_bare_fp32"]
             self.stdout.write(
                 f"  {label:<48} {figures['median_listings_per_s']:7.2f} listings/s  "
-                f"{figures['vs_bare_fp32']:5.2f}x  (rounds: {rounds})"
+                f"{f'{ratio:5.2f}x' if ratio else '    -'}  (rounds: {rounds})"
             )
+        if "end_to_end" not in arms:
+            return
         ratios = result["ratios"]
         self.stdout.write(
             f"end to end ({settings['workers']} workers x "
