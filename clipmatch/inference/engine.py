@@ -518,6 +518,12 @@ def load_engine(
             f"Model {ref!r} changed on disk while it was in use "
             f"({fingerprint[:12]} became {source.fingerprint[:12]})."
         )
+    # "auto" resolved first: asked for at the device and precision it stands for,
+    # the same engine answers. A worker preloads at CLIPMATCH_PRECISION ("auto" by
+    # default) and its tasks ask at the precision the model version recorded
+    # ("bf16"): keyed by the words, the first task loaded the model a second time.
+    device = pick_device(device)
+    precision = pick_precision(precision, device)
     # Keyed by pid too: an engine inherited through fork is never reused by a child.
     key = (ref, source.fingerprint, device, precision, threads, batch_size, os.getpid())
     with _lock:

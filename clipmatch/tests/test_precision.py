@@ -155,6 +155,20 @@ def test_each_precision_of_the_configured_model_is_a_version_of_its_own(
     assert versions["fp32"].fingerprint == versions["bf16"].fingerprint
 
 
+def test_auto_and_the_precision_it_stands_for_are_one_engine(tiny_clip_dir):
+    # A worker preloads at CLIPMATCH_PRECISION=auto; its tasks ask at the
+    # precision the model version recorded. One load serves both.
+    device = engine_module.pick_device("auto")
+    chosen = pick_precision("auto", device)
+    auto = engine_module.load_engine(str(tiny_clip_dir), precision="auto")
+    named = engine_module.load_engine(
+        str(tiny_clip_dir), device=device, precision=chosen
+    )
+
+    assert named is auto
+    assert (auto.device, auto.precision) == (device, chosen)
+
+
 def test_the_engine_cache_keeps_precisions_apart(tiny_clip_dir):
     first = engine_module.load_engine(str(tiny_clip_dir), precision="fp32")
     second = engine_module.load_engine(str(tiny_clip_dir), precision="bf16")

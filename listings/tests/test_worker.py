@@ -346,6 +346,28 @@ def test_a_worker_loads_the_model_before_it_takes_its_first_task(model, qcluster
 
 
 @pytest.fixture
+def auto_precision(worker_env):
+    """The workers at the default precision setting, "auto" (the suite's is fp32)."""
+    worker_env["CLIPMATCH_PRECISION"] = "auto"
+
+
+def test_a_worker_preloaded_at_auto_precision_never_loads_the_model_again(
+    model, auto_precision, qcluster
+):
+    listing = listing_after_log_line(qcluster, "Model ready in")
+
+    def routed():
+        listing.refresh_from_db()
+        return listing.status != Listing.Status.PENDING
+
+    wait_for(routed, 60, "the worker to score the listing", qcluster.log_path)
+
+    # The preload asked at "auto", the task at the precision its model version
+    # recorded: one engine for both, loaded once.
+    assert qcluster.log_path.read_text().count("Loading CLIP model") == 1
+
+
+@pytest.fixture
 def broken_model(use_model, tiny_clip_dir, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
