@@ -329,7 +329,17 @@ def listing_after_log_line(qcluster, line: str) -> Listing:
     return listing
 
 
-def test_a_worker_loads_the_model_before_it_takes_its_first_task(model, qcluster):
+@pytest.fixture(params=["fp32", "auto"])
+def worker_precision(request, worker_env):
+    """The workers at the suite's precision and at the default setting, "auto":
+    a preload at "auto" and a task at the precision its version recorded once
+    loaded the model twice."""
+    worker_env["CLIPMATCH_PRECISION"] = request.param
+
+
+def test_a_worker_loads_the_model_once_before_it_takes_its_first_task(
+    model, worker_precision, qcluster
+):
     listing = listing_after_log_line(qcluster, "Model ready in")
 
     def routed():
@@ -342,29 +352,9 @@ def test_a_worker_loads_the_model_before_it_takes_its_first_task(model, qcluster
     # The load happened before the task was taken: its run time never counts it.
     assert log.index("Model ready in") < log.index("'listings.tasks.score_listing'")
     assert "tiny-clip-0@" in log[log.index("Model ready in") :].splitlines()[0]
+    # The task was served by the preloaded engine, not a second load.
+    assert log.count("Loading CLIP model") == 1
     assert listing.status == Listing.Status.PASSED
-
-
-@pytest.fixture
-def auto_precision(worker_env):
-    """The workers at the default precision setting, "auto" (the suite's is fp32)."""
-    worker_env["CLIPMATCH_PRECISION"] = "auto"
-
-
-def test_a_worker_preloaded_at_auto_precision_never_loads_the_model_again(
-    model, auto_precision, qcluster
-):
-    listing = listing_after_log_line(qcluster, "Model ready in")
-
-    def routed():
-        listing.refresh_from_db()
-        return listing.status != Listing.Status.PENDING
-
-    wait_for(routed, 60, "the worker to score the listing", qcluster.log_path)
-
-    # The preload asked at "auto", the task at the precision its model version
-    # recorded: one engine for both, loaded once.
-    assert qcluster.log_path.read_text().count("Loading CLIP model") == 1
 
 
 @pytest.fixture

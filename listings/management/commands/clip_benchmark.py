@@ -84,7 +84,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
         arms = options["arms"].split(",")
         unknown = sorted(set(arms) - set(ARMS))
-        if unknown or not arms:
+        if unknown:
             raise CommandError(
                 f"--arms: unknown {', '.join(unknown)}; choose from {', '.join(ARMS)}."
             )
